@@ -1,0 +1,18 @@
+"""MaskGIT in PyTorch: the official models and weights, generation, editing and training."""
+
+from maskgit.checkpoints import CheckpointError
+from maskgit.configs import ConfigError, TokenizerConfig, TransformerConfig
+from maskgit.models import VQGAN, MaskGITTransformer, load_model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "VQGAN",
+    "MaskGITTransformer",
+    "TokenizerConfig",
+    "TransformerConfig",
+    "CheckpointError",
+    "ConfigError",
+    "load_model",
+    "__version__",
+]

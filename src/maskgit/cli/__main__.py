@@ -1,0 +1,5 @@
+import sys
+
+from maskgit.cli import main
+
+sys.exit(main())

@@ -1,0 +1,80 @@
+"""``from_pretrained`` / ``save_pretrained`` for both models, over every checkpoint format."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, TypeVar
+
+import torch
+from torch import nn
+
+from maskgit.checkpoints.errors import CheckpointError
+from maskgit.checkpoints.formats import read_checkpoint, write_pretrained
+from maskgit.checkpoints.mapping import official_to_state_dict
+
+__all__ = ["PretrainedMixin"]
+
+M = TypeVar("M", bound="PretrainedMixin")
+
+_KIND_NAMES = {"vqgan": "VQGAN tokenizer", "transformer": "MaskGIT transformer"}
+
+
+class PretrainedMixin:
+    """Loading and saving shared by ``VQGAN`` and ``MaskGITTransformer``.
+
+    Subclasses are ``nn.Module``s with a ``config`` attribute and a ``config_class``.
+    """
+
+    config_class: Any
+    config: Any
+
+    @classmethod
+    def from_pretrained(
+        cls: type[M],
+        path: str | os.PathLike[str],
+        config: Any | None = None,
+        *,
+        device: str | torch.device | None = None,
+    ) -> M:
+        """Load weights from an official msgpack file, a maskgit-torch ``.ckpt`` or a folder
+        written by ``save_pretrained``. Without ``config`` it is read from the folder or inferred
+        from the parameter shapes. Returns the model in eval mode.
+        """
+        expected_kind = cls.config_class.model_type
+        if config is not None and not isinstance(config, cls.config_class):
+            raise TypeError(f"config must be a {cls.config_class.__name__}, got {type(config).__name__}")
+        raw = read_checkpoint(path, config=config)
+        if raw.kind != expected_kind:
+            raise CheckpointError(
+                f"{path}: holds a {_KIND_NAMES[raw.kind]} ({raw.format} format), "
+                f"but {cls.__name__} needs a {_KIND_NAMES[expected_kind]}"
+            )
+        # Build on the meta device: no memory and no random init for weights we overwrite.
+        with torch.device("meta"):
+            model = cls(raw.config)  # type: ignore[call-arg]
+        assert isinstance(model, nn.Module)
+        expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+        if raw.official is not None:
+            state = official_to_state_dict(raw.official, raw.config, expected, source=str(path))
+        else:
+            assert raw.state_dict is not None
+            state = raw.state_dict
+            _check_state(state, expected, str(path))
+        model.load_state_dict(state, strict=True, assign=True)
+        model.eval()
+        return model.to(device) if device is not None else model  # type: ignore[return-value]
+
+    def save_pretrained(self, directory: str | os.PathLike[str]) -> None:
+        """Write ``config.json`` and ``model.safetensors`` into ``directory``."""
+        assert isinstance(self, nn.Module)
+        write_pretrained(directory, self.config, self.state_dict())
+
+
+def _check_state(state: dict[str, torch.Tensor], expected: dict[str, tuple[int, ...]], source: str) -> None:
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(f"{source}: missing parameter(s) {missing[:8]}; unexpected parameter(s) {unexpected[:8]}")
+    for name, shape in expected.items():
+        if tuple(state[name].shape) != shape:
+            raise CheckpointError(f"{source}: {name} has shape {tuple(state[name].shape)}, expected {shape}")

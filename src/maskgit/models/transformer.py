@@ -1,0 +1,135 @@
+"""The bidirectional (BERT-style, post-LayerNorm) MaskGIT transformer (spec §2, fixture README §5.2).
+
+Input: ids (B, L) with L ≤ 1 + latent_size², the class token (``label + codebook_size``) at
+position 0 and image tokens after it in raster order. The mask token may be written as -1 (the
+official spelling) or as ``vocab_size - 1``. Output: logits over the full vocabulary.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from maskgit.models.pretrained import PretrainedMixin
+from maskgit.configs import TransformerConfig
+
+__all__ = ["MaskGITTransformer", "TransformerLayer", "SelfAttention"]
+
+# Official BERT-style LayerNorm epsilon (torch's default is 1e-5).
+LAYER_NORM_EPS = 1e-12
+
+
+def _layer_norm(size: int) -> nn.LayerNorm:
+    return nn.LayerNorm(size, eps=LAYER_NORM_EPS)
+
+
+def _gelu(x: torch.Tensor) -> torch.Tensor:
+    # jax.nn.gelu defaults to the tanh approximation; exact erf GELU drifts by ~2e-3 in the logits.
+    return F.gelu(x, approximate="tanh")
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with no mask (the official mask is all ones)."""
+
+    def __init__(self, hidden_size: int, num_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.dropout = dropout
+        self.query = nn.Linear(hidden_size, hidden_size)
+        self.key = nn.Linear(hidden_size, hidden_size)
+        self.value = nn.Linear(hidden_size, hidden_size)
+        self.out = nn.Linear(hidden_size, hidden_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, hidden = x.shape
+        shape = (batch, length, self.num_heads, hidden // self.num_heads)
+        # (B, heads, L, head_dim); the row split head * head_dim + d is flax's (heads, head_dim).
+        q, k, v = (proj(x).view(shape).transpose(1, 2) for proj in (self.query, self.key, self.value))
+        attended = F.scaled_dot_product_attention(
+            q, k, v, dropout_p=self.dropout if self.training else 0.0
+        )
+        return self.out(attended.transpose(1, 2).reshape(batch, length, hidden))
+
+
+class TransformerLayer(nn.Module):
+    """Post-LN layer: x = LN(x + drop(attn(x))); x = LN(x + drop(mlp(x)))."""
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        hidden = config.hidden_size
+        self.attention = SelfAttention(hidden, config.num_heads, config.dropout)
+        self.attention_norm = _layer_norm(hidden)
+        self.mlp_intermediate = nn.Linear(hidden, config.intermediate_size)
+        self.mlp_output = nn.Linear(config.intermediate_size, hidden)
+        self.mlp_norm = _layer_norm(hidden)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.attention_norm(x + self.dropout(self.attention(x)))
+        h = self.mlp_output(_gelu(self.mlp_intermediate(x)))
+        return self.mlp_norm(x + self.dropout(h))
+
+
+class MaskGITTransformer(PretrainedMixin, nn.Module):
+    """ids (B, L) int → logits (B, L, vocab_size) float.
+
+    The output head is tied to the word embeddings and has its own bias over the full vocabulary
+    (``mlm_bias``). Decoding uses only ``logits[..., :codebook_size]``.
+    """
+
+    config_class = TransformerConfig
+
+    def __init__(self, config: TransformerConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or TransformerConfig()
+        hidden = config.hidden_size
+        self.word_embeddings = nn.Embedding(config.vocab_size, hidden)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, hidden)
+        self.embedding_norm = _layer_norm(hidden)
+        self.dropout = nn.Dropout(config.dropout)
+        self.layers = nn.ModuleList(TransformerLayer(config) for _ in range(config.num_layers))
+        self.mlm_dense = nn.Linear(hidden, hidden)
+        self.mlm_norm = _layer_norm(hidden)
+        self.mlm_bias = nn.Parameter(torch.zeros(config.vocab_size))
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """The official BERT initialisers: truncated normal (±2σ, σ = 0.02) for kernels and
+        embeddings, zero biases, unit LayerNorm scales."""
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.trunc_normal_(module.weight, std=0.02, a=-0.04, b=0.04)
+                if isinstance(module, nn.Linear):
+                    module.bias.zero_()
+            elif isinstance(module, nn.LayerNorm):
+                module.weight.fill_(1.0)
+                module.bias.zero_()
+        self.mlm_bias.zero_()
+
+    def _check_ids(self, ids: torch.Tensor) -> None:
+        if not isinstance(ids, torch.Tensor) or ids.is_floating_point() or ids.is_complex():
+            raise TypeError("ids must be an integer torch.Tensor")
+        if ids.dim() != 2:
+            raise ValueError(f"ids must be (B, L), got shape {tuple(ids.shape)}")
+        limit = self.config.max_position_embeddings
+        if not 0 < ids.shape[1] <= limit:
+            raise ValueError(f"sequence length must be in [1, {limit}], got {ids.shape[1]}")
+        low, high = int(ids.min()), int(ids.max())
+        if low < -1 or high >= self.config.vocab_size:
+            raise ValueError(
+                f"ids must be in [-1, {self.config.vocab_size}) (-1 and {self.config.mask_token_id} "
+                f"are the mask), got values in [{low}, {high}]"
+            )
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        self._check_ids(ids)
+        # JAX's take wraps -1 to the last row; nn.Embedding would raise on it.
+        ids = torch.where(ids < 0, self.config.mask_token_id, ids).long()
+        positions = self.position_embeddings.weight[: ids.shape[1]]
+        x = self.dropout(self.embedding_norm(self.word_embeddings(ids) + positions))
+        for layer in self.layers:
+            x = layer(x)
+        h = self.mlm_norm(_gelu(self.mlm_dense(x)))
+        return F.linear(h, self.word_embeddings.weight, self.mlm_bias)

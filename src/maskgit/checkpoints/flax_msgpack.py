@@ -86,6 +86,8 @@ def _encode_array(array: np.ndarray) -> msgpack.ExtType:
 def _chunk(tree: Any, max_chunk_bytes: int) -> Any:
     if isinstance(tree, Mapping):
         return {key: _chunk(value, max_chunk_bytes) for key, value in tree.items()}
+    if isinstance(tree, np.generic):
+        return tree  # numpy scalars keep their own ext type
     array = np.asarray(tree)
     if array.nbytes <= max_chunk_bytes:
         return array

@@ -152,7 +152,10 @@ class VectorQuantizer(nn.Module):
         distances = self.distances(vectors)
         ids = distances.argmin(dim=1).view(batch, height, width)  # first index wins on ties
         quantized = self.embed(ids).to(latents.dtype)
-        quantized = latents + (quantized - latents).detach()  # straight-through estimator
+        if latents.requires_grad:
+            # Straight-through estimator. Only when training: the extra add/subtract rounds, and
+            # inference must return the code vectors bit for bit.
+            quantized = latents + (quantized - latents).detach()
         return QuantizerOutput(quantized, ids, distances)
 
 

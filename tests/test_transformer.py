@@ -1,0 +1,98 @@
+"""Transformer parity with the official fixtures, and input checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import load_npz
+from maskgit import MaskGITTransformer, TransformerConfig
+from maskgit.checkpoints.mapping import transformer_scopes
+
+LOGIT_TOL = dict(atol=5e-5, rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def io():
+    return load_npz("transformer_small_io.npz")
+
+
+def test_logits_match_official(small_transformer, io):
+    with torch.no_grad():
+        logits = small_transformer(torch.from_numpy(io["input_ids"]))
+    assert logits.shape == (3, 65, 75)
+    np.testing.assert_allclose(logits.numpy(), io["logits"], **LOGIT_TOL)
+
+
+def test_minus_one_and_last_row_are_the_same_mask(small_transformer, io):
+    ids = torch.from_numpy(io["input_ids"]).long()
+    assert (ids == -1).any()
+    with torch.no_grad():
+        torch.testing.assert_close(
+            small_transformer(ids), small_transformer(torch.where(ids == -1, 74, ids)), rtol=0, atol=0
+        )
+
+
+def test_every_intermediate_matches_official(small_transformer, io):
+    modules = dict(small_transformer.named_modules())
+    scopes = {s.official: s.ours for s in transformer_scopes(small_transformer.config) if s.kind != "leaf"}
+    # Scopes whose output is the output of a module of ours that has another official name.
+    for n in range(small_transformer.config.num_layers):
+        layer = f"TransformerLayer_{n}"
+        scopes[layer] = f"layers.{n}"
+        scopes[f"{layer}/Attention_0"] = f"layers.{n}.attention_norm"
+        scopes[f"{layer}/Attention_0/self_attention"] = f"layers.{n}.attention"
+        scopes[f"{layer}/Mlp_0"] = f"layers.{n}.mlp_norm"
+    scopes["Embed_0"] = "embedding_norm"
+    captured: dict[str, torch.Tensor] = {}
+    handles = []
+    for key in io:
+        official = key.removeprefix("inter:")
+        if key.startswith("inter:") and official in scopes:
+            module = modules[scopes[official]]
+            handles.append(module.register_forward_hook(lambda m, i, o, key=key: captured.__setitem__(key, o)))
+    try:
+        with torch.no_grad():
+            logits = small_transformer(torch.from_numpy(io["input_ids"][:1]))
+    finally:
+        for handle in handles:
+            handle.remove()
+    captured["inter:MlmLayer_0"] = captured["inter:MlmLayer_0/mlm_bias"] = logits
+    captured["inter:Embed_0/position_embeddings"] = small_transformer.position_embeddings.weight[None, :65]
+    for key, output in captured.items():
+        expected = io[key]
+        np.testing.assert_allclose(output.detach().reshape(expected.shape).numpy(), expected, **LOGIT_TOL, err_msg=key)
+    assert set(captured) == {k for k in io if k.startswith("inter:")}
+
+
+def test_shorter_sequences_use_the_leading_positions(small_transformer, io):
+    ids = torch.from_numpy(io["input_ids"][:1]).long()
+    with torch.no_grad():
+        full = small_transformer(ids)
+    assert small_transformer(ids[:, :10]).shape == (1, 10, 75)
+    assert not torch.allclose(full[:, :10], small_transformer(ids[:, :10]).detach())  # attention sees all
+
+
+@pytest.mark.parametrize("bad", [-2, 75])
+def test_ids_outside_the_vocabulary_are_rejected(small_transformer, bad):
+    ids = torch.zeros(1, 65, dtype=torch.long)
+    ids[0, 3] = bad
+    with pytest.raises(ValueError, match=r"\[-1, 75\)"):
+        small_transformer(ids)
+
+
+def test_too_long_sequences_are_rejected(small_transformer):
+    with pytest.raises(ValueError, match=r"\[1, 65\]"):
+        small_transformer(torch.zeros(1, 66, dtype=torch.long))
+
+
+def test_dropout_only_in_training_mode():
+    model = MaskGITTransformer(TransformerConfig(codebook_size=8, num_classes=2, hidden_size=32, num_layers=1,
+                                                 num_heads=2, intermediate_size=64, latent_size=2, dropout=0.5))
+    ids = torch.randint(0, 8, (2, 5))
+    model.eval()
+    torch.testing.assert_close(model(ids), model(ids))
+    model.train()
+    torch.manual_seed(0)
+    assert not torch.allclose(model(ids), model(ids))

@@ -1,10 +1,15 @@
-"""The one exception type for unreadable or mismatched checkpoints."""
+"""Exception types for checkpoints: unreadable or mismatched files, and downloads that failed."""
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError"]
+__all__ = ["CheckpointError", "DownloadError"]
 
 
 class CheckpointError(ValueError):
     """A checkpoint cannot be read or does not fit the model. The message names the file and the
     offending key or shape."""
+
+
+class DownloadError(CheckpointError):
+    """A checkpoint file could not be downloaded (no network, server error, wrong size or hash).
+    The message names the URL and the local path, so the file can be fetched by hand instead."""

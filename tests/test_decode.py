@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import pytest
 import torch
 
 from conftest import load_npz
-from maskgit.sampling import MASK_ID, SCHEDULES, DecodeStep, decode, num_masked_per_step
+from maskgit.sampling import (
+    MASK_ID,
+    SCHEDULES,
+    DecodeStep,
+    decode,
+    gumbel_noise,
+    num_masked_per_step,
+)
 
 FIXTURES = ["decode_small_generate.npz", "decode_small_edit.npz"]
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    # Many tiny steps: a second intra-op thread only adds hand-off cost, which on a loaded
+    # 2-core machine made these tests up to 10x slower (MKL's threaded log on ~10^3 elements).
+    # conftest's autouse thread setting runs before this module's, so this one wins.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _replay_noise(data):
@@ -51,10 +67,9 @@ def test_per_step_logits_match_trace(small_transformer, name):
     cur = torch.from_numpy(data["trace_cur_ids"]).long()
     steps, batch, length = cur.shape
     with torch.no_grad():
-        logits = small_transformer(cur.reshape(steps * batch, length))[..., : int(data["codebook_size"])]
-    np.testing.assert_allclose(
-        logits.reshape(data["trace_logits"].shape).numpy(), data["trace_logits"], atol=5e-5, rtol=1e-5
-    )
+        logits = small_transformer(cur.reshape(steps * batch, length))
+    logits = logits[..., : int(data["codebook_size"])].reshape(data["trace_logits"].shape)
+    np.testing.assert_allclose(logits.numpy(), data["trace_logits"], atol=5e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("name", FIXTURES)
@@ -67,24 +82,28 @@ def test_replayed_noise_reproduces_official_run(small_transformer, name):
 
     steps = data["trace_step"].tolist()
     assert [r.step for r in records] == steps
-    assert calls == [
-        (step, kind, shape)
-        for step in steps
-        for kind, shape in (("sample", tuple(data["trace_logits"].shape[1:])), ("choice", tuple(data["trace_cur_ids"].shape[1:])))
-    ]
+    sample_shape = tuple(data["trace_logits"].shape[1:])
+    choice_shape = tuple(data["trace_cur_ids"].shape[1:])
+    expected_calls = [[(s, "sample", sample_shape), (s, "choice", choice_shape)] for s in steps]
+    assert calls == [call for pair in expected_calls for call in pair]
     for i, record in enumerate(records):
         # The step's input is the previous step's output, so each logits row saw trace_cur_ids[i].
         previous = torch.from_numpy(data["input_tokens"]) if i == 0 else records[i - 1].next_ids
         np.testing.assert_array_equal(previous.numpy(), data["trace_cur_ids"][i])
         assert record.logits.dtype == torch.float32
-        np.testing.assert_allclose(record.logits.numpy(), data["trace_logits"][i], atol=5e-5, rtol=1e-5)
+        np.testing.assert_allclose(
+            record.logits.numpy(), data["trace_logits"][i], atol=5e-5, rtol=1e-5
+        )
         np.testing.assert_array_equal(record.sampled_ids.numpy(), data["trace_sampled_ids"][i])
-        expected_probs = data["trace_selected_probs"][i]
+        probs, expected_probs = record.selected_probs.numpy(), data["trace_selected_probs"][i]
         finite = np.isfinite(expected_probs)
-        np.testing.assert_array_equal(np.isfinite(record.selected_probs.numpy()), finite)
-        np.testing.assert_allclose(record.selected_probs.numpy()[finite], expected_probs[finite], atol=1e-5, rtol=0)
-        np.testing.assert_array_equal(record.mask_ratio.numpy(), np.broadcast_to(data["trace_mask_ratio"][i], (2,)))
-        np.testing.assert_array_equal(record.mask_len.numpy(), data["trace_mask_len"][i].astype(np.int64))
+        np.testing.assert_array_equal(np.isfinite(probs), finite)
+        np.testing.assert_allclose(probs[finite], expected_probs[finite], atol=1e-5, rtol=0)
+        # Bit for bit, and one value per row.
+        np.testing.assert_array_equal(
+            record.mask_ratio.numpy(), np.full(2, data["trace_mask_ratio"][i])
+        )
+        np.testing.assert_array_equal(record.mask_len.numpy(), data["trace_mask_len"][i])
         np.testing.assert_array_equal(record.masking.numpy(), data["trace_masking"][i])
         np.testing.assert_array_equal(record.next_ids.numpy(), data["trace_next_ids"][i])
 
@@ -114,18 +133,26 @@ def test_bf16_logits_are_sampled_in_float32(small_transformer):
         generator=torch.Generator().manual_seed(0),
         callback=records.append,
     )
-    assert all(r.logits.dtype == torch.float32 and r.selected_probs.dtype == torch.float32 for r in records)
+    assert len(records) == 4
+    assert all(r.logits.dtype == r.selected_probs.dtype == torch.float32 for r in records)
     assert final[:, -1, 1:].min() >= 0 and final[:, -1, 1:].max() < 64
 
 
 def test_training_mode_model_decodes_without_dropout(small_transformer):
     ids = torch.full((2, 65), -1)
     ids[:, 0] = 64 + 1
-    reference = decode(small_transformer, ids, num_iter=6, generator=torch.Generator().manual_seed(3))
+
+    def run():
+        generator = torch.Generator().manual_seed(3)
+        return decode(small_transformer, ids, num_iter=6, generator=generator)
+
+    reference = run()
     small_transformer.train()
     try:
-        again = decode(small_transformer, ids, num_iter=6, generator=torch.Generator().manual_seed(3))
-        assert small_transformer.training  # restored
+        with torch.no_grad():  # dropout 0.1 is live in training mode...
+            assert not torch.equal(small_transformer(ids), small_transformer(ids))
+        again = run()  # ...but decode switches it off
+        assert small_transformer.training  # and restores the mode
     finally:
         small_transformer.eval()
     assert torch.equal(reference, again)
@@ -133,17 +160,6 @@ def test_training_mode_model_decodes_without_dropout(small_transformer):
 
 # --- invariants, with a cheap stand-in for the transformer ------------------------------------
 
-
-@contextlib.contextmanager
-def _single_thread():
-    # Thousands of tiny steps: a second intra-op thread only adds hand-off cost, which on a
-    # loaded 2-core machine made these tests 10x slower (MKL's threaded log on ~10^3 elements).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 CODEBOOK = 16
 LENGTH = 1 + 25
@@ -182,19 +198,21 @@ def _check_invariants(final, records, ids, schedule, num_iter, start_iter):
     assert final.shape == (ids.shape[0], num_iter, ids.shape[1])
     assert [r.step for r in records] == list(range(start_iter, num_iter))
     assert torch.equal(final[:, :start_iter], ids.unsqueeze(1).expand(-1, start_iter, -1))
-    known_rows = final[:, start_iter:]
-    # Given tokens never change; new tokens are image tokens; the result has no masks.
-    assert torch.equal(known_rows[~unknown.unsqueeze(1).expand_as(known_rows)].view(-1),
-                       ids.unsqueeze(1).expand_as(known_rows)[~unknown.unsqueeze(1).expand_as(known_rows)].view(-1))
-    filled = known_rows[unknown.unsqueeze(1).expand_as(known_rows)]
-    assert bool(((filled >= 0) & (filled < CODEBOOK)).all())
+    for step in range(start_iter, num_iter):
+        # Given tokens never change; new tokens are image tokens.
+        assert torch.equal(final[:, step][~unknown], ids[~unknown])
+        filled = final[:, step][unknown]
+        assert bool(((filled >= 0) & (filled < CODEBOOK)).all())
     assert bool((final[:, -1] != MASK_ID).all())
-    expected = [num_masked_per_step(schedule, num_iter, row_n0, start_iter=start_iter) for row_n0 in n0]
+    expected = [
+        num_masked_per_step(schedule, num_iter, row_n0, start_iter=start_iter) for row_n0 in n0
+    ]
     for i, record in enumerate(records):
         masked = record.next_ids == MASK_ID
         # Only originally unknown tokens are ever re-masked, and exactly the scheduled number.
         assert not bool((masked & ~unknown).any())
-        assert masked.sum(-1).tolist() == [row[i] for row in expected], (schedule, num_iter, record.step)
+        counts = masked.sum(-1).tolist()
+        assert counts == [row[i] for row in expected], (schedule, num_iter, record.step)
         assert torch.equal(record.sampled_ids, final[:, record.step])
 
 
@@ -202,11 +220,6 @@ def _check_invariants(final, records, ids, schedule, num_iter, start_iter):
 def test_scheduled_number_masked_after_every_step(schedule):
     ids = _invariant_input()
     model = RandomLogits()
-    with _single_thread():
-        _check_every_step_count(model, ids, schedule)
-
-
-def _check_every_step_count(model, ids, schedule):
     for num_iter in range(1, 33):
         for start_iter in sorted({0, num_iter // 2}):
             records = []
@@ -237,6 +250,17 @@ def test_seed_reproduces_and_different_seeds_differ():
     first = run(7)
     torch.manual_seed(1)
     assert torch.equal(first, run(7))
+
+
+def test_gumbel_noise_is_standard_gumbel_and_seeded():
+    generator = torch.Generator().manual_seed(0)
+    noise = gumbel_noise((200_000,), generator)
+    assert noise.dtype == torch.float32 and bool(torch.isfinite(noise).all())
+    # Gumbel(0, 1): mean = Euler's gamma, variance = pi^2 / 6.
+    assert float(noise.mean()) == pytest.approx(0.5772, abs=0.01)
+    assert float(noise.var()) == pytest.approx(np.pi**2 / 6, abs=0.03)
+    again = gumbel_noise((200_000,), torch.Generator().manual_seed(0))
+    assert torch.equal(noise, again)
 
 
 def test_zero_temperature_zero_noise_is_greedy_confidence():

@@ -11,6 +11,7 @@ The step is split into small functions (``gumbel_noise``, ``sample_ids``, ``sele
 from __future__ import annotations
 
 import contextlib
+import numbers
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -161,6 +162,13 @@ def _eval_mode(model: object) -> Iterator[None]:
         yield
 
 
+_INTEGER_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def _model_config_value(transformer: object, name: str) -> int | None:
     config = getattr(transformer, "config", None)
     value = getattr(config, name, None)
@@ -180,7 +188,8 @@ def _draw(
     value = torch.as_tensor(noise(step, kind, shape))
     if tuple(value.shape) != shape:
         raise ValueError(
-            f"noise({step}, {kind!r}, {shape}) returned shape {tuple(value.shape)}, expected {shape}"
+            f"noise({step}, {kind!r}, {shape}) returned shape {tuple(value.shape)}, "
+            f"expected {shape}"
         )
     return value.to(device=device, dtype=torch.float32)
 
@@ -225,12 +234,15 @@ def decode(
         (before re-masking); rows before ``start_iter`` are copies of ``ids`` as given. The
         result is ``[:, -1]``, with every token in [0, K) except the given ones.
     """
-    if not isinstance(num_iter, int) or num_iter < 1:
+    if not _is_int(num_iter) or num_iter < 1:
         raise ValueError(f"num_iter must be an integer >= 1, got {num_iter!r}")
-    if not isinstance(start_iter, int) or not 0 <= start_iter < num_iter:
+    if not _is_int(start_iter) or not 0 <= start_iter < num_iter:
         raise ValueError(f"start_iter must be in [0, num_iter={num_iter}), got {start_iter!r}")
-    if not isinstance(ids, torch.Tensor) or ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
-        raise ValueError(f"ids must be an integer torch.Tensor, got {getattr(ids, 'dtype', type(ids))}")
+    num_iter, start_iter = int(num_iter), int(start_iter)
+    if not isinstance(ids, torch.Tensor) or ids.dtype not in _INTEGER_DTYPES:
+        raise ValueError(
+            f"ids must be an integer torch.Tensor, got {getattr(ids, 'dtype', type(ids).__name__)}"
+        )
     if ids.dim() != 2 or ids.shape[0] == 0 or ids.shape[1] == 0:
         raise ValueError(f"ids must have shape (B, L) with B, L >= 1, got {tuple(ids.shape)}")
     if not choice_temperature >= 0:
@@ -260,7 +272,8 @@ def decode(
     row_ratios = mask_ratio(schedule, ratios[:, None], total_unknown).to(device)
     scheduled = scheduled_num_masked(schedule, steps[:, None], num_iter, total_unknown).to(device)
     # The official choice_temperature * (1 - r), a float32 product.
-    temperatures = (torch.tensor(choice_temperature, dtype=torch.float32) * (1.0 - ratios)).to(device)
+    temperatures = torch.tensor(choice_temperature, dtype=torch.float32) * (1.0 - ratios)
+    temperatures = temperatures.to(device)
 
     final = ids.unsqueeze(1).repeat(1, num_iter, 1)
     current = torch.where(unknown, MASK_ID, ids)

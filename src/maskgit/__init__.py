@@ -3,12 +3,16 @@
 from maskgit.checkpoints import CheckpointError
 from maskgit.configs import ConfigError, TokenizerConfig, TransformerConfig
 from maskgit.models import VQGAN, MaskGITTransformer, load_model
+from maskgit.pipeline import MaskGIT
+from maskgit.sampling import decode
 
 __version__ = "0.1.0"
 
 __all__ = [
     "VQGAN",
     "MaskGITTransformer",
+    "MaskGIT",
+    "decode",
     "TokenizerConfig",
     "TransformerConfig",
     "CheckpointError",

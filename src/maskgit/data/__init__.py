@@ -1,7 +1,7 @@
 """Datasets: image folders, Fashion-MNIST and MNIST (idx files), their transforms, and token files
 (images encoded once by the tokenizer for transformer training)."""
 
-from maskgit.data.datasets import IMAGE_EXTENSIONS, ImageDataset, ImageFolder, build_dataset, load_image
+from maskgit.data.datasets import IMAGE_EXTENSIONS, ImageDataset, ImageFolder, build_dataset
 from maskgit.data.idx import (
     FASHION_MNIST_CLASSES,
     FASHION_MNIST_ROOT,
@@ -24,7 +24,6 @@ __all__ = [
     "MNIST_CLASSES",
     "ImageFolder",
     "IMAGE_EXTENSIONS",
-    "load_image",
     "train_transform",
     "eval_transform",
     "build_dataset",

@@ -20,10 +20,11 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from maskgit.imageio import open_image
 from maskgit.data.idx import FASHION_MNIST_ROOT, IdxImages, load_fashion_mnist, load_mnist
 from maskgit.data.transforms import PadTransform, TrainTransform, eval_transform
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageFolder", "ImageDataset", "build_dataset", "load_image"]
+__all__ = ["IMAGE_EXTENSIONS", "ImageFolder", "ImageDataset", "build_dataset"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 # Folder names that mark a dataset split rather than a class.
@@ -31,17 +32,6 @@ _SPLIT_FOLDERS = ("train", "val", "validation", "test")
 # Idx images that fit in S x S with at most this many extra pixels per side are zero-padded (lossless:
 # 28 → 32 keeps every digit pixel on MNIST's black background); larger gaps are bicubic-resized.
 _MAX_PAD = 4
-
-
-def load_image(path: str | os.PathLike[str]) -> Image.Image:
-    """Open an image file fully decoded as RGB; a file PIL cannot read raises ``ValueError`` naming it."""
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")  # convert() decodes now, so truncated files fail here
-    except FileNotFoundError:
-        raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise ValueError(f"{path}: cannot read image ({type(error).__name__}: {error})") from None
 
 
 def _is_image(name: str, extensions: tuple[str, ...]) -> bool:
@@ -110,7 +100,7 @@ class ImageFolder:
 
     def load(self, index: int) -> tuple[Image.Image, int]:
         """(RGB PIL image, label) of sample ``index``."""
-        return load_image(self.path(index)), int(self.labels[index])
+        return open_image(self.path(index)).convert("RGB"), int(self.labels[index])
 
 
 class ImageDataset(Dataset):

@@ -1,0 +1,344 @@
+"""``maskgit generate | reconstruct | edit | inpaint | outpaint``.
+
+Every command validates all of its inputs before it writes anything, writes each PNG atomically,
+and records its settings in ``manifest.json``. ``--resume`` skips images already on disk; with a
+seed, the images it does write are the same as an uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from maskgit.cli import CLIError
+from maskgit.data.datasets import IMAGE_EXTENSIONS
+from maskgit.io import atomic_write_text
+
+# -- shared options -------------------------------------------------------------------------------
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="a saved pipeline folder or a registered name (imagenet256, imagenet512)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="autocast precision of the models")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--resume", action="store_true", help="skip images that already exist in --out")
+
+
+def _add_sampling_options(parser: argparse.ArgumentParser, steps: int) -> None:
+    parser.add_argument("--steps", type=int, default=steps, help=f"decoding steps (default {steps})")
+    parser.add_argument("--temperature", type=float, default=4.5, help="choice temperature of the re-masking noise")
+    parser.add_argument("--schedule", default="cosine", help="mask schedule: cosine, linear, square, cubic, sqrt, powX, log, exp")
+    parser.add_argument("--seed", type=int, default=0, help="random seed; image i depends only on (seed, i)")
+    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
+
+
+def _add_edit_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--image", type=Path, required=True, help="input image")
+    parser.add_argument("--class", dest="classes", action="append", required=True, help="class index or name")
+    parser.add_argument("--num", type=int, default=4, help="samples to make (default 4)")
+    parser.add_argument(
+        "--keep-size", action="store_true",
+        help="use the image at its own size (sides must be multiples of the token size) instead of "
+        "resizing its short side to the model's resolution and centre-cropping",
+    )
+
+
+def _load_pipeline(args: argparse.Namespace):
+    from maskgit.pipeline import MaskGIT
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return MaskGIT.from_pretrained(args.model, device=device, precision=args.precision)
+
+
+def _check_sampling(args: argparse.Namespace) -> None:
+    from maskgit.sampling.schedules import canonical_schedule
+
+    if args.steps < 1:
+        raise CLIError(f"--steps must be at least 1, got {args.steps}")
+    if getattr(args, "batch_size", 1) < 1:
+        raise CLIError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if getattr(args, "num", 1) < 1:
+        raise CLIError(f"--num must be at least 1, got {args.num}")
+    canonical_schedule(args.schedule)
+
+
+def _settings(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
+    skip = {"run", "command"}
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in skip}
+    return {"command": args.command, **settings, **extra}
+
+
+def _write_manifest(out: Path, settings: dict[str, Any], outputs: list[str]) -> None:
+    from maskgit import __version__
+
+    manifest = {"maskgit_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "settings": settings, "outputs": outputs}
+    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+
+
+def _prepare_image(path: Path, size: int | None, factor: int) -> torch.Tensor:
+    """Load an image; resize its short side to ``size`` and centre-crop, unless ``size`` is None."""
+    from maskgit.data.transforms import eval_transform
+    from maskgit.imageio import load_image
+
+    image = load_image(path)
+    if size is not None:
+        from PIL import Image
+
+        from maskgit.imageio import to_uint8
+
+        return eval_transform(size)(Image.fromarray(to_uint8(image)))
+    height, width = image.shape[-2:]
+    if height % factor or width % factor:
+        raise CLIError(f"{path}: {height}x{width} is not a multiple of {factor} on each side (drop --keep-size to resize)")
+    return image
+
+
+def _save_all(images: torch.Tensor, paths: list[Path]) -> None:
+    from maskgit.imageio import save_image
+
+    for image, path in zip(images, paths):
+        save_image(image, path)
+
+
+def _save_grid(paths: list[Path], destination: Path) -> None:
+    """Tile the written images (all of them, including those kept by --resume) into one PNG."""
+    from maskgit.imageio import load_image, make_grid, save_image
+
+    if paths:
+        save_image(make_grid(torch.stack([load_image(p) for p in paths])), destination)
+
+
+# -- generate -------------------------------------------------------------------------------------
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from maskgit.class_names import parse_class_list
+
+    _check_sampling(args)
+    pipeline = _load_pipeline(args)
+    classes = parse_class_list(args.classes, pipeline.class_names)
+    jobs = [(c, k) for c in classes for k in range(args.num)]  # image i = jobs[i]
+    paths = [args.out / f"{c:04d}" / f"{k:04d}.png" for c, k in jobs]
+    todo = [i for i, p in enumerate(paths) if not (args.resume and p.exists())]
+    with tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="img", desc="generate") as bar:
+        # Contiguous runs of missing images keep their global index, and so their seed.
+        for start in range(0, len(todo), args.batch_size):
+            batch = todo[start : start + args.batch_size]
+            runs = _contiguous(batch)
+            for first, count in runs:
+                images = pipeline.generate(
+                    [jobs[i][0] for i in range(first, first + count)], num_steps=args.steps,
+                    choice_temperature=args.temperature, schedule=args.schedule, seed=args.seed,
+                    first_index=first,
+                )
+                _save_all(images, paths[first : first + count])
+                bar.update(count)
+    _save_grid(paths, args.out / "grid.png")
+    _write_manifest(args.out, _settings(args, classes=classes,
+                                        class_names=[pipeline.class_names[c] for c in classes]),
+                    [str(p.relative_to(args.out)) for p in paths])
+    print(f"wrote {len(todo)} image(s) ({len(jobs) - len(todo)} kept) to {args.out}")
+    return 0
+
+
+def _contiguous(indices: list[int]) -> list[tuple[int, int]]:
+    runs: list[tuple[int, int]] = []
+    for index in indices:
+        if runs and runs[-1][0] + runs[-1][1] == index:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((index, 1))
+    return runs
+
+
+# -- reconstruct ----------------------------------------------------------------------------------
+
+
+def run_reconstruct(args: argparse.Namespace) -> int:
+    from maskgit.data.transforms import eval_transform
+    from maskgit.imageio import open_image, save_image
+
+    if args.batch_size < 1:
+        raise CLIError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if not args.images.is_dir():
+        raise CLIError(f"{args.images}: not a folder")
+    files = sorted(
+        p for p in args.images.rglob("*")
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+        and not any(part.startswith(".") for part in p.relative_to(args.images).parts)
+    )
+    if not files:
+        raise CLIError(f"{args.images}: no images found (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
+    pipeline = _load_pipeline(args)
+    size = args.image_size or pipeline.image_size
+    transform = eval_transform(size)
+    outputs = [args.out / "reconstructions" / p.relative_to(args.images).with_suffix(".png") for p in files]
+    todo = [i for i, p in enumerate(outputs) if not (args.resume and p.exists())]
+    with tqdm(total=len(files), initial=len(files) - len(todo), unit="img", desc="reconstruct") as bar:
+        for start in range(0, len(todo), args.batch_size):
+            batch = todo[start : start + args.batch_size]
+            inputs = torch.stack([transform(open_image(files[i]).convert("RGB")) for i in batch])
+            _save_all(pipeline.reconstruct(inputs), [outputs[i] for i in batch])
+            if args.write_inputs:
+                _save_all(inputs, [args.out / "inputs" / outputs[i].relative_to(args.out / "reconstructions") for i in batch])
+            bar.update(len(batch))
+    _write_manifest(args.out, _settings(args, image_size=size), [str(p.relative_to(args.out)) for p in outputs])
+    print(f"reconstructed {len(todo)} image(s) ({len(files) - len(todo)} kept) into {args.out}")
+    return 0
+
+
+# -- edit, inpaint, outpaint ----------------------------------------------------------------------
+
+
+def _run_editing(
+    args: argparse.Namespace,
+    validate: Callable[[Any, torch.Tensor], dict[str, Any]],
+    call: Callable[..., torch.Tensor],
+) -> int:
+    from maskgit.class_names import parse_class_list
+
+    _check_sampling(args)
+    pipeline = _load_pipeline(args)
+    classes = parse_class_list(args.classes, pipeline.class_names)
+    if len(classes) != 1:
+        raise CLIError(f"give exactly one --class for {args.command}, got {len(classes)}")
+    factor = pipeline.tokenizer.config.downsample_factor
+    image = _prepare_image(args.image, None if args.keep_size else pipeline.image_size, factor)
+    extra = validate(pipeline, image)  # raises before anything is written
+    paths = [args.out / f"{args.command}_{k:04d}.png" for k in range(args.num)]
+    if not (args.resume and all(p.exists() for p in paths)):
+        images = call(pipeline, image, classes[0], extra)
+        _save_all(images, paths)
+    from maskgit.imageio import save_image
+
+    save_image(image, args.out / "input.png")
+    _save_grid(paths, args.out / "grid.png")
+    _write_manifest(args.out, _settings(args, class_id=classes[0], class_name=pipeline.class_names[classes[0]]),
+                    [str(p.relative_to(args.out)) for p in paths])
+    print(f"wrote {len(paths)} image(s) to {args.out}")
+    return 0
+
+
+def _sampling_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return dict(num_samples=args.num, num_steps=args.steps, choice_temperature=args.temperature,
+                schedule=args.schedule, seed=args.seed)
+
+
+def run_edit(args: argparse.Namespace) -> int:
+    from maskgit.sampling.editing import Box
+
+    box = Box.parse(args.box)
+
+    def validate(pipeline: Any, image: torch.Tensor) -> dict[str, Any]:
+        box.check_inside(*image.shape[-2:])
+        if not 0 <= args.start_iter < args.steps:
+            raise CLIError(f"--start-iter must be in [0, --steps={args.steps}), got {args.start_iter}")
+        return {}
+
+    return _run_editing(args, validate, lambda p, image, c, _: p.edit(
+        image, box, c, start_iter=args.start_iter, **_sampling_kwargs(args)))
+
+
+def run_inpaint(args: argparse.Namespace) -> int:
+    from maskgit.imageio import load_mask
+
+    def validate(pipeline: Any, image: torch.Tensor) -> dict[str, Any]:
+        mask = load_mask(args.mask)
+        if not args.keep_size:
+            # The mask follows the image through the same resize and crop (nearest keeps it binary).
+            mask = _resize_mask(mask, args.image, pipeline.image_size)
+        if tuple(mask.shape) != tuple(image.shape[-2:]):
+            raise CLIError(f"{args.mask}: mask is {mask.shape[0]}x{mask.shape[1]} but the image is "
+                           f"{image.shape[1]}x{image.shape[2]}")
+        if not mask.any():
+            raise CLIError(f"{args.mask}: mask is empty (no white pixels): nothing to inpaint")
+        return {"mask": mask}
+
+    return _run_editing(args, validate, lambda p, image, c, extra: p.inpaint(
+        image, extra["mask"], c, **_sampling_kwargs(args)))
+
+
+def _resize_mask(mask: torch.Tensor, image_path: Path, size: int) -> torch.Tensor:
+    from PIL import Image
+
+    from maskgit.imageio import open_image
+
+    source = open_image(image_path)
+    if mask.shape != (source.height, source.width):
+        raise CLIError(f"mask is {mask.shape[0]}x{mask.shape[1]} but {image_path} is {source.height}x{source.width}")
+    picture = Image.fromarray(mask.numpy().astype("uint8") * 255)
+    scale = size / min(source.width, source.height)
+    width, height = max(size, round(source.width * scale)), max(size, round(source.height * scale))
+    picture = picture.resize((width, height), Image.Resampling.NEAREST)
+    left, top = (width - size) // 2, (height - size) // 2
+    return torch.from_numpy(np.asarray(picture.crop((left, top, left + size, top + size))) > 127)
+
+
+def run_outpaint(args: argparse.Namespace) -> int:
+    from maskgit.sampling.editing import Extend
+
+    extend = Extend.parse(args.extend)
+
+    def validate(pipeline: Any, image: torch.Tensor) -> dict[str, Any]:
+        extend.in_tokens(pipeline.tokenizer.config.downsample_factor)
+        return {}
+
+    return _run_editing(args, validate, lambda p, image, c, _: p.outpaint(image, extend, c, **_sampling_kwargs(args)))
+
+
+# -- registration ---------------------------------------------------------------------------------
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("generate", help="class-conditional generation",
+                                   description="Generate --num images for each --class.")
+    _add_model_options(parser)
+    parser.add_argument("--class", dest="classes", action="append", required=True,
+                        help="class index or name; repeatable, or a comma list (e.g. --class 90 --class 'ox,tench')")
+    parser.add_argument("--num", type=int, default=1, help="images per class (default 1)")
+    _add_sampling_options(parser, steps=16)
+    parser.set_defaults(run=run_generate)
+
+    parser = subparsers.add_parser("reconstruct", help="tokenizer round trip of a folder tree of images",
+                                   description="Short-side bicubic resize and centre crop, encode to tokens, decode.")
+    _add_model_options(parser)
+    parser.add_argument("--images", type=Path, required=True, help="folder of images (searched recursively)")
+    parser.add_argument("--image-size", type=int, default=None, help="resize and crop to this size (default: the model's)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--write-inputs", action="store_true", help="also write the preprocessed inputs under OUT/inputs")
+    parser.set_defaults(run=run_reconstruct)
+
+    parser = subparsers.add_parser("edit", help="class-conditional box editing (the official demo's)",
+                                   description="Regenerate a box of the image as --class and blend it back.")
+    _add_model_options(parser)
+    _add_edit_options(parser)
+    parser.add_argument("--box", required=True, help="TOP,LEFT,HEIGHT,WIDTH in pixels of the (resized) image")
+    parser.add_argument("--start-iter", type=int, default=2, help="first decoding step (official: 2 of 12)")
+    _add_sampling_options(parser, steps=12)
+    parser.set_defaults(run=run_edit)
+
+    parser = subparsers.add_parser("inpaint", help="regenerate a free-form masked region",
+                                   description="Regenerate every token the mask touches; keep the pixels outside it.")
+    _add_model_options(parser)
+    _add_edit_options(parser)
+    parser.add_argument("--mask", type=Path, required=True, help="mask image, same size as --image; white = regenerate")
+    _add_sampling_options(parser, steps=12)
+    parser.set_defaults(run=run_inpaint)
+
+    parser = subparsers.add_parser("outpaint", help="extend the canvas and generate the new border",
+                                   description="Extend each side by whole tokens and generate them.")
+    _add_model_options(parser)
+    _add_edit_options(parser)
+    parser.add_argument("--extend", required=True, help="TOP,RIGHT,BOTTOM,LEFT in pixels (rounded up to whole tokens)")
+    _add_sampling_options(parser, steps=12)
+    parser.set_defaults(run=run_outpaint)

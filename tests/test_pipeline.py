@@ -1,0 +1,214 @@
+"""The MaskGIT pipeline: official generation and box editing replayed with the official noise, the
+editing modes' invariants, seeds, saving and loading, and registered names."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TOKENIZER_MSGPACK, TRANSFORMER_MSGPACK, load_npz, nhwc_to_nchw
+from maskgit import MaskGIT, CheckpointError
+from maskgit.checkpoints import hub
+from maskgit.sampling.editing import Box, composite_mask, latent_box_mask, token_mask_from_pixels
+
+IMAGE_TOL = dict(atol=3e-4, rtol=1e-4)
+
+
+def replay(trace: dict[str, np.ndarray]):
+    """A decode noise function that returns the official per-step Gumbel noise."""
+    start = int(trace["start_iter"])
+
+    def noise(step: int, kind: str, shape: tuple[int, ...]) -> torch.Tensor:
+        key = "trace_gumbel_sample" if kind == "sample" else "trace_gumbel_choice"
+        value = torch.from_numpy(trace[key][step - start])
+        assert tuple(value.shape) == tuple(shape)
+        return value
+
+    return noise
+
+
+def test_generate_replays_the_official_run(small_pipeline):
+    trace = load_npz("decode_small_generate.npz")
+    images = small_pipeline.generate([int(trace["label"])] * 2, num_steps=16, noise=replay(trace))
+    expected = np.clip(trace["images"], 0, 1).transpose(0, 3, 1, 2)
+    np.testing.assert_allclose(images.numpy(), expected, **IMAGE_TOL)
+
+
+def test_edit_inputs_match_the_official_demo(small_tokenizer):
+    trace = load_npz("decode_small_edit.npz")
+    box = Box.parse(str(trace["bbox_top_left_height_width"]))
+    mask = latent_box_mask(box, 128, 128)
+    np.testing.assert_array_equal(mask.numpy(), trace["latent_mask"][0].astype(bool))
+    ids = small_tokenizer.encode_to_ids(nhwc_to_nchw(trace["edit_image"][None]))
+    sequence = torch.where(mask, -1, ids).reshape(1, -1)
+    np.testing.assert_array_equal(sequence[0].numpy(), trace["input_tokens"][0, 1:])
+    np.testing.assert_array_equal(composite_mask(mask, 128, 128).numpy(), trace["composite_mask"][..., 0])
+
+
+def test_edit_replays_the_official_run(small_pipeline):
+    trace = load_npz("decode_small_edit.npz")
+    image = nhwc_to_nchw(trace["edit_image"][None])
+    box = Box.parse(str(trace["bbox_top_left_height_width"]))
+    edited = small_pipeline.edit(image, box, int(trace["label"]), num_samples=2, noise=replay(trace))
+    alpha = torch.from_numpy(trace["composite_mask"][..., 0])
+    generated = torch.from_numpy(np.clip(trace["images"], 0, 1)).permute(0, 3, 1, 2)
+    expected = generated * alpha + image * (1 - alpha)
+    np.testing.assert_allclose(edited.numpy(), expected.numpy(), **IMAGE_TOL)
+
+
+def test_same_seed_same_images_and_independent_of_batching(small_pipeline):
+    a = small_pipeline.generate([1, 2, 3], num_steps=4, seed=7)
+    b = small_pipeline.generate([1, 2, 3], num_steps=4, seed=7, batch_size=2)
+    c = small_pipeline.generate([3], num_steps=4, seed=7, first_index=2)
+    d = small_pipeline.generate([1, 2, 3], num_steps=4, seed=8)
+    assert a.shape == (3, 3, 128, 128) and a.min() >= 0 and a.max() <= 1
+    # The same tokens; the decoder's convolutions round differently per batch size (~1e-5).
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-4)
+    torch.testing.assert_close(a[2:], c, rtol=0, atol=1e-4)
+    assert (a - d).abs().max() > 0.1
+
+
+def test_generator_gives_reproducible_runs(small_pipeline):
+    a = small_pipeline.generate([0, 0], num_steps=3, generator=torch.Generator().manual_seed(1))
+    b = small_pipeline.generate([0, 0], num_steps=3, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert not torch.equal(a[0], a[1])
+
+
+def test_unknown_class_id_is_rejected(small_pipeline):
+    with pytest.raises(ValueError, match=r"class id 10 is outside \[0, 10\)"):
+        small_pipeline.generate([10])
+
+
+def test_inpaint_keeps_pixels_outside_the_mask(small_pipeline):
+    torch.manual_seed(0)
+    image = torch.rand(3, 128, 128)
+    mask = torch.zeros(128, 128, dtype=torch.bool)
+    mask[20:50, 70:75] = True  # touches tokens (1..3, 4)
+    out = small_pipeline.inpaint(image, mask, 3, num_samples=2, seed=0)
+    assert out.shape == (2, 3, 128, 128)
+    torch.testing.assert_close(out[:, :, ~mask], image[None].expand(2, -1, -1, -1)[:, :, ~mask], rtol=0, atol=0)
+    assert not torch.allclose(out[:, :, mask], image[:, mask][None].expand(2, -1, -1))
+    expected_tokens = torch.zeros(8, 8, dtype=torch.bool)
+    expected_tokens[1:4, 4] = True
+    assert torch.equal(token_mask_from_pixels(mask, 16), expected_tokens)
+
+
+@pytest.mark.parametrize("mask, message", [
+    (torch.zeros(128, 128, dtype=torch.bool), "empty"),
+    (torch.ones(64, 128, dtype=torch.bool), "64x128 but the image is 128x128"),
+])
+def test_bad_inpaint_masks(small_pipeline, mask, message):
+    with pytest.raises(ValueError, match=message):
+        small_pipeline.inpaint(torch.rand(3, 128, 128), mask, 0)
+
+
+def test_edit_rejects_a_box_outside_the_image(small_pipeline):
+    with pytest.raises(ValueError, match="outside the 128x128 image"):
+        small_pipeline.edit(torch.rand(3, 128, 128), (100, 0, 40, 20), 1)
+
+
+def test_edit_only_changes_the_blended_box(small_pipeline):
+    image = torch.rand(3, 128, 128)
+    out = small_pipeline.edit(image, (64, 64, 16, 16), 2, seed=1)
+    alpha = composite_mask(latent_box_mask(Box(64, 64, 16, 16), 128, 128), 128, 128)
+    untouched = alpha == 0
+    torch.testing.assert_close(out[0][:, untouched], image[:, untouched], rtol=0, atol=0)
+    assert not torch.allclose(out[0][:, alpha == 1], image[:, alpha == 1])
+
+
+def test_outpaint_extends_by_whole_tokens_and_keeps_the_original(small_pipeline):
+    image = torch.rand(3, 128, 128)
+    out = small_pipeline.outpaint(image, (10, 0, 0, 32), 4, num_samples=1, seed=3)
+    # 10 px rounds up to one 16-px token; 32 px is two tokens: a 9x10-token canvas, two windows.
+    assert out.shape == (1, 3, 144, 160)
+    torch.testing.assert_close(out[0, :, 16:, 32:], image, rtol=0, atol=0)
+
+
+def test_outpaint_of_a_small_image_pads_the_window(small_pipeline):
+    image = torch.rand(3, 64, 64)
+    out = small_pipeline.outpaint(image, (0, 16, 0, 0), 4, seed=3)
+    assert out.shape == (1, 3, 64, 80)
+    torch.testing.assert_close(out[0, :, :, :64], image, rtol=0, atol=0)
+
+
+def test_outpaint_needs_some_extension(small_pipeline):
+    with pytest.raises(ValueError, match="at least one pixel"):
+        small_pipeline.outpaint(torch.rand(3, 128, 128), (0, 0, 0, 0), 1)
+
+
+def test_save_and_load_round_trip(tmp_path, small_pipeline):
+    small_pipeline.save_pretrained(tmp_path / "model")
+    loaded = MaskGIT.from_pretrained(tmp_path / "model")
+    assert loaded.class_names == small_pipeline.class_names and loaded.image_size == 128
+    torch.testing.assert_close(loaded.generate([5], num_steps=2, seed=0), small_pipeline.generate([5], num_steps=2, seed=0))
+    with pytest.raises(CheckpointError, match="no model_index.json"):
+        MaskGIT.from_pretrained(tmp_path / "model" / "tokenizer")
+
+
+def test_bf16_precision_runs_the_models_in_bf16(small_pipeline):
+    bf16 = MaskGIT(small_pipeline.tokenizer, small_pipeline.transformer, precision="bf16")
+    dtypes = []
+    handle = small_pipeline.transformer.mlm_dense.register_forward_hook(lambda m, i, o: dtypes.append(o.dtype))
+    try:
+        images = bf16.generate([1, 2], num_steps=2, seed=0)
+        small_pipeline.generate([1], num_steps=1, seed=0)
+    finally:
+        handle.remove()
+    assert dtypes == [torch.bfloat16, torch.bfloat16, torch.float32]
+    assert images.dtype == torch.float32 and images.shape == (2, 3, 128, 128)
+    with pytest.raises(ValueError, match="precision"):
+        MaskGIT(small_pipeline.tokenizer, small_pipeline.transformer, precision="fp8")
+
+
+@pytest.fixture
+def fixture_server():
+    """Serves the official small checkpoints from 127.0.0.1 under registry file names."""
+    files = {"/tokenizer_small128_checkpoint": TOKENIZER_MSGPACK.read_bytes(),
+             "/maskgit_small128_checkpoint": TRANSFORMER_MSGPACK.read_bytes()}
+    requests: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            requests.append(self.path)
+            body = files.get(self.path)
+            if body is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}", requests
+    server.shutdown()
+
+
+def test_registered_name_is_downloaded_and_converted_once(tmp_path, monkeypatch, fixture_server):
+    url, requests = fixture_server
+    entry = hub.RegisteredCheckpoint(
+        name="small128", description="test", base_url=url,
+        files=(hub.RemoteFile("tokenizer", "tokenizer_small128_checkpoint"),
+               hub.RemoteFile("transformer", "maskgit_small128_checkpoint")),
+    )
+    monkeypatch.setitem(hub.REGISTRY, "small128", entry)
+    for name in ("http_proxy", "HTTP_PROXY", "MASKGIT_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MASKGIT_HOME", str(tmp_path / "cache"))
+    first = MaskGIT.from_pretrained("small128")
+    assert sorted(requests) == ["/maskgit_small128_checkpoint", "/tokenizer_small128_checkpoint"]
+    assert (tmp_path / "cache" / "models" / "small128" / "model_index.json").is_file()
+    second = MaskGIT.from_pretrained("small128")
+    assert len(requests) == 2  # converted folder reused, no new download
+    for a, b in zip(first.state_dict().values(), second.state_dict().values()):
+        assert torch.equal(a, b)

@@ -1,0 +1,145 @@
+"""`maskgit generate | reconstruct | edit | inpaint | outpaint` end to end on the fixture model."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from maskgit import MaskGIT
+from maskgit.cli import main
+from maskgit.data import FASHION_MNIST_CLASSES
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, small_tokenizer, small_transformer):
+    folder = tmp_path_factory.mktemp("model")
+    MaskGIT(small_tokenizer, small_transformer, FASHION_MNIST_CLASSES).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory):
+    path = tmp_path_factory.mktemp("images") / "photo.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (150, 200, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def run(*args) -> int:
+    return main([str(a) for a in args])
+
+
+def test_generate_writes_images_grid_and_manifest(tmp_path, model_dir):
+    out = tmp_path / "out"
+    assert run("generate", "--model", model_dir, "--class", "1", "--class", "sneaker", "--num", "2",
+               "--steps", "3", "--batch-size", "3", "--device", "cpu", "--out", out) == 0
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
+    assert files == ["0001/0000.png", "0001/0001.png", "0007/0000.png", "0007/0001.png", "grid.png"]
+    assert Image.open(out / "0007" / "0001.png").size == (128, 128)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["settings"]["classes"] == [1, 7] and manifest["settings"]["steps"] == 3
+    assert manifest["settings"]["class_names"] == ["Trouser", "Sneaker"]
+    assert manifest["outputs"][2] == "0007/0000.png"
+
+    # --resume: only the missing image is made, and it is the same image as before.
+    original = np.asarray(Image.open(out / "0007" / "0000.png"), dtype=int)
+    (out / "0007" / "0000.png").unlink()
+    kept = out / "0001" / "0000.png"
+    os.utime(kept, (0, 0))
+    assert run("generate", "--model", model_dir, "--class", "1,7", "--num", "2", "--steps", "3",
+               "--batch-size", "3", "--device", "cpu", "--out", out, "--resume") == 0
+    # Same seed, same tokens; a batch of one rounds a few pixels differently by one level.
+    assert np.abs(np.asarray(Image.open(out / "0007" / "0000.png"), dtype=int) - original).max() <= 1
+    assert kept.stat().st_mtime == 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--class", "dress-shoe"], "dress-shoe"),
+    (["--class", "3", "--steps", "0"], "--steps must be at least 1"),
+    (["--class", "3", "--schedule", "zigzag"], "zigzag"),
+])
+def test_generate_errors_write_nothing(tmp_path, model_dir, capsys, args, message):
+    out = tmp_path / "out"
+    assert run("generate", "--model", model_dir, "--device", "cpu", "--out", out, *args) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_reconstruct_walks_a_tree(tmp_path, model_dir, photo):
+    images = tmp_path / "images"
+    (images / "sub").mkdir(parents=True)
+    (images / ".hidden").mkdir()
+    Image.open(photo).save(images / "a.jpg")
+    Image.open(photo).save(images / "sub" / "b.png")
+    Image.open(photo).save(images / ".hidden" / "c.png")
+    out = tmp_path / "out"
+    assert run("reconstruct", "--model", model_dir, "--images", images, "--image-size", "64",
+               "--write-inputs", "--device", "cpu", "--out", out) == 0
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*.png")) == [
+        "inputs/a.png", "inputs/sub/b.png", "reconstructions/a.png", "reconstructions/sub/b.png"]
+    assert Image.open(out / "reconstructions" / "sub" / "b.png").size == (64, 64)
+
+
+def test_edit(tmp_path, model_dir, photo):
+    out = tmp_path / "out"
+    assert run("edit", "--model", model_dir, "--image", photo, "--box", "32,16,48,72", "--class", "Bag",
+               "--num", "2", "--steps", "4", "--device", "cpu", "--out", out) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["edit_0000.png", "edit_0001.png", "grid.png", "input.png",
+                                                    "manifest.json"]
+    assert Image.open(out / "edit_0000.png").size == (128, 128)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--box", "100,0,40,20"], "outside the 128x128 image"),
+    (["--box", "1,2,3"], "4 numbers"),
+    (["--box", "0,0,16,16", "--start-iter", "4"], "--start-iter"),
+])
+def test_edit_errors_write_nothing(tmp_path, model_dir, photo, capsys, args, message):
+    out = tmp_path / "out"
+    assert run("edit", "--model", model_dir, "--image", photo, "--class", "0", "--steps", "4",
+               "--device", "cpu", "--out", out, *args) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_inpaint_and_its_errors(tmp_path, model_dir, photo, capsys):
+    mask = np.zeros((150, 200), np.uint8)
+    mask[40:80, 90:120] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    out = tmp_path / "out"
+    assert run("inpaint", "--model", model_dir, "--image", photo, "--mask", tmp_path / "mask.png",
+               "--class", "5", "--num", "1", "--steps", "3", "--device", "cpu", "--out", out) == 0
+    result = np.asarray(Image.open(out / "inpaint_0000.png"))
+    source = np.asarray(Image.open(out / "input.png"))
+    assert result.shape == (128, 128, 3)
+    assert (result[:10] == source[:10]).all()  # far from the mask, pixels are kept
+
+    Image.fromarray(np.zeros((150, 200), np.uint8)).save(tmp_path / "empty.png")
+    Image.fromarray(np.full((10, 10), 255, np.uint8)).save(tmp_path / "small.png")
+    for mask_file, message in (("empty.png", "empty"), ("small.png", "10x10")):
+        bad_out = tmp_path / f"bad-{mask_file}"
+        assert run("inpaint", "--model", model_dir, "--image", photo, "--mask", tmp_path / mask_file,
+                   "--class", "5", "--device", "cpu", "--out", bad_out) == 2
+        assert message in capsys.readouterr().err
+        assert not bad_out.exists()
+
+
+def test_outpaint(tmp_path, model_dir, photo):
+    out = tmp_path / "out"
+    assert run("outpaint", "--model", model_dir, "--image", photo, "--extend", "0,20,0,0", "--class", "2",
+               "--num", "1", "--steps", "3", "--device", "cpu", "--out", out) == 0
+    assert Image.open(out / "outpaint_0000.png").size == (160, 128)  # 20 px → two 16-px tokens
+
+
+def test_unreadable_image_is_an_error(tmp_path, model_dir, capsys):
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG broken")
+    out = tmp_path / "out"
+    assert run("outpaint", "--model", model_dir, "--image", tmp_path / "broken.png", "--extend", "16,0,0,0",
+               "--class", "2", "--device", "cpu", "--out", out) == 2
+    assert "broken.png: cannot read image" in capsys.readouterr().err
+    assert not out.exists()

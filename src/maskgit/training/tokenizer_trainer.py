@@ -135,7 +135,7 @@ class TokenizerTrainer(Trainer):
         # Generator (VQGAN) update. D is frozen so the adversarial loss only trains the VQGAN.
         self.discriminator.requires_grad_(False)
         self.g_optimizer.zero_grad(set_to_none=True)
-        reconstructions, latents = [], None
+        reconstructions, all_latents = [], []
         step_counts = torch.zeros(config.model.codebook_size, dtype=torch.long, device=self.device)
         for images, _, _ in micro_batches:
             images = images.to(self.device, non_blocking=True)
@@ -163,6 +163,7 @@ class TokenizerTrainer(Trainer):
                 add("g_adversarial", adversarial)
             (loss / accum).backward()
             reconstructions.append(reconstruction.detach())
+            all_latents.append(latents.detach())
             step_counts += torch.bincount(ids.flatten(), minlength=config.model.codebook_size)
             add("loss", loss)
             add("reconstruction", reconstruction_loss)
@@ -211,15 +212,16 @@ class TokenizerTrainer(Trainer):
         self.log_counts += counts
         self.reinit_counts += counts
         if config.dead_code_reinit_every and (self.step + 1) % config.dead_code_reinit_every == 0:
-            assert latents is not None
-            self.reinitialised_in_window += self._reinit_dead_codes(self.reinit_counts, latents.detach())
+            self.reinitialised_in_window += self._reinit_dead_codes(self.reinit_counts, torch.cat(all_latents))
             self.reinit_counts.zero_()
         return sums
 
     @torch.no_grad()
     def _reinit_dead_codes(self, counts: torch.Tensor, latents: torch.Tensor) -> int:
-        """Replace the codes unused since the last check by encoder outputs of this step, chosen
-        at random (the same on every rank), and reset their optimizer moments and EMA copies."""
+        """Replace the codes unused since the last check by encoder outputs of this step (every
+        micro-batch of every rank, so the pool is the global batch whatever the split), chosen at
+        random with a step-seeded generator (the same on every rank); reset their optimizer
+        moments and EMA copies."""
         dead = (counts == 0).nonzero().flatten()
         if dead.numel() == 0:
             return 0

@@ -108,14 +108,17 @@ def masked_token_loss(
             f"logits (B, N, K), targets (B, N) and mask (B, N) disagree: {tuple(logits.shape)}, "
             f"{tuple(targets.shape)}, {tuple(mask.shape)}"
         )
-    log_probs = logits.float().log_softmax(dim=-1)
+    # Only the masked positions are selected, so unmasked logits (whatever they hold, even
+    # inf/NaN) never enter the graph: their loss term and gradient are exactly zero.
+    selected = logits[mask].float()  # (M, K)
+    log_probs = selected.log_softmax(dim=-1)
     num_classes = logits.shape[-1]
-    target_log_probs = log_probs.gather(-1, targets.long().unsqueeze(-1)).squeeze(-1)
+    target_log_probs = log_probs.gather(-1, targets[mask].long().unsqueeze(-1)).squeeze(-1)
     # -(sum_k soft_k log p_k) with soft = (1 - ls) onehot + ls/K
     per_token = -(1.0 - label_smoothing) * target_log_probs - (label_smoothing / num_classes) * log_probs.sum(-1)
-    # where (not a multiply by the mask), so that even inf/NaN logits at unmasked positions leak nothing
-    per_token = torch.where(mask, per_token, torch.zeros_like(per_token))
-    per_sample = per_token.sum(dim=1) / mask.sum(dim=1).clamp_min(1).float()
+    sample_of_token = mask.nonzero()[:, 0]
+    per_sample = torch.zeros(mask.shape[0], device=logits.device).index_add(0, sample_of_token, per_token)
+    per_sample = per_sample / mask.sum(dim=1).clamp_min(1).float()
     return per_sample.mean()
 
 

@@ -42,6 +42,7 @@ def image_folder(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_train_both_stages_and_load_the_pipeline(tmp_path, image_folder, capsys):
     from maskgit.data import build_dataset, extract_tokens
     from maskgit.models import VQGAN

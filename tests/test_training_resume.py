@@ -50,8 +50,7 @@ def _env(threads: int) -> dict[str, str]:
 
 
 def _final_state(out: Path) -> dict[str, torch.Tensor]:
-    from maskgit.training import find_latest_checkpoint
-    from maskgit.training.engine import load_checkpoint_file
+    from maskgit.training.checkpoint import find_latest_checkpoint, load_checkpoint_file
 
     return flat_tensors(load_checkpoint_file(find_latest_checkpoint(out))["trainer"])
 

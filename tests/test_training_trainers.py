@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from maskgit import VQGAN, MaskGITTransformer
-from maskgit.training import TokenizerTrainer, TransformerTrainer, load_train_config
+from maskgit.training import TransformerTrainer, load_train_config
 from training_helpers import RandomImages, RandomTokens, make_trainer
 
 

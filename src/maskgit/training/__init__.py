@@ -12,7 +12,7 @@ from maskgit.training.config import (
     TransformerTrainConfig,
     load_train_config,
 )
-from maskgit.training.engine import find_latest_checkpoint, read_checkpoint_config
+from maskgit.training.checkpoint import find_latest_checkpoint, read_checkpoint_config
 from maskgit.training.metrics import evaluate_tokenizer, evaluate_transformer, psnr
 from maskgit.training.tokenizer_trainer import TokenizerTrainer
 from maskgit.training.transformer_trainer import TransformerTrainer

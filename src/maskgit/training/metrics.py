@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from maskgit.models import VQGAN, MaskGITTransformer
-from maskgit.training.engine import mix_seed
+from maskgit.training.data_order import mix_seed
 from maskgit.training.losses import codebook_perplexity, masked_token_loss
 from maskgit.training.masking import masked_inputs, sample_masks
 

@@ -26,7 +26,8 @@ from maskgit.models import VQGAN
 from maskgit.training.config import TokenizerTrainConfig
 from maskgit.training.discriminator import Discriminator
 from maskgit.training.ema import EMA
-from maskgit.training.engine import Trainer, mix_seed
+from maskgit.training.data_order import mix_seed
+from maskgit.training.engine import Trainer
 from maskgit.training.losses import (
     codebook_perplexity,
     discriminator_loss,

@@ -24,7 +24,8 @@ from torch.utils.data import Dataset
 from maskgit.models import VQGAN, MaskGITTransformer
 from maskgit.training.config import TransformerTrainConfig
 from maskgit.training.ema import EMA
-from maskgit.training.engine import Trainer, mix_seed
+from maskgit.training.data_order import mix_seed
+from maskgit.training.engine import Trainer
 from maskgit.training.losses import masked_token_accuracy, masked_token_loss
 from maskgit.training.masking import masked_inputs, sample_masks
 from maskgit.training.metrics import evaluate_transformer

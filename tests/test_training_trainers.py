@@ -105,3 +105,18 @@ def test_token_ids_outside_the_codebook_are_refused(tmp_path):
     trainer = TransformerTrainer(load_train_config("transformer", "tiny", {"batch_size": 8}), tmp_path, dataset=data, progress=False)
     with pytest.raises(ValueError, match="token ids must be in \\[0, 32\\)"):
         trainer.train()
+
+
+@pytest.mark.parametrize(
+    "stage,overrides",
+    [("tokenizer", {"steps": 2, "discriminator_start": 1}), ("transformer", {"steps": 2})],
+)
+def test_bf16_autocast_keeps_float32_weights_and_finite_losses(tmp_path, stage, overrides):
+    # On CUDA "auto" means bf16; the same code path runs on the CPU when asked.
+    trainer = make_trainer(stage, tmp_path, {**overrides, "precision": "bf16"})
+    assert trainer.autocast_dtype == torch.bfloat16
+    trainer.train()
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+    for record in _log(tmp_path):
+        assert all(v == v and abs(v) != float("inf") for v in record.values() if isinstance(v, float))
+    assert "r1" in _log(tmp_path)[-1] or stage == "transformer"

@@ -135,31 +135,31 @@ class Trainer(abc.ABC):
 
     @abc.abstractmethod
     def build(self) -> None:
-        ...
+        """Create the models, EMA and optimizers (seeded identically on every rank)."""
 
     @abc.abstractmethod
     def train_step(self, micro_batches: Sequence[tuple[Any, torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        ...
+        """One optimizer step over ``grad_accum_steps`` micro-batches of ``(inputs, labels, sample_seeds)``; returns detached scalars to log."""
 
     @abc.abstractmethod
     def state_dict(self) -> dict[str, Any]:
-        ...
+        """Everything stage-specific that a checkpoint must hold to continue exactly."""
 
     @abc.abstractmethod
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        ...
+        """Restore what ``state_dict`` returned."""
 
     @abc.abstractmethod
     def write_samples(self, path: Path) -> None:
-        ...
+        """Write a PNG grid of samples or reconstructions to ``path``."""
 
     @abc.abstractmethod
     def evaluate(self) -> dict[str, float]:
-        ...
+        """Metrics of the EMA model on ``eval_dataset``."""
 
     @abc.abstractmethod
     def export(self) -> None:
-        ...
+        """Save the final (EMA) models under ``out_dir``."""
 
     def window_metrics(self) -> dict[str, float]:
         return {}
@@ -381,7 +381,7 @@ class Trainer(abc.ABC):
 
     @abc.abstractmethod
     def current_lr(self) -> float:
-        ...
+        """The learning rate of the last step, for the log."""
 
     def close(self) -> None:
         """Leave the process group if this trainer created it."""

@@ -165,3 +165,11 @@ def test_a_checkpoint_of_the_other_stage_is_refused(tmp_path):
     transformer = make_trainer("transformer", tmp_path / "tf", {})
     with pytest.raises(CheckpointError, match="is a tokenizer checkpoint"):
         transformer.load_checkpoint(tmp_path / "tok")
+
+
+def test_a_new_run_does_not_overwrite_an_existing_one(tmp_path):
+    make_trainer("transformer", tmp_path, {"steps": 1}).train()
+    with pytest.raises(ValueError, match="already holds a run with checkpoints; resume it"):
+        make_trainer("transformer", tmp_path, {"steps": 2})
+    with pytest.warns(UserWarning, match="changed config keys"):
+        assert make_trainer("transformer", tmp_path, {"steps": 2}, resume=tmp_path).step == 1

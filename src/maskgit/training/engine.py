@@ -315,7 +315,9 @@ class Trainer(abc.ABC):
             from tqdm import tqdm
 
             bar = tqdm(total=config.steps, initial=self.step, desc=f"train {self.stage}", unit="step", dynamic_ncols=True)
+        # Sums and counts per metric: some (the discriminator's) exist only on some steps.
         window: dict[str, torch.Tensor] = {}
+        counts: dict[str, int] = {}
         window_steps, window_start = 0, time.perf_counter()
         last_eval: dict[str, float] = {}
         dataset_size = len(self.dataset)  # type: ignore[arg-type]
@@ -329,13 +331,14 @@ class Trainer(abc.ABC):
                 self.position = self.position.advanced(config.batch_size, dataset_size)
                 for key, value in metrics.items():
                     window[key] = window.get(key, 0.0) + value.detach().float()
+                    counts[key] = counts.get(key, 0) + 1
                 window_steps += 1
                 if bar is not None:
                     bar.update(1)
                 last = self.step == config.steps
                 if self.step % config.log_every == 0 or last:
                     elapsed = max(time.perf_counter() - window_start, 1e-9)
-                    logged = self._reduce_window(window, window_steps)
+                    logged = self._reduce_window(window, counts)
                     logged.update(self.window_metrics())
                     logged["lr"] = self.current_lr()
                     logged["epoch"] = self.position.epoch
@@ -344,7 +347,7 @@ class Trainer(abc.ABC):
                         self.metrics_log.write(self.step, logged)
                     if bar is not None:
                         bar.set_postfix(loss=f"{logged.get('loss', float('nan')):.4f}", img_s=f"{logged['images_per_second']:.0f}")
-                    window, window_steps, window_start = {}, 0, time.perf_counter()
+                    window, counts, window_steps, window_start = {}, {}, 0, time.perf_counter()
                 if config.sample_every and self.step % config.sample_every == 0 and main:
                     self.write_samples(self.out_dir / "samples" / f"step_{self.step:08d}.png")
                 if config.eval_every and self.step % config.eval_every == 0 and not last:
@@ -363,11 +366,12 @@ class Trainer(abc.ABC):
                 self.metrics_log.close()
             del batches
 
-    def _reduce_window(self, window: dict[str, torch.Tensor], steps: int) -> dict[str, float]:
+    def _reduce_window(self, window: dict[str, torch.Tensor], counts: dict[str, int]) -> dict[str, float]:
+        """Mean of each metric over the steps that reported it, averaged over ranks."""
         if not window:
             return {}
         keys = sorted(window)
-        values = torch.stack([window[k].to(self.device) for k in keys]) / max(steps, 1)
+        values = torch.stack([window[k].to(self.device) / counts[k] for k in keys])
         values = self.dist.all_reduce_sum(values) / self.dist.world_size
         return dict(zip(keys, values.tolist()))
 

@@ -385,14 +385,14 @@ TRANSFORMER_TRAIN_PRESETS: dict[str, TransformerTrainConfig] = {
         eval_images=16,
     ),
     # A 2-core CPU in about 30 minutes on the tokens of the fashion-mnist tokenizer (257-long
-    # sequences): a 4-layer, 128-wide model. A 2.5-minute trial reached 10 % masked-token accuracy
-    # (chance 0.4 %) after 50 steps.
+    # sequences): a 4-layer, 128-wide model, about 0.5 steps/s. A 40-step trial reached 12 %
+    # masked-token accuracy on the test tokens (chance 0.4 %), its loss falling 5.5 → 4.8.
     "fashion-mnist": TransformerTrainConfig(
         model=TransformerConfig(
             codebook_size=256, num_classes=10, hidden_size=128, num_layers=4, num_heads=4,
             intermediate_size=512, latent_size=16, dropout=0.1,
         ),
-        steps=500,
+        steps=700,
         batch_size=32,
         learning_rate=1e-3,
         warmup_steps=50,
@@ -400,7 +400,7 @@ TRANSFORMER_TRAIN_PRESETS: dict[str, TransformerTrainConfig] = {
         log_every=10,
         checkpoint_every=100,
         sample_every=100,
-        eval_every=250,
+        eval_every=350,
         eval_images=1000,
     ),
 }

@@ -12,7 +12,6 @@ model computes it per device.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import Dataset
 
 from maskgit.models import VQGAN
 from maskgit.training.config import TokenizerTrainConfig
@@ -72,21 +70,6 @@ class TokenizerTrainer(Trainer):
 
     stage = "tokenizer"
     config: TokenizerTrainConfig
-
-    def __init__(
-        self,
-        config: TokenizerTrainConfig,
-        out_dir: str | os.PathLike[str],
-        *,
-        dataset: Dataset,
-        eval_dataset: Dataset | None = None,
-        device: str | torch.device | None = None,
-        resume: str | os.PathLike[str] | None = None,
-        progress: bool = True,
-    ) -> None:
-        super().__init__(
-            config, out_dir, dataset=dataset, eval_dataset=eval_dataset, device=device, resume=resume, progress=progress
-        )
 
     def build(self) -> None:
         config = self.config

@@ -120,10 +120,12 @@ class TransformerTrainer(Trainer):
             betas=config.betas,
         )
         source = self.eval_dataset if self.eval_dataset is not None else self.dataset
-        count = min(8, len(source))  # type: ignore[arg-type]
+        size = len(source)  # type: ignore[arg-type]
+        # Spread over the dataset: token files store each image next to its mirror image.
+        indices = sorted({int(i) for i in torch.linspace(0, size - 1, min(8, size))})
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            items = [source[i] for i in range(count)]
+            items = [source[i] for i in indices]
         self.sample_inputs = torch.stack([item[0] for item in items])
         self.sample_labels = torch.tensor([int(item[1]) for item in items])
 

@@ -127,3 +127,17 @@ def test_bf16_autocast_keeps_float32_weights_and_finite_losses(tmp_path, stage, 
     for record in _log(tmp_path):
         assert all(v == v and abs(v) != float("inf") for v in record.values() if isinstance(v, float))
     assert "r1" in _log(tmp_path)[-1] or stage == "transformer"
+
+
+def test_perceptual_loss_plugs_in_from_a_weights_file(tmp_path):
+    from test_training_discriminator import _vgg_weights
+
+    _vgg_weights(tmp_path / "vgg.safetensors", with_lin=True)
+    trainer = make_trainer(
+        "tokenizer", tmp_path / "run",
+        {"steps": 1, "perceptual_weight": 0.1, "perceptual_weights": str(tmp_path / "vgg.safetensors")},
+    )
+    trainer.train()
+    assert _log(tmp_path / "run")[0]["perceptual"] > 0
+    with pytest.raises(FileNotFoundError, match="missing.safetensors"):
+        make_trainer("tokenizer", tmp_path / "other", {"perceptual_weights": str(tmp_path / "missing.safetensors")})

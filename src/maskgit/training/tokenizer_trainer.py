@@ -83,8 +83,9 @@ class TokenizerTrainer(Trainer):
             size, config.discriminator_channel_base, config.discriminator_max_channels
         ).to(self.device)
         self.ema = EMA(self.model, config.ema_decay)
+        # Loaded whenever a file is named (so a wrong path fails now), used when its weight is > 0.
         self.perceptual = None
-        if config.perceptual_weights is not None and config.perceptual_weight > 0:
+        if config.perceptual_weights is not None:
             self.perceptual = PerceptualLoss.from_file(config.perceptual_weights).to(self.device)
         self.autoencode = self.maybe_compile(Autoencode(self.model))
         self.discriminate = self.maybe_compile(self.discriminator)
@@ -134,7 +135,7 @@ class TokenizerTrainer(Trainer):
                 + codebook
                 + config.entropy_weight * entropy
             )
-            if self.perceptual is not None:
+            if self.perceptual is not None and config.perceptual_weight > 0:
                 with self.autocast():
                     perceptual = self.perceptual(reconstruction, images)
                 loss = loss + config.perceptual_weight * perceptual

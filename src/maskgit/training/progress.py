@@ -1,0 +1,94 @@
+"""What a training run shows while it runs: a JSONL metrics log, optional TensorBoard, and image
+grids saved as PNG. Only the main process writes."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from maskgit.io import atomic_path, atomic_write_text
+
+__all__ = ["MetricsLog", "save_image_grid"]
+
+
+class MetricsLog:
+    """Appends one JSON object per line to ``path`` (``{"step": ..., "epoch": ..., <metrics>}``)
+    and mirrors scalars to TensorBoard when asked and installed.
+
+    On resume, ``truncate_after(step)`` rewrites the file (atomically) without the lines of the
+    steps after the checkpoint, so a resumed run's log reads like an uninterrupted one.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, tensorboard_dir: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = None
+        if tensorboard_dir is not None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                warnings.warn("tensorboard is not installed; logging to the JSONL file only", stacklevel=2)
+            else:
+                self._writer = SummaryWriter(str(tensorboard_dir))
+
+    def truncate_after(self, step: int) -> None:
+        if not self.path.is_file():
+            return
+        kept = []
+        for line in self.path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by a crash
+            if isinstance(record, dict) and record.get("step", 0) <= step:
+                kept.append(line)
+        atomic_write_text(self.path, "".join(f"{line}\n" for line in kept))
+
+    def write(self, step: int, metrics: dict[str, Any]) -> None:
+        record = {"step": step, **{k: _plain(v) for k, v in metrics.items()}}
+        with self.path.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+            handle.flush()
+        if self._writer is not None:
+            for key, value in record.items():
+                if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
+                    self._writer.add_scalar(key, value, step)
+            self._writer.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no NaN/inf
+    return value
+
+
+def save_image_grid(images: torch.Tensor, path: str | os.PathLike[str], *, columns: int, padding: int = 2) -> None:
+    """Write images (N, 3, H, W) float (clipped to [0, 1]) as one PNG grid, row-major with
+    ``columns`` per row and a black ``padding``. Written atomically."""
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be (N, 3, H, W), got {tuple(images.shape)}")
+    count, _, height, width = images.shape
+    rows = max(1, math.ceil(count / columns))
+    grid = torch.zeros(3, rows * (height + padding) + padding, columns * (width + padding) + padding)
+    for i, image in enumerate(images.detach().float().cpu().clamp(0, 1)):
+        row, column = divmod(i, columns)
+        top, left = padding + row * (height + padding), padding + column * (width + padding)
+        grid[:, top : top + height, left : left + width] = image
+    array = (grid.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
+    with atomic_path(path) as temp:
+        Image.fromarray(array).save(temp, format="PNG")

@@ -1,0 +1,97 @@
+"""The StyleGAN2 discriminator (spec §1.6) and the perceptual-loss plug-in."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from maskgit.training.discriminator import BlurDownsample, Discriminator, discriminator_widths
+from maskgit.training.perceptual import LPIPS_CHANNELS, VGG16_CONV_SHAPES, PerceptualLoss
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Small convolutions are far slower with 2 threads than with 1 on a busy 2-core machine.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def test_official_width_table():
+    assert discriminator_widths(256) == {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64}
+    assert discriminator_widths(512)[512] == 32
+    assert discriminator_widths(32, channel_base=1024, max_channels=64) == {4: 64, 8: 64, 16: 64, 32: 32}
+    with pytest.raises(ValueError, match="power-of-two"):
+        discriminator_widths(24)
+
+
+@pytest.mark.parametrize("size", [8, 16, 32])
+def test_discriminator_layout_and_output_shape(size):
+    torch.manual_seed(0)
+    model = Discriminator(size, channel_base=128, max_channels=16)
+    # One downsampling block per resolution size, size/2, ..., 8; the last one ends at 4x4.
+    assert len(model.blocks) == size.bit_length() - 3
+    assert model.dense.in_features == discriminator_widths(size, 128, 16)[4] * 16
+    images = torch.rand(3, 3, size, size)
+    logits = model(images)
+    assert logits.shape == (3, 1)
+    # Samples are independent (no batch statistics), so R1 and data parallelism are per sample.
+    torch.testing.assert_close(torch.cat([model(images[i : i + 1]) for i in range(3)]), logits)
+    with pytest.raises(ValueError, match=f"\\(B, 3, {size}, {size}\\)"):
+        model(torch.rand(1, 3, size * 2, size * 2))
+
+
+def test_blur_downsample_halves_and_is_a_normalised_low_pass():
+    blur = BlurDownsample()
+    constant = torch.full((1, 2, 8, 8), 3.0)
+    out = blur(constant)
+    assert out.shape == (1, 2, 4, 4)
+    # Interior outputs of a constant are the constant (the taps sum to 1); the border sees the zero pad.
+    torch.testing.assert_close(out[..., 1:-1, 1:-1], torch.full((1, 2, 2, 2), 3.0))
+    # Highest-frequency checkerboard is strongly attenuated.
+    checker = (torch.arange(8)[:, None] + torch.arange(8)[None, :]) % 2
+    assert blur(checker.float()[None, None])[..., 1:-1, 1:-1].std() < 0.01
+
+
+def _vgg_weights(path, with_lin: bool):
+    generator = torch.Generator().manual_seed(0)
+    state = {}
+    for index, in_channels, out_channels in VGG16_CONV_SHAPES:
+        state[f"features.{index}.weight"] = torch.randn(out_channels, in_channels, 3, 3, generator=generator) * (2 / (9 * in_channels)) ** 0.5
+        state[f"features.{index}.bias"] = torch.zeros(out_channels)
+    if with_lin:
+        for k, channels in enumerate(LPIPS_CHANNELS):
+            state[f"lin.{k}.weight"] = torch.rand(1, channels, 1, 1, generator=generator)
+    save_file(state, str(path))
+    return state
+
+
+@pytest.mark.parametrize("with_lin", [False, True])
+def test_perceptual_loss_from_a_weights_file(tmp_path, with_lin):
+    _vgg_weights(tmp_path / "vgg.safetensors", with_lin)
+    loss = PerceptualLoss.from_file(tmp_path / "vgg.safetensors")
+    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    assert loss(images, images).item() == pytest.approx(0.0, abs=1e-6)
+    noisy = (images + 0.2 * torch.randn_like(images)).clamp(0, 1).requires_grad_(True)
+    distance = loss(noisy, images)
+    assert distance.item() > 0
+    distance.backward()
+    assert noisy.grad.abs().sum() > 0
+    assert all(not p.requires_grad for p in loss.parameters())
+
+
+def test_perceptual_loss_names_a_missing_or_misshapen_weight(tmp_path):
+    state = _vgg_weights(tmp_path / "vgg.safetensors", with_lin=True)
+    del state["features.28.weight"]
+    save_file(state, str(tmp_path / "missing.safetensors"))
+    with pytest.raises(ValueError, match="features.28.weight"):
+        PerceptualLoss.from_file(tmp_path / "missing.safetensors")
+    state = _vgg_weights(tmp_path / "vgg.safetensors", with_lin=True)
+    state["lin.2.weight"] = torch.ones(1, 3, 1, 1)
+    save_file(state, str(tmp_path / "bad_lin.safetensors"))
+    with pytest.raises(ValueError, match="lin.2.weight"):
+        PerceptualLoss.from_file(tmp_path / "bad_lin.safetensors")
+    with pytest.raises(FileNotFoundError, match="nowhere.safetensors"):
+        PerceptualLoss.from_file(tmp_path / "nowhere.safetensors")

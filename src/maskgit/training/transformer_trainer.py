@@ -18,13 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from maskgit.models import VQGAN, MaskGITTransformer
 from maskgit.training.config import TransformerTrainConfig
 from maskgit.training.ema import EMA
-from maskgit.training.data_order import mix_seed
 from maskgit.training.engine import Trainer
 from maskgit.training.losses import masked_token_accuracy, masked_token_loss
 from maskgit.training.masking import masked_inputs, sample_masks
@@ -32,8 +30,6 @@ from maskgit.training.metrics import evaluate_transformer
 from maskgit.training.progress import save_image_grid
 
 __all__ = ["TransformerTrainer"]
-
-_SAMPLE_TAG = 0x5A3B1E
 
 
 class TransformerTrainer(Trainer):
@@ -197,28 +193,18 @@ class TransformerTrainer(Trainer):
 
     @torch.no_grad()
     def write_samples(self, path: Path) -> None:
-        """Three rows (needs a tokenizer; skipped without one): the true tokens decoded; the same
-        with the masked half blacked out; the EMA model's one-step argmax fill of that half."""
+        """Two rows (needs a tokenizer; skipped without one): training samples through the
+        tokenizer, and the EMA model's class-conditional generations for the same labels with the
+        official decoder (12 steps, a fixed seed, so grids of successive steps are comparable)."""
         if self.tokenizer is None:
             return
-        model_config = self.config.model
-        ids = self._ids(self.sample_inputs)
-        seeds = torch.tensor([mix_seed(self.config.seed, i, _SAMPLE_TAG) for i in range(ids.shape[0])])
-        noise = torch.stack([torch.rand(ids.shape[1], generator=torch.Generator().manual_seed(s)) for s in seeds.tolist()])
-        mask = (noise.argsort(1).argsort(1) < ids.shape[1] // 2).to(self.device)
-        labels = self.sample_labels.to(self.device)
-        tokens = masked_inputs(
-            ids, labels, mask, torch.zeros_like(labels, dtype=torch.bool),
-            codebook_size=model_config.codebook_size, mask_token_id=model_config.mask_token_id,
-        )
-        logits = self.ema.model(tokens)[:, 1:, : model_config.codebook_size]
-        filled = torch.where(mask, logits.argmax(-1), ids)
-        side = model_config.latent_size
-        truth = self.tokenizer.decode_ids(ids.view(-1, side, side)).clamp(0, 1)
-        keep = (~mask).float().view(-1, 1, side, side)
-        keep = F.interpolate(keep, size=truth.shape[-2:], mode="nearest")
-        prediction = self.tokenizer.decode_ids(filled.view(-1, side, side)).clamp(0, 1)
-        save_image_grid(torch.cat([truth, truth * keep, prediction]), path, columns=ids.shape[0])
+        from maskgit.pipeline import MaskGIT
+
+        side = self.config.model.latent_size
+        truth = self.tokenizer.decode_ids(self._ids(self.sample_inputs).view(-1, side, side)).clamp(0, 1)
+        pipeline = MaskGIT(self.tokenizer, self.ema.model, self.class_names)
+        generated = pipeline.generate(self.sample_labels.tolist(), num_steps=12, seed=self.config.seed)
+        save_image_grid(torch.cat([truth, generated.to(truth)]), path, columns=truth.shape[0])
 
     def evaluate(self) -> dict[str, float]:
         assert self.eval_dataset is not None

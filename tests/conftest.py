@@ -53,7 +53,10 @@ def small_pipeline(small_tokenizer, small_transformer):
 
 
 @pytest.fixture(autouse=True)
-def _deterministic_threads():
-    # Two cores in CI: keep intra-op threads predictable.
-    torch.set_num_threads(2)
+def _single_thread():
+    # The test models are tiny: a second intra-op thread only adds hand-off cost, which on a
+    # loaded 2-core machine made many-small-step tests up to 10x slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     yield
+    torch.set_num_threads(threads)

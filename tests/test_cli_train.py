@@ -15,13 +15,6 @@ from maskgit.cli import train as train_cli
 from maskgit.configs import ConfigError
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def _run(*argv: str) -> int:
     parser = argparse.ArgumentParser(prog="maskgit")

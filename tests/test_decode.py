@@ -19,16 +19,6 @@ from maskgit.sampling import (
 FIXTURES = ["decode_small_generate.npz", "decode_small_edit.npz"]
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    # Many tiny steps: a second intra-op thread only adds hand-off cost, which on a loaded
-    # 2-core machine made these tests up to 10x slower (MKL's threaded log on ~10^3 elements).
-    # conftest's autouse thread setting runs before this module's, so this one wins.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _replay_noise(data):
     """The official Gumbel noise of each executed step, keyed by the absolute step index."""

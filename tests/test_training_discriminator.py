@@ -10,14 +10,6 @@ from maskgit.training.discriminator import BlurDownsample, Discriminator, discri
 from maskgit.training.perceptual import LPIPS_CHANNELS, VGG16_CONV_SHAPES, PerceptualLoss
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Small convolutions are far slower with 2 threads than with 1 on a busy 2-core machine.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def test_official_width_table():
     assert discriminator_widths(256) == {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64}

@@ -17,13 +17,6 @@ from maskgit.training.masking import masked_inputs, sample_masks
 from training_helpers import RandomImages, make_trainer
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def _take(sampler: StepBatchSampler, count: int) -> list[list[tuple[int, int]]]:
     iterator = iter(sampler)

@@ -21,14 +21,6 @@ from training_helpers import flat_tensors, make_trainer
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny convolutions are ~30x slower with 2 threads than with 1 on a busy 2-core machine.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 WORKER = ROOT / "tests" / "_train_worker.py"
 
 # The tokenizer case has everything stateful switched on: the discriminator from step 2 (R1 and

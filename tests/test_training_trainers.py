@@ -12,13 +12,6 @@ from maskgit.training import TransformerTrainer, load_train_config
 from training_helpers import RandomImages, RandomTokens, make_trainer
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def _log(out) -> list[dict]:
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

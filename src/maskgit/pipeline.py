@@ -16,6 +16,7 @@ import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ from maskgit.sampling.editing import (
 )
 from maskgit.sampling.fill import fill_tokens
 
-__all__ = ["MaskGIT", "PIPELINE_INDEX", "image_seeds", "RowNoise"]
+__all__ = ["MaskGIT", "PIPELINE_INDEX", "SHIPPED_MODELS", "image_seeds", "RowNoise", "shipped_model_dir"]
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -72,6 +73,15 @@ class RowNoise:
 PIPELINE_INDEX = "model_index.json"
 _FORMAT = "maskgit-pipeline"
 _VERSION = 1
+
+
+# Models whose weights ship inside the package (src/maskgit/pretrained/<name>).
+SHIPPED_MODELS = ("fashion-mnist",)
+
+
+def shipped_model_dir(name: str) -> Path:
+    """The folder of a model that ships in the package."""
+    return Path(str(resources.files("maskgit") / "pretrained" / name))
 
 
 def _converted_checkpoint(name: str, cache_dir: str | os.PathLike[str] | None) -> Path:
@@ -158,12 +168,19 @@ class MaskGIT(nn.Module):
         precision: str = "fp32",
         cache_dir: str | os.PathLike[str] | None = None,
     ) -> MaskGIT:
-        """Load a folder written by ``save_pretrained``, or a registered name (``imagenet256``,
-        ``imagenet512``): its official files are downloaded into the cache and converted once.
-        Returns the pipeline in eval mode."""
+        """Load a folder written by ``save_pretrained``, a model shipped in the package
+        (``fashion-mnist``), or a registered name (``imagenet256``, ``imagenet512``), whose official
+        files are downloaded into the cache and converted once. Returns the pipeline in eval mode."""
         path = Path(name_or_path)
-        if not path.exists() and str(name_or_path) in checkpoint_names():
-            path = _converted_checkpoint(str(name_or_path), cache_dir)
+        if not path.exists():
+            name = str(name_or_path)
+            if name in SHIPPED_MODELS:
+                path = shipped_model_dir(name)
+            elif name in checkpoint_names():
+                path = _converted_checkpoint(name, cache_dir)
+            else:
+                known = ", ".join((*SHIPPED_MODELS, *checkpoint_names()))
+                raise CheckpointError(f"{name}: no such folder, and not a known model name ({known})")
         index_path = path / PIPELINE_INDEX
         if not index_path.is_file():
             raise CheckpointError(f"{path}: no {PIPELINE_INDEX}; not a saved MaskGIT pipeline folder")

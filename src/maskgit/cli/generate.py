@@ -26,7 +26,9 @@ from maskgit.io import atomic_write_text
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="a saved pipeline folder or a registered name (imagenet256, imagenet512)")
+    parser.add_argument("--model", default="fashion-mnist",
+                        help="a saved pipeline folder, a shipped model (fashion-mnist, the default) or a registered name "
+                        "(imagenet256, imagenet512)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="autocast precision of the models")
     parser.add_argument("--out", type=Path, required=True, help="output folder")

@@ -212,3 +212,8 @@ def test_registered_name_is_downloaded_and_converted_once(tmp_path, monkeypatch,
     assert len(requests) == 2  # converted folder reused, no new download
     for a, b in zip(first.state_dict().values(), second.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_editing_takes_one_image_at_a_time(small_pipeline):
+    with pytest.raises(ValueError, match=r"one \(3, H, W\) image at a time"):
+        small_pipeline.inpaint(torch.rand(2, 3, 128, 128), torch.ones(128, 128, dtype=torch.bool), 0)

@@ -235,6 +235,13 @@ class MaskGIT(nn.Module):
         images = image[None] if image.dim() == 3 else image
         return images.to(self.device, torch.float32)
 
+    def _single_image(self, image: torch.Tensor) -> torch.Tensor:
+        """(3, H, W) or (1, 3, H, W) → (1, 3, H, W): the editing modes take one image at a time."""
+        images = self._images(image)
+        if images.dim() != 4 or images.shape[0] != 1:
+            raise ValueError(f"edit one (3, H, W) image at a time, got shape {tuple(image.shape)}")
+        return images
+
     def _decode_images(self, ids: torch.Tensor) -> torch.Tensor:
         return self.tokenizer.decode_ids(ids).float().clamp(0, 1)
 
@@ -303,8 +310,6 @@ class MaskGIT(nn.Module):
         canvas: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Encode, mask ``token_mask`` (h, w), fill, decode. Returns raw generated images."""
-        if images.shape[0] != 1:
-            raise ValueError(f"edit one image at a time, got a batch of {images.shape[0]}")
         if num_samples < 1:
             raise ValueError(f"num_samples must be at least 1, got {num_samples}")
         with self._inference():
@@ -341,7 +346,7 @@ class MaskGIT(nn.Module):
         The box grows by one token on each side, decoding runs steps 2..11 of 12, and the result
         is blended into the original through the blurred box mask. Returns (num_samples, 3, H, W).
         """
-        images = self._images(image)
+        images = self._single_image(image)
         box = box if isinstance(box, Box) else Box(*box)
         height, width = images.shape[-2:]
         token_mask = latent_box_mask(box, height, width, self.tokenizer.config.downsample_factor)
@@ -370,7 +375,7 @@ class MaskGIT(nn.Module):
         Every token the mask touches is regenerated; pixels outside the mask are kept exactly.
         Returns (num_samples, 3, H, W) in [0, 1].
         """
-        images = self._images(image)
+        images = self._single_image(image)
         height, width = images.shape[-2:]
         if not isinstance(mask, torch.Tensor) or mask.dim() != 2:
             raise ValueError(f"mask must be an (H, W) tensor, got {getattr(mask, 'shape', type(mask).__name__)}")
@@ -403,7 +408,7 @@ class MaskGIT(nn.Module):
         """Extend the canvas by ``(top, right, bottom, left)`` pixels, each rounded up to whole
         tokens, and generate the new border. The original pixels are kept exactly.
         Returns (num_samples, 3, H + top + bottom, W + left + right) in [0, 1]."""
-        images = self._images(image)
+        images = self._single_image(image)
         extend = extend if isinstance(extend, Extend) else Extend(*extend)
         factor = self.tokenizer.config.downsample_factor
         tokens = extend.in_tokens(factor)

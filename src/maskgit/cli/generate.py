@@ -271,19 +271,18 @@ def run_inpaint(args: argparse.Namespace) -> int:
 
 
 def _resize_mask(mask: torch.Tensor, image_path: Path, size: int) -> torch.Tensor:
+    """Take the mask through the image's resize and centre crop (nearest, so it stays binary)."""
     from PIL import Image
 
+    from maskgit.data.transforms import center_crop, resize_short_side
     from maskgit.imageio import open_image
 
     source = open_image(image_path)
     if mask.shape != (source.height, source.width):
         raise CLIError(f"mask is {mask.shape[0]}x{mask.shape[1]} but {image_path} is {source.height}x{source.width}")
-    picture = Image.fromarray(mask.numpy().astype("uint8") * 255)
-    scale = size / min(source.width, source.height)
-    width, height = max(size, round(source.width * scale)), max(size, round(source.height * scale))
-    picture = picture.resize((width, height), Image.Resampling.NEAREST)
-    left, top = (width - size) // 2, (height - size) // 2
-    return torch.from_numpy(np.asarray(picture.crop((left, top, left + size, top + size))) > 127)
+    picture = Image.fromarray(mask.numpy().astype(np.uint8) * 255)
+    picture = center_crop(resize_short_side(picture, size, Image.Resampling.NEAREST), size)
+    return torch.from_numpy(np.asarray(picture) > 127)
 
 
 def run_outpaint(args: argparse.Namespace) -> int:

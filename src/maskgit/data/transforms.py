@@ -50,8 +50,10 @@ def to_tensor(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255.0)
 
 
-def resize_short_side(image: Image.Image, size: int) -> Image.Image:
-    """Bicubic resize so that the short side is ``size``; the long side becomes
+def resize_short_side(
+    image: Image.Image, size: int, resample: Image.Resampling = Image.Resampling.BICUBIC
+) -> Image.Image:
+    """Resize (bicubic by default) so that the short side is ``size``; the long side becomes
     ``int(size / short * long)`` (truncated, as maskgit-torch does)."""
     _check_size(size)
     width, height = image.size
@@ -62,7 +64,7 @@ def resize_short_side(image: Image.Image, size: int) -> Image.Image:
         new_size = (max(size, int(scale * width)), size)
     if new_size == image.size:
         return image
-    return image.resize(new_size, Image.Resampling.BICUBIC)
+    return image.resize(new_size, resample)
 
 
 def _crop(image: Image.Image, left: int, top: int, size: int) -> Image.Image:

@@ -63,7 +63,7 @@ def test_edit_replays_the_official_run(small_pipeline):
 def test_same_seed_same_images_and_independent_of_batching(small_pipeline):
     a = small_pipeline.generate([1, 2, 3], num_steps=4, seed=7)
     b = small_pipeline.generate([1, 2, 3], num_steps=4, seed=7, batch_size=2)
-    c = small_pipeline.generate([3], num_steps=4, seed=7, first_index=2)
+    c = small_pipeline.generate([3], num_steps=4, seed=7, image_indices=[2])
     d = small_pipeline.generate([1, 2, 3], num_steps=4, seed=8)
     assert a.shape == (3, 3, 128, 128) and a.min() >= 0 and a.max() <= 1
     # The same tokens; the decoder's convolutions round differently per batch size (~1e-5).

@@ -47,15 +47,15 @@ __all__ = ["MaskGIT", "PIPELINE_INDEX", "SHIPPED_MODELS", "image_seeds", "RowNoi
 PRECISIONS = ("fp32", "bf16")
 
 
-def image_seeds(seed: int, first_index: int, count: int) -> list[int]:
-    """Independent 63-bit seeds for images ``first_index .. first_index + count - 1`` of a run.
+def image_seeds(seed: int, indices: Sequence[int]) -> list[int]:
+    """Independent 63-bit seeds for the images of a run with these indices.
 
     Image i's noise depends only on ``(seed, i)``: not on the batch size, nor on which images were
     generated before it, so an interrupted run resumes with identical images.
     """
     return [
         int(np.random.SeedSequence(seed, spawn_key=(index,)).generate_state(1, dtype=np.uint64)[0] >> 1)
-        for index in range(first_index, first_index + count)
+        for index in indices
     ]
 
 
@@ -216,17 +216,46 @@ class MaskGIT(nn.Module):
             raise ValueError(f"class id {int(bad[0])} is outside [0, {num_classes})")
         return (ids + self.transformer.config.codebook_size).to(self.device)
 
-    def _noise(
-        self, count: int, seed: int | None, generator: torch.Generator | None, noise: NoiseFn | None, first_index: int
-    ) -> dict[str, Any]:
-        """Decode randomness: explicit noise, a caller's generator, or per-image seeds."""
+    def _fill(
+        self,
+        canvas: torch.Tensor,
+        class_tokens: torch.Tensor,
+        image_indices: Sequence[int],
+        *,
+        num_steps: int,
+        start_iter: int,
+        choice_temperature: float,
+        schedule: str,
+        seed: int | None,
+        generator: torch.Generator | None,
+        noise: NoiseFn | None,
+    ) -> torch.Tensor:
+        """Fill the masked tokens of canvas (B, h, w) and decode: images (B, 3, H, W) in [0, 1].
+
+        Randomness: explicit ``noise``, else the caller's ``generator``, else per-image seeds
+        derived from ``seed`` and ``image_indices``.
+        """
         if noise is not None:
-            return {"noise": noise}
-        if generator is not None:
-            return {"generator": generator}
-        if seed is None:
-            seed = secrets.randbits(63)
-        return {"noise": RowNoise(image_seeds(seed, first_index, count), self.device)}
+            randomness: dict[str, Any] = {"noise": noise}
+        elif generator is not None:
+            randomness = {"generator": generator}
+        else:
+            seed = secrets.randbits(63) if seed is None else seed
+            randomness = {"noise": RowNoise(image_seeds(seed, image_indices), self.device)}
+        with self._inference():
+            filled = fill_tokens(
+                self.transformer, canvas, class_tokens, latent_size=self.transformer.config.latent_size,
+                num_iter=num_steps, start_iter=start_iter, choice_temperature=choice_temperature,
+                schedule=schedule, **randomness,
+            )
+            return self._decode_images(filled)
+
+    def _encode_samples(self, images: torch.Tensor, num_samples: int) -> torch.Tensor:
+        """The image's token ids (1, h, w) repeated to (num_samples, h, w)."""
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be at least 1, got {num_samples}")
+        with self._inference():
+            return self.tokenizer.encode_to_ids(images).repeat(num_samples, 1, 1)
 
     def _images(self, image: torch.Tensor) -> torch.Tensor:
         """(3, H, W) or (B, 3, H, W) float in [0, 1] → (B, 3, H, W) on the model's device."""
@@ -258,72 +287,42 @@ class MaskGIT(nn.Module):
         generator: torch.Generator | None = None,
         noise: NoiseFn | None = None,
         batch_size: int | None = None,
-        first_index: int = 0,
+        image_indices: Sequence[int] | None = None,
     ) -> torch.Tensor:
         """Class-conditional generation, one image per entry of ``class_ids``.
 
         Returns float32 (B, 3, H, W) in [0, 1]. With ``seed``, image i depends only on
-        ``(seed, first_index + i)``; with ``generator``, on the generator's stream (and so on the
-        batching); ``noise`` injects the Gumbel noise directly (see ``maskgit.decode``). The
-        defaults (16 steps, temperature 4.5, cosine) are the official demo's.
+        ``(seed, image_indices[i])`` (default ``image_indices = range(B)``), so a run can be split
+        or resumed without changing its images; with ``generator``, on the generator's stream (and
+        so on the batching); ``noise`` injects the Gumbel noise directly (see ``maskgit.decode``).
+        The defaults (16 steps, temperature 4.5, cosine) are the official demo's.
         """
         if isinstance(class_ids, int):
             class_ids = [class_ids]
         tokens = self._class_tokens(class_ids)
         total = tokens.shape[0]
+        indices = list(range(total)) if image_indices is None else list(image_indices)
+        if len(indices) != total:
+            raise ValueError(f"{len(indices)} image_indices for {total} class ids")
         batch_size = batch_size or total
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        latent = self.transformer.config.latent_size
         outputs = []
         for start in range(0, total, batch_size):
             chunk = tokens[start : start + batch_size]
-            latent = self.transformer.config.latent_size
             canvas = torch.full((chunk.shape[0], latent, latent), MASK_ID, dtype=torch.long, device=self.device)
-            randomness = self._noise(chunk.shape[0], seed, generator, noise, first_index + start)
-            with self._inference():
-                ids = fill_tokens(
-                    self.transformer, canvas, chunk, latent_size=latent, num_iter=num_steps,
-                    choice_temperature=choice_temperature, schedule=schedule, **randomness,
-                )
-                outputs.append(self._decode_images(ids))
+            outputs.append(self._fill(
+                canvas, chunk, indices[start : start + batch_size], num_steps=num_steps, start_iter=0,
+                choice_temperature=choice_temperature, schedule=schedule, seed=seed, generator=generator,
+                noise=noise,
+            ))
         return torch.cat(outputs)
 
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, 3, H, W) in [0, 1] → tokenizer round trip, clipped to [0, 1]."""
         with self._inference():
             return self._decode_images(self.tokenizer.encode_to_ids(self._images(images)))
-
-    def _regenerate(
-        self,
-        images: torch.Tensor,
-        token_mask: torch.Tensor,
-        class_id: int,
-        num_samples: int,
-        *,
-        num_steps: int,
-        start_iter: int,
-        choice_temperature: float,
-        schedule: str,
-        seed: int | None,
-        generator: torch.Generator | None,
-        noise: NoiseFn | None,
-        canvas: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Encode, mask ``token_mask`` (h, w), fill, decode. Returns raw generated images."""
-        if num_samples < 1:
-            raise ValueError(f"num_samples must be at least 1, got {num_samples}")
-        with self._inference():
-            if canvas is None:
-                ids = self.tokenizer.encode_to_ids(images).repeat(num_samples, 1, 1)
-                canvas = torch.where(token_mask.to(self.device), MASK_ID, ids)
-            tokens = self._class_tokens([class_id] * num_samples)
-            randomness = self._noise(num_samples, seed, generator, noise, 0)
-            filled = fill_tokens(
-                self.transformer, canvas, tokens, latent_size=self.transformer.config.latent_size,
-                num_iter=num_steps, start_iter=start_iter, choice_temperature=choice_temperature,
-                schedule=schedule, **randomness,
-            )
-            return self._decode_images(filled)
 
     def edit(
         self,
@@ -350,9 +349,11 @@ class MaskGIT(nn.Module):
         box = box if isinstance(box, Box) else Box(*box)
         height, width = images.shape[-2:]
         token_mask = latent_box_mask(box, height, width, self.tokenizer.config.downsample_factor)
-        generated = self._regenerate(
-            images, token_mask, class_id, num_samples, num_steps=num_steps, start_iter=start_iter,
-            choice_temperature=choice_temperature, schedule=schedule, seed=seed, generator=generator, noise=noise,
+        canvas = torch.where(token_mask.to(self.device), MASK_ID, self._encode_samples(images, num_samples))
+        generated = self._fill(
+            canvas, self._class_tokens([class_id] * num_samples), range(num_samples), num_steps=num_steps,
+            start_iter=start_iter, choice_temperature=choice_temperature, schedule=schedule, seed=seed,
+            generator=generator, noise=noise,
         )
         return composite(generated, images, composite_mask(token_mask, height, width))
 
@@ -385,9 +386,11 @@ class MaskGIT(nn.Module):
         if not pixel_mask.any():
             raise ValueError("mask is empty: nothing to inpaint")
         token_mask = token_mask_from_pixels(pixel_mask.cpu(), self.tokenizer.config.downsample_factor)
-        generated = self._regenerate(
-            images, token_mask, class_id, num_samples, num_steps=num_steps, start_iter=0,
-            choice_temperature=choice_temperature, schedule=schedule, seed=seed, generator=generator, noise=noise,
+        canvas = torch.where(token_mask.to(self.device), MASK_ID, self._encode_samples(images, num_samples))
+        generated = self._fill(
+            canvas, self._class_tokens([class_id] * num_samples), range(num_samples), num_steps=num_steps,
+            start_iter=0, choice_temperature=choice_temperature, schedule=schedule, seed=seed,
+            generator=generator, noise=noise,
         )
         return composite(generated, images, pixel_mask.float())
 
@@ -412,13 +415,11 @@ class MaskGIT(nn.Module):
         extend = extend if isinstance(extend, Extend) else Extend(*extend)
         factor = self.tokenizer.config.downsample_factor
         tokens = extend.in_tokens(factor)
-        with self._inference():
-            ids = self.tokenizer.encode_to_ids(images).repeat(num_samples, 1, 1)
-        canvas = outpaint_canvas(ids, tokens, MASK_ID)
-        generated = self._regenerate(
-            images, canvas[0] == MASK_ID, class_id, num_samples, num_steps=num_steps, start_iter=0,
-            choice_temperature=choice_temperature, schedule=schedule, seed=seed, generator=generator, noise=noise,
-            canvas=canvas,
+        canvas = outpaint_canvas(self._encode_samples(images, num_samples), tokens, MASK_ID)
+        generated = self._fill(
+            canvas, self._class_tokens([class_id] * num_samples), range(num_samples), num_steps=num_steps,
+            start_iter=0, choice_temperature=choice_temperature, schedule=schedule, seed=seed,
+            generator=generator, noise=noise,
         )
         top, left = tokens.top * factor, tokens.left * factor
         height, width = images.shape[-2:]

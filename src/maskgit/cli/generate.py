@@ -89,16 +89,13 @@ def _write_manifest(out: Path, settings: dict[str, Any], outputs: list[str]) -> 
 
 def _prepare_image(path: Path, size: int | None, factor: int) -> torch.Tensor:
     """Load an image; resize its short side to ``size`` and centre-crop, unless ``size`` is None."""
-    from maskgit.data.transforms import eval_transform
-    from maskgit.imageio import load_image
+    from maskgit.data.transforms import eval_transform, to_tensor
+    from maskgit.imageio import open_image
 
-    image = load_image(path)
+    picture = open_image(path).convert("RGB")
     if size is not None:
-        from PIL import Image
-
-        from maskgit.imageio import to_uint8
-
-        return eval_transform(size)(Image.fromarray(to_uint8(image)))
+        return eval_transform(size)(picture)
+    image = to_tensor(picture)
     height, width = image.shape[-2:]
     if height % factor or width % factor:
         raise CLIError(f"{path}: {height}x{width} is not a multiple of {factor} on each side (drop --keep-size to resize)")
@@ -133,34 +130,21 @@ def run_generate(args: argparse.Namespace) -> int:
     paths = [args.out / f"{c:04d}" / f"{k:04d}.png" for c, k in jobs]
     todo = [i for i, p in enumerate(paths) if not (args.resume and p.exists())]
     with tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="img", desc="generate") as bar:
-        # Contiguous runs of missing images keep their global index, and so their seed.
+        # Missing images keep their index in the run, and so their seed.
         for start in range(0, len(todo), args.batch_size):
             batch = todo[start : start + args.batch_size]
-            runs = _contiguous(batch)
-            for first, count in runs:
-                images = pipeline.generate(
-                    [jobs[i][0] for i in range(first, first + count)], num_steps=args.steps,
-                    choice_temperature=args.temperature, schedule=args.schedule, seed=args.seed,
-                    first_index=first,
-                )
-                _save_all(images, paths[first : first + count])
-                bar.update(count)
+            images = pipeline.generate(
+                [jobs[i][0] for i in batch], num_steps=args.steps, choice_temperature=args.temperature,
+                schedule=args.schedule, seed=args.seed, image_indices=batch,
+            )
+            _save_all(images, [paths[i] for i in batch])
+            bar.update(len(batch))
     _save_grid(paths, args.out / "grid.png")
     _write_manifest(args.out, _settings(args, classes=classes,
                                         class_names=[pipeline.class_names[c] for c in classes]),
                     [str(p.relative_to(args.out)) for p in paths])
     print(f"wrote {len(todo)} image(s) ({len(jobs) - len(todo)} kept) to {args.out}")
     return 0
-
-
-def _contiguous(indices: list[int]) -> list[tuple[int, int]]:
-    runs: list[tuple[int, int]] = []
-    for index in indices:
-        if runs and runs[-1][0] + runs[-1][1] == index:
-            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
-        else:
-            runs.append((index, 1))
-    return runs
 
 
 # -- reconstruct ----------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from maskgit.cli import CLIError
+from maskgit.data import build_dataset
 
 __all__ = ["register", "run_tokenizer", "run_transformer"]
 
@@ -96,12 +97,6 @@ def _config(stage: str, args: argparse.Namespace) -> tuple[Any, Path | None]:
     return load_train_config(stage, args.config, overrides), None
 
 
-def _image_dataset(source: str, *, split: str, image_size: int, train: bool) -> Any:
-    from maskgit.data import build_dataset
-
-    return build_dataset(source, split=split, image_size=image_size, train=train)
-
-
 def _report(out: Path, results: dict[str, float], exported: list[str]) -> None:
     if results:
         print("evaluation: " + json.dumps({k: round(v, 4) for k, v in results.items()}))
@@ -116,10 +111,10 @@ def run_tokenizer(args: argparse.Namespace) -> int:
     if config.data is None:
         raise CLIError("no training data: pass --data (or set 'data' in the config)")
     size = config.model.image_size
-    dataset = _image_dataset(config.data, split="train", image_size=size, train=True)
+    dataset = build_dataset(config.data, split="train", image_size=size, train=True)
     eval_dataset = None
     if config.eval_data is not None:
-        eval_dataset = _image_dataset(config.eval_data, split=config.eval_split, image_size=size, train=False)
+        eval_dataset = build_dataset(config.eval_data, split=config.eval_split, image_size=size, train=False)
     trainer = TokenizerTrainer(
         config, args.out, dataset=dataset, eval_dataset=eval_dataset, device=args.device,
         resume=checkpoint, progress=not args.no_progress,
@@ -141,7 +136,7 @@ def _token_or_image_dataset(source: str, tokenizer: Any, *, split: str, train: b
         return TokenDataset(source)
     if tokenizer is None:
         raise CLIError(f"{source} is image data; pass --tokenizer to encode it (or train on a token file)")
-    return _image_dataset(source, split=split, image_size=tokenizer.config.image_size, train=train)
+    return build_dataset(source, split=split, image_size=tokenizer.config.image_size, train=train)
 
 
 def run_transformer(args: argparse.Namespace) -> int:

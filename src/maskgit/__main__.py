@@ -1,0 +1,7 @@
+"""``python -m maskgit``: the same as the ``maskgit`` command."""
+
+import sys
+
+from maskgit.cli import main
+
+sys.exit(main())

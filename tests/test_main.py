@@ -1,0 +1,24 @@
+"""`python -m maskgit` runs the same command line as the `maskgit` script."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from maskgit import __version__
+
+
+def run_module(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "maskgit", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_python_m_maskgit_runs_the_cli():
+    result = run_module("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"maskgit {__version__}"
+
+
+def test_python_m_maskgit_reports_usage_errors_with_status_2():
+    result = run_module("no-such-command")
+    assert result.returncode == 2
+    assert "invalid choice: 'no-such-command'" in result.stderr

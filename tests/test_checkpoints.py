@@ -31,8 +31,8 @@ from maskgit.checkpoints.mapping import (
     parameter_entries,
     state_dict_to_official,
 )
-from maskgit.configs import TOKENIZER_PRESETS, TRANSFORMER_PRESETS
 from maskgit.cli import main
+from maskgit.configs import TOKENIZER_PRESETS, TRANSFORMER_PRESETS
 from maskgit.models import load_model
 
 

@@ -7,13 +7,11 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from maskgit.cli import CLIError
 from maskgit.cli import train as train_cli
 from maskgit.configs import ConfigError
-
 
 
 def _run(*argv: str) -> int:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import TOKENIZER_MSGPACK, TRANSFORMER_MSGPACK, load_npz, nhwc_to_nchw
-from maskgit import MaskGIT, CheckpointError
+from maskgit import CheckpointError, MaskGIT
 from maskgit.checkpoints import hub
 from maskgit.sampling.editing import Box, composite_mask, latent_box_mask, token_mask_from_pixels
 

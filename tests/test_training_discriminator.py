@@ -10,7 +10,6 @@ from maskgit.training.discriminator import BlurDownsample, Discriminator, discri
 from maskgit.training.perceptual import LPIPS_CHANNELS, VGG16_CONV_SHAPES, PerceptualLoss
 
 
-
 def test_official_width_table():
     assert discriminator_widths(256) == {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64}
     assert discriminator_widths(512)[512] == 32

@@ -11,11 +11,10 @@ import torch
 from maskgit.checkpoints.errors import CheckpointError
 from maskgit.training.checkpoint import capture_rng_state, find_latest_checkpoint, restore_rng_state
 from maskgit.training.data_order import DataPosition, SeededDataset, StepBatchSampler
-from maskgit.training.engine import lr_factor
 from maskgit.training.ema import EMA
+from maskgit.training.engine import lr_factor
 from maskgit.training.masking import masked_inputs, sample_masks
 from training_helpers import RandomImages, make_trainer
-
 
 
 def _take(sampler: StepBatchSampler, count: int) -> list[list[tuple[int, int]]]:

@@ -12,7 +12,6 @@ from maskgit.training import TransformerTrainer, load_train_config
 from training_helpers import RandomImages, RandomTokens, make_trainer
 
 
-
 def _log(out) -> list[dict]:
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 

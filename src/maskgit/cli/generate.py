@@ -152,7 +152,7 @@ def run_generate(args: argparse.Namespace) -> int:
 
 def run_reconstruct(args: argparse.Namespace) -> int:
     from maskgit.data.transforms import eval_transform
-    from maskgit.imageio import open_image, save_image
+    from maskgit.imageio import open_image
 
     if args.batch_size < 1:
         raise CLIError(f"--batch-size must be at least 1, got {args.batch_size}")

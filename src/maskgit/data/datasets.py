@@ -20,9 +20,9 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from maskgit.imageio import open_image
 from maskgit.data.idx import FASHION_MNIST_ROOT, IdxImages, load_fashion_mnist, load_mnist
 from maskgit.data.transforms import PadTransform, TrainTransform, eval_transform
+from maskgit.imageio import open_image
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageFolder", "ImageDataset", "build_dataset"]
 

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from maskgit.models.pretrained import PretrainedMixin
 from maskgit.configs import TokenizerConfig
+from maskgit.models.pretrained import PretrainedMixin
 
 __all__ = ["VQGAN", "ResBlock", "Encoder", "Decoder", "VectorQuantizer", "QuantizerOutput"]
 

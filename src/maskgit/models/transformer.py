@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from maskgit.models.pretrained import PretrainedMixin
 from maskgit.configs import TransformerConfig
+from maskgit.models.pretrained import PretrainedMixin
 
 __all__ = ["MaskGITTransformer", "TransformerLayer", "SelfAttention"]
 

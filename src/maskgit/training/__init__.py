@@ -5,6 +5,7 @@ resume exactly from their checkpoints; ``load_train_config`` reads presets, YAML
 overrides; ``maskgit.training.metrics`` evaluates the results.
 """
 
+from maskgit.training.checkpoint import find_latest_checkpoint, read_checkpoint_config
 from maskgit.training.config import (
     TOKENIZER_TRAIN_PRESETS,
     TRANSFORMER_TRAIN_PRESETS,
@@ -12,7 +13,6 @@ from maskgit.training.config import (
     TransformerTrainConfig,
     load_train_config,
 )
-from maskgit.training.checkpoint import find_latest_checkpoint, read_checkpoint_config
 from maskgit.training.metrics import evaluate_tokenizer, evaluate_transformer, psnr
 from maskgit.training.tokenizer_trainer import TokenizerTrainer
 from maskgit.training.transformer_trainer import TransformerTrainer

@@ -144,7 +144,7 @@ class TrainConfig:
                 )
             if key == "model":
                 if isinstance(value, str):  # a model preset name
-                    model = getattr(self, "model")
+                    model = self.model
                     preset = tokenizer_preset if isinstance(model, TokenizerConfig) else transformer_preset
                     updates["model"] = preset(value)
                     continue

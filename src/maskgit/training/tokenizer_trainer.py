@@ -22,9 +22,9 @@ from torch import nn
 
 from maskgit.models import VQGAN
 from maskgit.training.config import TokenizerTrainConfig
+from maskgit.training.data_order import mix_seed
 from maskgit.training.discriminator import Discriminator
 from maskgit.training.ema import EMA
-from maskgit.training.data_order import mix_seed
 from maskgit.training.engine import Trainer
 from maskgit.training.losses import (
     codebook_perplexity,

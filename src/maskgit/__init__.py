@@ -1,5 +1,6 @@
 """MaskGIT in PyTorch: the official models and weights, generation, editing and training."""
 
+from maskgit.catalog import list_models
 from maskgit.checkpoints import CheckpointError
 from maskgit.configs import ConfigError, TokenizerConfig, TransformerConfig
 from maskgit.models import VQGAN, MaskGITTransformer, load_model
@@ -18,5 +19,6 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "load_model",
+    "list_models",
     "__version__",
 ]

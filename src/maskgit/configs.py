@@ -1,19 +1,18 @@
 """Typed model configs and their named presets.
 
 A config is saved as JSON beside every checkpoint (``config.json``) and is all that is needed to
-rebuild the model. The presets reproduce the official ImageNet models and the small model of the
-parity fixtures; see ``../shared/spec/maskgit-spec.md`` §1.6 and §2.3.
+rebuild the model. Keys, types, files and overrides come from ``maskgit.config_base.Config``. The
+presets reproduce the official ImageNet models and the small model of the parity fixtures; see
+``../shared/spec/maskgit-spec.md`` §1.6 and §2.3.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
-import os
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import ClassVar
+
+from maskgit.config_base import Config, ConfigError
 
 __all__ = [
     "TokenizerConfig",
@@ -26,79 +25,8 @@ __all__ = [
 ]
 
 
-class ConfigError(ValueError):
-    """A config is malformed: unknown key, wrong type or an inconsistent value."""
-
-
-C = TypeVar("C", bound="_Config")
-
-
-class _Config:
-    """JSON round trip shared by both configs. ``model_type`` tags the file so that a tokenizer
-    config is never read as a transformer config."""
-
-    model_type: ClassVar[str]
-
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)  # type: ignore[call-overload]
-        for key, value in data.items():
-            if isinstance(value, tuple):
-                data[key] = list(value)
-        return {"model_type": self.model_type, **data}
-
-    @classmethod
-    def from_dict(cls: type[C], data: dict[str, Any], *, source: str = "config") -> C:
-        data = dict(data)
-        model_type = data.pop("model_type", cls.model_type)
-        if model_type != cls.model_type:
-            raise ConfigError(
-                f"{source}: model_type is {model_type!r}, expected {cls.model_type!r}"
-            )
-        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ConfigError(
-                f"{source}: unknown key(s) {unknown} for {cls.__name__}; valid keys are {sorted(names)}"
-            )
-        for key, value in data.items():
-            if isinstance(value, list):
-                data[key] = tuple(value)
-        try:
-            return cls(**data)
-        except TypeError as error:
-            raise ConfigError(f"{source}: {error}") from None
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the config as JSON, atomically (temp file, then rename)."""
-        from maskgit.io import atomic_write_text
-
-        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
-
-    @classmethod
-    def load(cls: type[C], path: str | os.PathLike[str]) -> C:
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: config file not found") from None
-        except json.JSONDecodeError as error:
-            raise ConfigError(f"{path}: not valid JSON ({error})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a JSON object")
-        return cls.from_dict(data, source=str(path))
-
-    def replace(self: C, **changes: Any) -> C:
-        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
-
-
-def _positive(source: str, **values: int) -> None:
-    for name, value in values.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"{source}: {name} must be a positive integer, got {value!r}")
-
-
 @dataclass(frozen=True)
-class TokenizerConfig(_Config):
+class TokenizerConfig(Config):
     """The VQGAN tokenizer (spec §1).
 
     The encoder has one level per entry of ``channel_multipliers``; every level but the last halves
@@ -107,6 +35,7 @@ class TokenizerConfig(_Config):
     convolutional and accepts any size divisible by ``downsample_factor``.
     """
 
+    tag_key: ClassVar[str] = "model_type"
     model_type: ClassVar[str] = "vqgan"
 
     filters: int = 128
@@ -118,18 +47,12 @@ class TokenizerConfig(_Config):
     image_size: int = 256
 
     def __post_init__(self) -> None:
-        _positive(
-            "TokenizerConfig",
-            filters=self.filters,
-            num_res_blocks=self.num_res_blocks,
-            embedding_dim=self.embedding_dim,
-            codebook_size=self.codebook_size,
-            norm_groups=self.norm_groups,
-            image_size=self.image_size,
-        )
-        if not self.channel_multipliers:
-            raise ConfigError("TokenizerConfig: channel_multipliers must not be empty")
-        _positive("TokenizerConfig", **{f"channel_multipliers[{i}]": m for i, m in enumerate(self.channel_multipliers)})
+        super().__post_init__()
+        self._check_at_least(1, "filters", "num_res_blocks", "embedding_dim", "codebook_size", "norm_groups", "image_size")
+        if not self.channel_multipliers or min(self.channel_multipliers) < 1:
+            raise ConfigError(
+                f"TokenizerConfig: channel_multipliers must be one or more integers >= 1, got {self.channel_multipliers}"
+            )
         for width in self.widths:
             if width % self.norm_groups:
                 raise ConfigError(
@@ -141,6 +64,10 @@ class TokenizerConfig(_Config):
                 f"TokenizerConfig: image_size {self.image_size} is not divisible by the "
                 f"downsample factor {self.downsample_factor}"
             )
+
+    @classmethod
+    def preset(cls, name: str) -> TokenizerConfig:
+        return tokenizer_preset(name)
 
     @property
     def widths(self) -> tuple[int, ...]:
@@ -162,7 +89,7 @@ class TokenizerConfig(_Config):
 
 
 @dataclass(frozen=True)
-class TransformerConfig(_Config):
+class TransformerConfig(Config):
     """The bidirectional transformer (spec §2).
 
     Vocabulary layout (official): ids ``[0, codebook_size)`` are image tokens, the next
@@ -171,6 +98,7 @@ class TransformerConfig(_Config):
     wrapping ``take`` maps to that last row; both spellings are accepted.
     """
 
+    tag_key: ClassVar[str] = "model_type"
     model_type: ClassVar[str] = "transformer"
 
     codebook_size: int = 1024
@@ -183,23 +111,20 @@ class TransformerConfig(_Config):
     dropout: float = 0.1
 
     def __post_init__(self) -> None:
-        _positive(
-            "TransformerConfig",
-            codebook_size=self.codebook_size,
-            num_classes=self.num_classes,
-            hidden_size=self.hidden_size,
-            num_layers=self.num_layers,
-            num_heads=self.num_heads,
-            intermediate_size=self.intermediate_size,
-            latent_size=self.latent_size,
+        super().__post_init__()
+        self._check_at_least(
+            1, "codebook_size", "num_classes", "hidden_size", "num_layers", "num_heads", "intermediate_size", "latent_size"
         )
         if self.hidden_size % self.num_heads:
             raise ConfigError(
                 f"TransformerConfig: hidden_size {self.hidden_size} is not divisible by "
                 f"num_heads {self.num_heads}"
             )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"TransformerConfig: dropout must be in [0, 1), got {self.dropout}")
+        self._check_interval("dropout", 0.0, 1.0, include_high=False)
+
+    @classmethod
+    def preset(cls, name: str) -> TransformerConfig:
+        return transformer_preset(name)
 
     @property
     def vocab_size(self) -> int:

@@ -13,18 +13,13 @@ change what a small problem needs.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
-import re
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
+from maskgit.config_base import Config, ConfigError, parse_override, read_config_file
 from maskgit.configs import (
-    ConfigError,
     TokenizerConfig,
     TransformerConfig,
     tokenizer_preset,
@@ -42,13 +37,8 @@ __all__ = [
     "ConfigError",
 ]
 
-T = TypeVar("T", bound="TrainConfig")
-
-_EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
-
-
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Config):
     """What both stages share: data, batch, schedule, EMA, precision, logging and checkpoints.
 
     ``batch_size`` is the *global* batch of one optimizer step, split over the processes and the
@@ -57,6 +47,7 @@ class TrainConfig:
     image folder) or, for the transformer, a token file.
     """
 
+    tag_key: ClassVar[str] = "stage"
     stage: ClassVar[str]
 
     data: str | None = None
@@ -84,137 +75,28 @@ class TrainConfig:
     tensorboard: bool = False
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         name = type(self).__name__
-        for key in ("steps", "batch_size", "grad_accum_steps", "log_every", "keep_checkpoints", "eval_images"):
-            value = getattr(self, key)
-            if value < 1:
-                raise ConfigError(f"{name}: {key} must be >= 1, got {value}")
-        for key in ("num_workers", "warmup_steps", "checkpoint_every", "sample_every", "eval_every"):
-            value = getattr(self, key)
-            if value < 0:
-                raise ConfigError(f"{name}: {key} must be >= 0 (0 turns it off), got {value}")
+        self._check_at_least(1, "steps", "batch_size", "grad_accum_steps", "log_every", "keep_checkpoints", "eval_images")
+        self._check_at_least(
+            0, "num_workers", "warmup_steps", "checkpoint_every", "sample_every", "eval_every", note=" (0 turns it off)"
+        )
         if self.batch_size % self.grad_accum_steps:
             raise ConfigError(
                 f"{name}: batch_size {self.batch_size} is not divisible by grad_accum_steps {self.grad_accum_steps}"
             )
         if self.learning_rate <= 0:
             raise ConfigError(f"{name}: learning_rate must be > 0, got {self.learning_rate}")
-        if self.lr_decay not in ("constant", "cosine", "linear"):
-            raise ConfigError(f"{name}: lr_decay must be 'constant', 'cosine' or 'linear', got {self.lr_decay!r}")
-        if not 0.0 <= self.min_lr_ratio <= 1.0:
-            raise ConfigError(f"{name}: min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        self._check_choice("lr_decay", ("constant", "cosine", "linear"))
+        self._check_interval("min_lr_ratio", 0.0, 1.0, include_high=True)
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ConfigError(f"{name}: grad_clip must be > 0 or null (off), got {self.grad_clip}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ConfigError(f"{name}: ema_decay must be in [0, 1), got {self.ema_decay}")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise ConfigError(f"{name}: precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
-
-    # -- dict round trip ----------------------------------------------------------------------
-
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"stage": self.stage}
-        for item in dataclasses.fields(self):
-            value = getattr(self, item.name)
-            if isinstance(value, (TokenizerConfig, TransformerConfig)):
-                value = {k: v for k, v in value.to_dict().items() if k != "model_type"}
-            elif isinstance(value, tuple):
-                value = list(value)
-            data[item.name] = value
-        return data
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
+        self._check_interval("ema_decay", 0.0, 1.0, include_high=False)
+        self._check_choice("precision", ("auto", "fp32", "bf16"))
 
     @classmethod
-    def valid_keys(cls) -> list[str]:
-        return sorted(f.name for f in dataclasses.fields(cls))
-
-    def updated(self: T, changes: dict[str, Any], *, source: str = "config") -> T:
-        """A copy with ``changes`` applied. Keys may be dotted (``model.filters``) or nested dicts
-        under ``model``; each is checked against the field's type."""
-        hints = typing.get_type_hints(type(self))
-        fields = {f.name for f in dataclasses.fields(self)}
-        model_changes: dict[str, Any] = {}
-        updates: dict[str, Any] = {}
-        for key, value in _expand_dotted(changes, source).items():
-            if key not in fields:
-                raise ConfigError(
-                    f"{source}: unknown key {key!r} for a {self.stage} training config; valid keys are {self.valid_keys()}"
-                )
-            if key == "model":
-                if isinstance(value, str):  # a model preset name
-                    model = self.model
-                    preset = tokenizer_preset if isinstance(model, TokenizerConfig) else transformer_preset
-                    updates["model"] = preset(value)
-                    continue
-                if not isinstance(value, dict):
-                    raise ConfigError(f"{source}: 'model' must be a mapping of model config keys or a preset name")
-                model_changes.update(value)
-            else:
-                updates[key] = _coerce(value, hints[key], f"{source}: {key}")
-        if model_changes:
-            base = updates.get("model", self.model)  # type: ignore[attr-defined]
-            merged = {**base.to_dict(), **model_changes}
-            updates["model"] = type(base).from_dict(merged, source=f"{source}: model")
-        try:
-            return dataclasses.replace(self, **updates)
-        except TypeError as error:  # pragma: no cover - fields are checked above
-            raise ConfigError(f"{source}: {error}") from None
-
-
-def _expand_dotted(changes: dict[str, Any], source: str) -> dict[str, Any]:
-    """{"model.filters": 64, "steps": 3} → {"model": {"filters": 64}, "steps": 3}."""
-    out: dict[str, Any] = {}
-    for key, value in changes.items():
-        if not isinstance(key, str):
-            raise ConfigError(f"{source}: keys must be strings, got {key!r}")
-        head, dot, tail = key.partition(".")
-        if not dot:
-            if head == "model" and isinstance(value, dict) and isinstance(out.get("model"), dict):
-                out["model"].update(value)
-            else:
-                out[head] = value
-            continue
-        if head != "model" or "." in tail:
-            raise ConfigError(f"{source}: unknown key {key!r}; only 'model.<key>' may be dotted")
-        nested = out.setdefault("model", {})
-        if not isinstance(nested, dict):
-            raise ConfigError(f"{source}: 'model' given both as a preset name and as model.{tail}")
-        nested[tail] = value
-    return out
-
-
-def _coerce(value: Any, annotation: Any, where: str) -> Any:
-    """Check ``value`` against a field type (int, float, str, bool, X | None, tuple[...])."""
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(value, inner, where)
-    if annotation is bool:
-        if isinstance(value, bool):
-            return value
-    elif annotation is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif annotation is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        # PyYAML (YAML 1.1) reads "1e-4" as a string; accept that spelling of a float.
-        if isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
-            return float(value)
-    elif annotation is str:
-        if isinstance(value, str):
-            return value
-    elif origin is tuple:
-        if isinstance(value, (list, tuple)) and (args[-1] is Ellipsis or len(value) == len(args)):
-            element_types = [args[0]] * len(value) if args[-1] is Ellipsis else list(args)
-            return tuple(_coerce(v, t, where) for v, t in zip(value, element_types))
-    name = getattr(annotation, "__name__", str(annotation))
-    raise ConfigError(f"{where} must be {name}, got {value!r}")
+    def describe(cls) -> str:
+        return f"a {cls.stage} training config"
 
 
 @dataclass(frozen=True)
@@ -253,8 +135,7 @@ class TokenizerTrainConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.r1_every < 1:
-            raise ConfigError(f"TokenizerTrainConfig: r1_every must be >= 1, got {self.r1_every}")
+        self._check_at_least(1, "r1_every")
         if self.model.image_size < 8:
             raise ConfigError(
                 f"TokenizerTrainConfig: the discriminator needs model.image_size >= 8, got {self.model.image_size}"
@@ -263,11 +144,8 @@ class TokenizerTrainConfig(TrainConfig):
             raise ConfigError(
                 f"TokenizerTrainConfig: the discriminator needs a power-of-two model.image_size, got {self.model.image_size}"
             )
-        for key in ("discriminator_start", "dead_code_reinit_every"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"TokenizerTrainConfig: {key} must be >= 0, got {getattr(self, key)}")
-        if not 0.0 <= self.lecam_decay < 1.0:
-            raise ConfigError(f"TokenizerTrainConfig: lecam_decay must be in [0, 1), got {self.lecam_decay}")
+        self._check_at_least(0, "discriminator_start", "dead_code_reinit_every")
+        self._check_interval("lecam_decay", 0.0, 1.0, include_high=False)
 
 
 @dataclass(frozen=True)
@@ -297,12 +175,9 @@ class TransformerTrainConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ConfigError(f"TransformerTrainConfig: label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        if not 0.0 <= self.class_dropout <= 1.0:
-            raise ConfigError(f"TransformerTrainConfig: class_dropout must be in [0, 1], got {self.class_dropout}")
-        if self.weight_decay < 0:
-            raise ConfigError(f"TransformerTrainConfig: weight_decay must be >= 0, got {self.weight_decay}")
+        self._check_interval("label_smoothing", 0.0, 1.0, include_high=False)
+        self._check_interval("class_dropout", 0.0, 1.0, include_high=True)
+        self._check_at_least(0, "weight_decay")
 
 
 # -- presets ----------------------------------------------------------------------------------
@@ -418,31 +293,6 @@ def _preset(stage: str, name: str) -> Any:
     return presets[name]
 
 
-def _read_file(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    text = path.read_text()
-    if path.suffix.lower() in (".yaml", ".yml"):
-        try:
-            import yaml
-        except ImportError:
-            raise ConfigError(f"{path}: reading YAML needs PyYAML (pip install pyyaml); or use JSON") from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{path}: not valid YAML ({error})") from None
-    else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ConfigError(f"{path}: not valid JSON ({error})") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
-    return data
-
-
 def config_from_dict(stage: str, data: dict[str, Any], *, source: str = "config") -> Any:
     """Build a stage config from a dict such as ``to_dict()`` writes (``stage`` and ``preset``
     keys are optional)."""
@@ -477,25 +327,7 @@ def load_train_config(
             raise ConfigError(
                 f"{source!r} is neither a {stage} training preset ({sorted(_PRESETS[stage])}) nor a config file"
             )
-        config = config_from_dict(stage, _read_file(path), source=str(path))
+        config = config_from_dict(stage, read_config_file(path), source=str(path))
     if overrides:
         config = config.updated(overrides, source="override")
     return config
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """``"model.filters=64"`` → ``("model.filters", 64)``. The value is read as YAML (or JSON if
-    PyYAML is missing), so ``null``, ``true``, ``1e-4`` and ``[1, 2]`` work; anything else stays a
-    string."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"override {text!r} is not KEY=VALUE")
-    try:
-        import yaml
-    except ImportError:
-        yaml = None
-    try:
-        value = yaml.safe_load(raw) if yaml is not None else json.loads(raw)
-    except Exception:  # not a YAML/JSON value (e.g. a bare path with odd characters): keep the text
-        value = raw
-    return key.strip(), value

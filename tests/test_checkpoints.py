@@ -22,15 +22,11 @@ from conftest import (
     load_npz,
 )
 from maskgit import VQGAN, CheckpointError, MaskGITTransformer, TokenizerConfig, TransformerConfig
+from maskgit.checkpoints.config_inference import infer_tokenizer_config
 from maskgit.checkpoints.flax_msgpack import flatten_tree, read_flax_msgpack, unflatten_tree, write_flax_msgpack
 from maskgit.checkpoints.formats import detect_format
-from maskgit.checkpoints.mapping import (
-    _port_tokenizer_path,
-    infer_tokenizer_config,
-    official_to_state_dict,
-    parameter_entries,
-    state_dict_to_official,
-)
+from maskgit.checkpoints.maskgit_torch import _port_tokenizer_path
+from maskgit.checkpoints.official import official_to_state_dict, parameter_entries, state_dict_to_official
 from maskgit.cli import main
 from maskgit.configs import TOKENIZER_PRESETS, TRANSFORMER_PRESETS
 from maskgit.models import load_model

@@ -8,7 +8,7 @@ import torch
 
 from conftest import load_npz, nchw_to_nhwc, nhwc_to_nchw
 from maskgit import VQGAN, TokenizerConfig
-from maskgit.checkpoints.mapping import tokenizer_scopes
+from maskgit.checkpoints.official import tokenizer_scopes
 
 LATENT_TOL = dict(atol=2e-4, rtol=1e-4)
 IMAGE_TOL = dict(atol=3e-4, rtol=1e-4)

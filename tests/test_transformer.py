@@ -8,7 +8,7 @@ import torch
 
 from conftest import load_npz
 from maskgit import MaskGITTransformer, TransformerConfig
-from maskgit.checkpoints.mapping import transformer_scopes
+from maskgit.checkpoints.official import transformer_scopes
 
 LOGIT_TOL = dict(atol=5e-5, rtol=1e-5)
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 from maskgit.config_base import Config, ConfigError
 
 __all__ = [
+    "ResBlockSpec",
     "TokenizerConfig",
     "TransformerConfig",
     "tokenizer_preset",
@@ -23,6 +24,15 @@ __all__ = [
     "TRANSFORMER_PRESETS",
     "ConfigError",
 ]
+
+
+class ResBlockSpec(NamedTuple):
+    """One ResBlock of the tokenizer's encoder or decoder: its channels, and whether the resolution
+    changes after it (the encoder average-pools; the decoder upsamples x2 and applies a 3x3 conv)."""
+
+    in_channels: int
+    out_channels: int
+    resample_after: bool
 
 
 @dataclass(frozen=True)
@@ -86,6 +96,31 @@ class TokenizerConfig(Config):
     def latent_size(self) -> int:
         """Side of the token grid at ``image_size``."""
         return self.image_size // self.downsample_factor
+
+    # The block order below is the one source of the architecture: the models build their blocks
+    # from it, and the official name mapping numbers ``ResBlock_<i>`` and the upsample convs by it.
+
+    @property
+    def encoder_blocks(self) -> tuple[ResBlockSpec, ...]:
+        """The encoder's ResBlocks in order: ``num_res_blocks`` per level, then as many "mid"
+        blocks at the last width; average pooling after each level but the last."""
+        return self._blocks(self.filters, self.widths + (self.widths[-1],), resample_groups=range(self.num_levels - 1))
+
+    @property
+    def decoder_blocks(self) -> tuple[ResBlockSpec, ...]:
+        """The decoder's ResBlocks in order: the "mid" blocks at the last width, then the levels
+        deepest first; an upsample (nearest x2, then a 3x3 conv) after each level but the shallowest."""
+        groups = (self.widths[-1],) + tuple(reversed(self.widths))
+        return self._blocks(self.widths[-1], groups, resample_groups=range(1, self.num_levels))
+
+    def _blocks(self, channels: int, group_widths: tuple[int, ...], resample_groups: range) -> tuple[ResBlockSpec, ...]:
+        blocks = []
+        for group, width in enumerate(group_widths):
+            for repeat in range(self.num_res_blocks):
+                last = repeat == self.num_res_blocks - 1
+                blocks.append(ResBlockSpec(channels, width, last and group in resample_groups))
+                channels = width
+        return tuple(blocks)
 
 
 @dataclass(frozen=True)

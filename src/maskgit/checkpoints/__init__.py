@@ -1,5 +1,6 @@
-"""Checkpoint files: the official flax msgpack reader, name mapping, our own format, and the
-registry of official checkpoints with their downloads."""
+"""Checkpoint files: the official flax msgpack reader and parameter names, config inference from
+shapes, the maskgit-torch names, our own format, and the registry of official checkpoints with
+their downloads."""
 
 from maskgit.checkpoints.errors import CheckpointError, DownloadError
 from maskgit.checkpoints.flax_msgpack import read_flax_msgpack, write_flax_msgpack

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "DownloadError"]
+__all__ = ["CheckpointError", "DownloadError", "sample_names"]
 
 
 class CheckpointError(ValueError):
@@ -13,3 +13,9 @@ class CheckpointError(ValueError):
 class DownloadError(CheckpointError):
     """A checkpoint file could not be downloaded (no network, server error, wrong size or hash).
     The message names the URL and the local path, so the file can be fetched by hand instead."""
+
+
+def sample_names(names: list[str], limit: int = 8) -> str:
+    """The first ``limit`` names, comma-separated, and how many more there are: for error messages."""
+    shown = ", ".join(names[:limit])
+    return f"{shown} (and {len(names) - limit} more)" if len(names) > limit else shown

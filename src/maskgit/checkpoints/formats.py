@@ -20,16 +20,15 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from maskgit.checkpoints.errors import CheckpointError
-from maskgit.checkpoints.flax_msgpack import flatten_tree, read_flax_msgpack
-from maskgit.checkpoints.mapping import (
+from maskgit.checkpoints.config_inference import (
     infer_official_transformer_config,
     infer_tokenizer_config,
     infer_transformer_config,
-    maskgit_torch_to_official,
-    model_kind_of_maskgit_torch,
-    model_kind_of_official,
 )
+from maskgit.checkpoints.errors import CheckpointError
+from maskgit.checkpoints.flax_msgpack import flatten_tree, read_flax_msgpack
+from maskgit.checkpoints.maskgit_torch import maskgit_torch_to_official, model_kind_of_maskgit_torch
+from maskgit.checkpoints.official import model_kind_of_official
 from maskgit.configs import ConfigError, TokenizerConfig, TransformerConfig
 
 __all__ = [

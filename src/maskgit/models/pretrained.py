@@ -10,7 +10,7 @@ from torch import nn
 
 from maskgit.checkpoints.errors import CheckpointError
 from maskgit.checkpoints.formats import read_checkpoint, write_pretrained
-from maskgit.checkpoints.mapping import official_to_state_dict
+from maskgit.checkpoints.official import official_to_state_dict
 
 __all__ = ["PretrainedMixin"]
 

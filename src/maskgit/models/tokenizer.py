@@ -57,18 +57,12 @@ class Encoder(nn.Module):
 
     def __init__(self, config: TokenizerConfig) -> None:
         super().__init__()
-        widths, repeats = config.widths, config.num_res_blocks
+        blocks = config.encoder_blocks  # every level, then the "mid" blocks at the last width
         # The official encoder's first conv has no bias.
         self.conv_in = nn.Conv2d(3, config.filters, 3, padding=1, bias=False)
-        blocks = []
-        channels = config.filters
-        for width in widths + (widths[-1],):  # every level, then the "mid" blocks at the last width
-            for _ in range(repeats):
-                blocks.append(ResBlock(channels, width, config.norm_groups))
-                channels = width
-        self.res_blocks = nn.ModuleList(blocks)
-        # Average-pool after the last block of every level except the last.
-        self._downsample_after = {(level + 1) * repeats - 1 for level in range(config.num_levels - 1)}
+        self.res_blocks = nn.ModuleList(ResBlock(b.in_channels, b.out_channels, config.norm_groups) for b in blocks)
+        self._downsample_after = {index for index, block in enumerate(blocks) if block.resample_after}
+        channels = blocks[-1].out_channels
         self.norm_out = _group_norm(channels, config.norm_groups)
         self.conv_out = nn.Conv2d(channels, config.embedding_dim, 1)
 
@@ -86,22 +80,16 @@ class Decoder(nn.Module):
 
     def __init__(self, config: TokenizerConfig) -> None:
         super().__init__()
-        widths, repeats = config.widths, config.num_res_blocks
-        channels = widths[-1]
-        self.conv_in = nn.Conv2d(config.embedding_dim, channels, 3, padding=1)
-        blocks = []
-        upsample_convs = []
         # "mid" blocks at the last width, then the levels deepest first, each but the
         # shallowest followed by a nearest x2 upsample and a 3x3 conv.
-        for width in (widths[-1],) + tuple(reversed(widths)):
-            for _ in range(repeats):
-                blocks.append(ResBlock(channels, width, config.norm_groups))
-                channels = width
-        for level in reversed(range(1, config.num_levels)):
-            upsample_convs.append(nn.Conv2d(widths[level], widths[level], 3, padding=1))
-        self.res_blocks = nn.ModuleList(blocks)
-        self.upsample_convs = nn.ModuleList(upsample_convs)
-        self._upsample_after = {(level + 2) * repeats - 1 for level in range(config.num_levels - 1)}
+        blocks = config.decoder_blocks
+        self.conv_in = nn.Conv2d(config.embedding_dim, blocks[0].in_channels, 3, padding=1)
+        self.res_blocks = nn.ModuleList(ResBlock(b.in_channels, b.out_channels, config.norm_groups) for b in blocks)
+        self.upsample_convs = nn.ModuleList(
+            nn.Conv2d(b.out_channels, b.out_channels, 3, padding=1) for b in blocks if b.resample_after
+        )
+        self._upsample_after = {index for index, block in enumerate(blocks) if block.resample_after}
+        channels = blocks[-1].out_channels
         self.norm_out = _group_norm(channels, config.norm_groups)
         self.conv_out = nn.Conv2d(channels, 3, 3, padding=1)
 

@@ -22,6 +22,7 @@ import torch
 
 __all__ = [
     "SCHEDULES",
+    "cosine_ratio",
     "canonical_schedule",
     "step_ratio",
     "mask_ratio",
@@ -89,6 +90,20 @@ def _rounded(function: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) 
     return function(x.to(torch.float64)).to(torch.float32)
 
 
+def cosine_ratio(r: torch.Tensor, *, correctly_rounded: bool = True) -> torch.Tensor:
+    """The cosine schedule ``cos(pi/2 * r)``, float32, unclamped; ``r`` float32 in [0, 1] (CPU).
+
+    The angle is ``float32(pi/2) * r`` in float32, as in the official code. With
+    ``correctly_rounded`` (the default, and what decoding uses) the cosine is evaluated in float64
+    and rounded, which matches the official traces on every device. Training's mask ratios use
+    torch's float32 cos kernel instead (``correctly_rounded=False``), as they always have: it is
+    within one ulp but differs on about 5% of inputs, which changes ``ceil(ratio * N)`` for a few
+    in a million ratios, so switching would change which tokens a training run masks.
+    """
+    angle = torch.tensor(_HALF_PI, dtype=torch.float32) * r.to(torch.float32)
+    return _rounded(torch.cos, angle) if correctly_rounded else torch.cos(angle)
+
+
 def mask_ratio(
     schedule: str, ratio: torch.Tensor | float, total_unknown: torch.Tensor | int
 ) -> torch.Tensor:
@@ -117,7 +132,7 @@ def mask_ratio(
     if name == "uniform":
         value = 1.0 - r
     elif name == "cosine":
-        value = _rounded(torch.cos, torch.tensor(_HALF_PI, dtype=torch.float32) * r)
+        value = cosine_ratio(r)
     elif name == "log":
         value = -_rounded(torch.log2, r) / _rounded(torch.log2, n0)
     elif name == "exp":

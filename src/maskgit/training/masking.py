@@ -1,16 +1,17 @@
 """Training-time masking of token sequences (spec §2.3, §3.1).
 
-Per sample: r ~ U[0, 1), mask ratio = cos(π/2 · r) (the cosine schedule), ``ceil(ratio · N)``
-tokens (at least 1) masked at uniformly random positions. All of it is drawn from a generator
-seeded by the sample's own seed (see ``engine.SeededDataset``), so masks do not depend on the
-batch split, the number of processes or resumption.
+Per sample: r ~ U[0, 1), mask ratio = cos(π/2 · r) (the cosine schedule of
+``maskgit.sampling.schedules``), ``ceil(ratio · N)`` tokens (at least 1) masked at uniformly random
+positions. All of it is drawn from a generator seeded by the sample's own seed (see
+``engine.SeededDataset``), so masks do not depend on the batch split, the number of processes or
+resumption.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
+
+from maskgit.sampling.schedules import cosine_ratio
 
 __all__ = ["sample_masks", "masked_inputs"]
 
@@ -27,7 +28,7 @@ def sample_masks(sample_seeds: torch.Tensor, num_tokens: int, class_dropout: flo
         generator = torch.Generator().manual_seed(int(seed))
         draws.append(torch.rand(num_tokens + 2, generator=generator))
     uniform = torch.stack(draws) if draws else torch.empty(0, num_tokens + 2)
-    ratio = torch.cos(0.5 * math.pi * uniform[:, 0])
+    ratio = cosine_ratio(uniform[:, 0], correctly_rounded=False)  # the decoder's schedule, training's rounding
     num_masked = torch.ceil(ratio * num_tokens).long().clamp(1, num_tokens)
     # The rank of each position's noise value: masking the num_masked lowest is a uniform choice.
     ranks = uniform[:, 1 : num_tokens + 1].argsort(dim=1).argsort(dim=1)

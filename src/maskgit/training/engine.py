@@ -15,7 +15,6 @@ import json
 import math
 import os
 import sys
-import time
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -40,7 +39,7 @@ from maskgit.training.checkpoint import (
 from maskgit.training.config import TrainConfig
 from maskgit.training.data_order import RANK_TAG, DataPosition, SeededDataset, StepBatchSampler, mix_seed
 from maskgit.training.distributed import all_reduce_gradients, setup_distributed
-from maskgit.training.progress import MetricsLog
+from maskgit.training.progress import MetricsLog, MetricWindow
 
 __all__ = ["lr_factor", "set_learning_rate", "Trainer"]
 
@@ -81,7 +80,7 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, base_lr: float, step: in
 class Trainer(abc.ABC):
     """The training loop shared by both stages; a subclass supplies the models and one step.
 
-    Subclasses implement ``build()`` (models, optimizers, EMA), ``train_step(micro_batches)``
+    Subclasses implement ``build()`` (models, optimizers, EMA; optionally ``fit_config()`` first), ``train_step(micro_batches)``
     (one optimizer step; returns detached scalar tensors to log), ``state_dict()`` /
     ``load_state_dict()`` (everything stage-specific a checkpoint needs), ``write_samples(path)``,
     ``evaluate()`` and ``export()``. Optional: ``window_metrics()`` for metrics over a log window.
@@ -105,14 +104,13 @@ class Trainer(abc.ABC):
     ) -> None:
         if config.stage != self.stage:
             raise ValueError(f"{type(self).__name__} needs a {self.stage} config, got a {config.stage} config")
-        self.config = config
         self.out_dir = Path(out_dir)
         self.progress = progress
         self.dist = setup_distributed(device)
         self.device = self.dist.device
         self.dataset = dataset
         self.eval_dataset = eval_dataset
-        self._check_dataset()
+        self._check_dataset(config)
         span = self.dist.world_size * config.grad_accum_steps
         if config.batch_size % span:
             raise ValueError(
@@ -125,8 +123,9 @@ class Trainer(abc.ABC):
         self.position = DataPosition()
         # Same seed on every rank while building, so every rank starts from the same weights.
         seed_everything(config.seed)
+        self.config = self.fit_config(config)
         self.build()
-        seed_everything(mix_seed(config.seed, self.dist.rank, RANK_TAG))
+        seed_everything(mix_seed(self.config.seed, self.dist.rank, RANK_TAG))
         if resume is not None:
             self.load_checkpoint(resume)
         elif self.checkpoint_dir.is_dir() and any(
@@ -138,6 +137,12 @@ class Trainer(abc.ABC):
         self.metrics_log: MetricsLog | None = None
 
     # -- hooks for the stages -------------------------------------------------------------------
+
+    def fit_config(self, config: TrainConfig) -> TrainConfig:
+        """The config this run trains with, given the one passed in: a stage may fit its model
+        config to the data here. Called once, after seeding and before ``build``; the default keeps
+        the config as it is."""
+        return config
 
     @abc.abstractmethod
     def build(self) -> None:
@@ -172,16 +177,16 @@ class Trainer(abc.ABC):
 
     # -- shared helpers -------------------------------------------------------------------------
 
-    def _check_dataset(self) -> None:
+    def _check_dataset(self, config: TrainConfig) -> None:
         try:
             size = len(self.dataset)  # type: ignore[arg-type]
         except TypeError:
             raise ValueError("the training dataset must have a length (a map-style Dataset)") from None
         if size == 0:
             raise ValueError("the training dataset is empty")
-        if size < self.config.batch_size:
+        if size < config.batch_size:
             raise ValueError(
-                f"the training dataset has {size} samples, fewer than one global batch ({self.config.batch_size})"
+                f"the training dataset has {size} samples, fewer than one global batch ({config.batch_size})"
             )
 
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -300,65 +305,29 @@ class Trainer(abc.ABC):
         evaluation metrics (empty without an evaluation dataset).
         """
         config = self.config
-        main = self.dist.is_main
-        if main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.out_dir / "config.json", config.to_json() + "\n")
-            self.metrics_log = MetricsLog(
-                self.out_dir / "metrics.jsonl",
-                tensorboard_dir=self.out_dir / "tensorboard" if config.tensorboard else None,
-            )
-            self.metrics_log.truncate_after(self.step)
+        self._open_outputs()
         batches = self._loader()
-        bar = None
-        if main and self.progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=config.steps, initial=self.step, desc=f"train {self.stage}", unit="step", dynamic_ncols=True)
-        # Sums and counts per metric: some (the discriminator's) exist only on some steps.
-        window: dict[str, torch.Tensor] = {}
-        counts: dict[str, int] = {}
-        window_steps, window_start = 0, time.perf_counter()
+        bar = self._progress_bar()
+        window = MetricWindow()
         last_eval: dict[str, float] = {}
-        dataset_size = len(self.dataset)  # type: ignore[arg-type]
         try:
             while self.step < config.steps:
                 if stop_at is not None and self.step >= stop_at:
                     return last_eval
-                micro_batches = [next(batches) for _ in range(config.grad_accum_steps)]
-                metrics = self.train_step(micro_batches)
-                self.step += 1
-                self.position = self.position.advanced(config.batch_size, dataset_size)
-                for key, value in metrics.items():
-                    window[key] = window.get(key, 0.0) + value.detach().float()
-                    counts[key] = counts.get(key, 0) + 1
-                window_steps += 1
+                window.add(self._optimizer_step(batches))
                 if bar is not None:
                     bar.update(1)
                 last = self.step == config.steps
-                if self.step % config.log_every == 0 or last:
-                    elapsed = max(time.perf_counter() - window_start, 1e-9)
-                    logged = self._reduce_window(window, counts)
-                    logged.update(self.window_metrics())
-                    logged["lr"] = self.current_lr()
-                    logged["epoch"] = self.position.epoch
-                    logged["images_per_second"] = window_steps * config.batch_size / elapsed
-                    if main and self.metrics_log is not None:
-                        self.metrics_log.write(self.step, logged)
-                    if bar is not None:
-                        bar.set_postfix(loss=f"{logged.get('loss', float('nan')):.4f}", img_s=f"{logged['images_per_second']:.0f}")
-                    window, counts, window_steps, window_start = {}, {}, 0, time.perf_counter()
-                if config.sample_every and self.step % config.sample_every == 0 and main:
+                if self._due(config.log_every) or last:
+                    self._log(window, bar)
+                    window = MetricWindow()
+                if self._due(config.sample_every) and self.dist.is_main:
                     self.write_samples(self.out_dir / "samples" / f"step_{self.step:08d}.png")
-                if config.eval_every and self.step % config.eval_every == 0 and not last:
+                if self._due(config.eval_every) and not last:
                     last_eval = self._evaluate_and_log()
-                if (config.checkpoint_every and self.step % config.checkpoint_every == 0) or last:
+                if self._due(config.checkpoint_every) or last:
                     self.save_checkpoint()
-            last_eval = self._evaluate_and_log(final=True)
-            if main:
-                self.export()
-            self.dist.barrier()
-            return last_eval
+            return self._finish()
         finally:
             if bar is not None:
                 bar.close()
@@ -366,12 +335,68 @@ class Trainer(abc.ABC):
                 self.metrics_log.close()
             del batches
 
-    def _reduce_window(self, window: dict[str, torch.Tensor], counts: dict[str, int]) -> dict[str, float]:
+    # -- the loop's steps -------------------------------------------------------------------------
+
+    def _open_outputs(self) -> None:
+        """Main process: the output folder, ``config.json`` and the metrics log, cut back to the
+        current step when resuming."""
+        if not self.dist.is_main:
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.out_dir / "config.json", self.config.to_json() + "\n")
+        self.metrics_log = MetricsLog(
+            self.out_dir / "metrics.jsonl",
+            tensorboard_dir=self.out_dir / "tensorboard" if self.config.tensorboard else None,
+        )
+        self.metrics_log.truncate_after(self.step)
+
+    def _progress_bar(self) -> Any:
+        if not (self.dist.is_main and self.progress):
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=self.config.steps, initial=self.step, desc=f"train {self.stage}", unit="step", dynamic_ncols=True)
+
+    def _optimizer_step(self, batches: Iterator[tuple[Any, torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """One optimizer step over the next ``grad_accum_steps`` micro-batches; advances the step
+        and the data position, and returns the step's metrics."""
+        micro_batches = [next(batches) for _ in range(self.config.grad_accum_steps)]
+        metrics = self.train_step(micro_batches)
+        self.step += 1
+        self.position = self.position.advanced(self.config.batch_size, len(self.dataset))  # type: ignore[arg-type]
+        return metrics
+
+    def _due(self, every: int) -> bool:
+        """Whether a periodic action (every ``every`` steps; 0 = never) falls on this step."""
+        return every > 0 and self.step % every == 0
+
+    def _log(self, window: MetricWindow, bar: Any) -> None:
+        """Write the window's metrics (averaged over ranks), the learning rate, the epoch and the
+        throughput to the log, and show the loss on the progress bar."""
+        logged = self._reduce_window(window)
+        logged.update(self.window_metrics())
+        logged["lr"] = self.current_lr()
+        logged["epoch"] = self.position.epoch
+        logged["images_per_second"] = window.steps * self.config.batch_size / window.elapsed()
+        if self.dist.is_main and self.metrics_log is not None:
+            self.metrics_log.write(self.step, logged)
+        if bar is not None:
+            bar.set_postfix(loss=f"{logged.get('loss', float('nan')):.4f}", img_s=f"{logged['images_per_second']:.0f}")
+
+    def _finish(self) -> dict[str, float]:
+        """The final evaluation (``eval.json``) and the export; returns the evaluation metrics."""
+        results = self._evaluate_and_log(final=True)
+        if self.dist.is_main:
+            self.export()
+        self.dist.barrier()
+        return results
+
+    def _reduce_window(self, window: MetricWindow) -> dict[str, float]:
         """Mean of each metric over the steps that reported it, averaged over ranks."""
-        if not window:
+        if not window.sums:
             return {}
-        keys = sorted(window)
-        values = torch.stack([window[k].to(self.device) / counts[k] for k in keys])
+        keys = sorted(window.sums)
+        values = torch.stack([window.sums[k].to(self.device) / window.counts[k] for k in keys])
         values = self.dist.all_reduce_sum(values) / self.dist.world_size
         return dict(zip(keys, values.tolist()))
 

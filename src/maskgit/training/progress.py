@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,30 @@ from PIL import Image
 
 from maskgit.io import atomic_path, atomic_write_text
 
-__all__ = ["MetricsLog", "save_image_grid"]
+__all__ = ["MetricsLog", "MetricWindow", "save_image_grid"]
+
+
+class MetricWindow:
+    """The metrics of the steps since the last log line: per metric a running sum (a float32
+    tensor, on the metric's device) and the number of steps that reported it (the discriminator's
+    metrics exist only on some steps), the step count, and the wall time since the window opened."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+        self.steps = 0
+        self._start = time.perf_counter()
+
+    def add(self, metrics: dict[str, torch.Tensor]) -> None:
+        """Add one step's metrics (scalar tensors)."""
+        for key, value in metrics.items():
+            self.sums[key] = self.sums.get(key, 0.0) + value.detach().float()
+            self.counts[key] = self.counts.get(key, 0) + 1
+        self.steps += 1
+
+    def elapsed(self) -> float:
+        """Seconds since the window opened (never 0)."""
+        return max(time.perf_counter() - self._start, 1e-9)
 
 
 class MetricsLog:

@@ -67,9 +67,10 @@ class TransformerTrainer(Trainer):
 
     # -- setup ------------------------------------------------------------------------------------
 
-    def _derive_model_config(self) -> None:
-        """Fit codebook_size, latent_size and num_classes to the data and the tokenizer."""
-        model = self.config.model
+    def fit_config(self, config: TransformerTrainConfig) -> TransformerTrainConfig:  # type: ignore[override]
+        """The config with the model's codebook_size, latent_size and num_classes fitted to the data
+        and the tokenizer; also names the classes ``class_<i>`` when the data do not."""
+        model = config.model
         first = self.dataset[0][0]
         if not isinstance(first, torch.Tensor):
             raise ValueError(f"dataset items must be (tensor, label), got {type(first).__name__}")
@@ -94,14 +95,13 @@ class TransformerTrainer(Trainer):
                     f"{self.tokenizer.config.codebook_size}"
                 )
         num_classes = len(self.class_names) if self.class_names is not None else model.num_classes
-        self.config = self.config.updated(
-            {"model": {"codebook_size": codebook_size, "latent_size": latent_size, "num_classes": num_classes}}
-        )
         if self.class_names is None:
             self.class_names = tuple(f"class_{i}" for i in range(num_classes))
+        return config.updated(
+            {"model": {"codebook_size": codebook_size, "latent_size": latent_size, "num_classes": num_classes}}
+        )
 
     def build(self) -> None:
-        self._derive_model_config()
         config = self.config
         if self.tokenizer is not None:
             self.tokenizer = self.tokenizer.to(self.device).eval().requires_grad_(False)

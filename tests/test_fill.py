@@ -1,0 +1,92 @@
+"""Filling a token canvas of any size with the fixed-size transformer, window by window."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from maskgit.sampling.decode import MASK_ID, decode
+from maskgit.sampling.fill import fill_tokens
+
+STEPS = 3
+
+
+class Recording:
+    """The transformer, recording every input it is called with."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.config = model.config
+        self.inputs: list[torch.Tensor] = []
+
+    def __call__(self, ids: torch.Tensor) -> torch.Tensor:
+        self.inputs.append(ids.clone())
+        return self.model(ids)
+
+    def window_inputs(self) -> list[torch.Tensor]:
+        """The first input of each decode call: the window as it was before decoding."""
+        return self.inputs[::STEPS]
+
+
+def _class_tokens(model, labels):
+    return torch.tensor(labels) + model.config.codebook_size
+
+
+def _random_ids(model, shape, seed=0):
+    return torch.randint(0, model.config.codebook_size, shape, generator=torch.Generator().manual_seed(seed))
+
+
+def test_a_canvas_of_the_model_size_is_one_official_decode(small_transformer):
+    size = small_transformer.config.latent_size
+    canvas = _random_ids(small_transformer, (2, size, size))
+    canvas[:, 2:6, 1:7] = MASK_ID
+    classes = _class_tokens(small_transformer, [3, 7])
+    filled = fill_tokens(small_transformer, canvas, classes, latent_size=size, num_iter=STEPS,
+                         generator=torch.Generator().manual_seed(5))
+    sequence = torch.cat([classes[:, None], canvas.reshape(2, -1)], dim=1)
+    expected = decode(small_transformer, sequence, num_iter=STEPS, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(filled, expected[:, -1, 1:].reshape(2, size, size))
+
+
+def test_a_wider_canvas_is_filled_window_by_window_with_the_most_context_first(small_transformer):
+    size = small_transformer.config.latent_size  # 8: windows start at columns 0 and 4 of 12
+    canvas = torch.full((1, size, 12), MASK_ID)
+    canvas[:, :, :4] = _random_ids(small_transformer, (1, size, 4))
+    model = Recording(small_transformer)
+    filled = fill_tokens(model, canvas, _class_tokens(small_transformer, [1]), latent_size=size, num_iter=STEPS,
+                         generator=torch.Generator().manual_seed(0))
+    assert filled.shape == (1, size, 12)
+    assert bool(((filled >= 0) & (filled < small_transformer.config.codebook_size)).all())
+    assert torch.equal(filled[:, :, :4], canvas[:, :, :4])  # given tokens never change
+    first, second = model.window_inputs()
+    assert len(model.inputs) == 2 * STEPS
+    # The window at column 0 holds 32 known tokens, the one at column 4 none: it goes first.
+    assert torch.equal(first[0, 1:].reshape(size, size), canvas[0, :, :size])
+    # The second window sees the first one's result as context and generates the rest.
+    window = second[0, 1:].reshape(size, size)
+    assert torch.equal(window[:, :4], filled[0, :, 4:8])
+    assert bool((window[:, 4:] == MASK_ID).all())
+
+
+def test_a_smaller_canvas_is_padded_to_the_window_and_cropped(small_transformer):
+    size = small_transformer.config.latent_size
+    canvas = torch.full((2, 4, 5), MASK_ID)
+    canvas[:, 0, 0] = 9
+    model = Recording(small_transformer)
+    filled = fill_tokens(model, canvas, _class_tokens(small_transformer, [0, 2]), latent_size=size, num_iter=STEPS)
+    assert filled.shape == (2, 4, 5)
+    assert bool((filled[:, 0, 0] == 9).all()) and bool((filled >= 0).all())
+    assert [tuple(x.shape) for x in model.window_inputs()] == [(2, 1 + size * size)]
+
+
+def test_bad_canvases_are_rejected(small_transformer):
+    size = small_transformer.config.latent_size
+    classes = _class_tokens(small_transformer, [0, 1])
+    with pytest.raises(ValueError, match=r"canvas must be \(B, h, w\)"):
+        fill_tokens(small_transformer, torch.full((size, size), MASK_ID), classes[:1], latent_size=size, num_iter=2)
+    rows = torch.full((2, size, size), MASK_ID)
+    rows[1, 0, 0] = 3
+    with pytest.raises(ValueError, match="same positions"):
+        fill_tokens(small_transformer, rows, classes, latent_size=size, num_iter=2)
+    with pytest.raises(ValueError, match="nothing to generate"):
+        fill_tokens(small_transformer, torch.zeros(2, size, size, dtype=torch.long), classes, latent_size=size, num_iter=2)

@@ -5,10 +5,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-from maskgit.sampling.decode import MASK_ID, decode
+from maskgit.sampling import ConfidenceSampler
+from maskgit.sampling.decode import decode
 from maskgit.sampling.fill import fill_tokens
+from maskgit.sampling.noise import GeneratorNoise
+from maskgit.sampling.steps import MASK_ID
 
 STEPS = 3
+SAMPLER = ConfidenceSampler(num_steps=STEPS)
+
+
+def _noise(seed: int = 0) -> GeneratorNoise:
+    return GeneratorNoise(torch.Generator().manual_seed(seed))
 
 
 class Recording:
@@ -41,8 +49,7 @@ def test_a_canvas_of_the_model_size_is_one_official_decode(small_transformer):
     canvas = _random_ids(small_transformer, (2, size, size))
     canvas[:, 2:6, 1:7] = MASK_ID
     classes = _class_tokens(small_transformer, [3, 7])
-    filled = fill_tokens(small_transformer, canvas, classes, latent_size=size, num_iter=STEPS,
-                         generator=torch.Generator().manual_seed(5))
+    filled = fill_tokens(small_transformer, canvas, classes, latent_size=size, sampler=SAMPLER, noise=_noise(5))
     sequence = torch.cat([classes[:, None], canvas.reshape(2, -1)], dim=1)
     expected = decode(small_transformer, sequence, num_iter=STEPS, generator=torch.Generator().manual_seed(5))
     assert torch.equal(filled, expected[:, -1, 1:].reshape(2, size, size))
@@ -53,8 +60,8 @@ def test_a_wider_canvas_is_filled_window_by_window_with_the_most_context_first(s
     canvas = torch.full((1, size, 12), MASK_ID)
     canvas[:, :, :4] = _random_ids(small_transformer, (1, size, 4))
     model = Recording(small_transformer)
-    filled = fill_tokens(model, canvas, _class_tokens(small_transformer, [1]), latent_size=size, num_iter=STEPS,
-                         generator=torch.Generator().manual_seed(0))
+    filled = fill_tokens(model, canvas, _class_tokens(small_transformer, [1]), latent_size=size, sampler=SAMPLER,
+                         noise=_noise())
     assert filled.shape == (1, size, 12)
     assert bool(((filled >= 0) & (filled < small_transformer.config.codebook_size)).all())
     assert torch.equal(filled[:, :, :4], canvas[:, :, :4])  # given tokens never change
@@ -73,7 +80,8 @@ def test_a_smaller_canvas_is_padded_to_the_window_and_cropped(small_transformer)
     canvas = torch.full((2, 4, 5), MASK_ID)
     canvas[:, 0, 0] = 9
     model = Recording(small_transformer)
-    filled = fill_tokens(model, canvas, _class_tokens(small_transformer, [0, 2]), latent_size=size, num_iter=STEPS)
+    filled = fill_tokens(model, canvas, _class_tokens(small_transformer, [0, 2]), latent_size=size, sampler=SAMPLER,
+                         noise=_noise())
     assert filled.shape == (2, 4, 5)
     assert bool((filled[:, 0, 0] == 9).all()) and bool((filled >= 0).all())
     assert [tuple(x.shape) for x in model.window_inputs()] == [(2, 1 + size * size)]
@@ -83,10 +91,10 @@ def test_bad_canvases_are_rejected(small_transformer):
     size = small_transformer.config.latent_size
     classes = _class_tokens(small_transformer, [0, 1])
     with pytest.raises(ValueError, match=r"canvas must be \(B, h, w\)"):
-        fill_tokens(small_transformer, torch.full((size, size), MASK_ID), classes[:1], latent_size=size, num_iter=2)
+        fill_tokens(small_transformer, torch.full((size, size), MASK_ID), classes[:1], latent_size=size, sampler=SAMPLER, noise=_noise())
     rows = torch.full((2, size, size), MASK_ID)
     rows[1, 0, 0] = 3
     with pytest.raises(ValueError, match="same positions"):
-        fill_tokens(small_transformer, rows, classes, latent_size=size, num_iter=2)
+        fill_tokens(small_transformer, rows, classes, latent_size=size, sampler=SAMPLER, noise=_noise())
     with pytest.raises(ValueError, match="nothing to generate"):
-        fill_tokens(small_transformer, torch.zeros(2, size, size, dtype=torch.long), classes, latent_size=size, num_iter=2)
+        fill_tokens(small_transformer, torch.zeros(2, size, size, dtype=torch.long), classes, latent_size=size, sampler=SAMPLER, noise=_noise())

@@ -1,10 +1,10 @@
 """MaskGIT in PyTorch: the official models and weights, generation, editing and training."""
 
-from maskgit.catalog import list_models
 from maskgit.checkpoints import CheckpointError
 from maskgit.configs import ConfigError, TokenizerConfig, TransformerConfig
 from maskgit.models import VQGAN, MaskGITTransformer, load_model
 from maskgit.pipeline import MaskGIT
+from maskgit.registry import list_models
 from maskgit.sampling import decode
 
 __version__ = "0.1.0"

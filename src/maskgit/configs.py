@@ -131,6 +131,11 @@ class TransformerConfig(Config):
     ``num_classes`` ids are class tokens (``label + codebook_size``), and the last id
     (``vocab_size - 1``) is the mask token. The official code writes the mask as -1, which JAX's
     wrapping ``take`` maps to that last row; both spellings are accepted.
+
+    ``null_class`` (ours; False for the official weights, whose layout it leaves untouched) adds
+    one id between the class tokens and the mask, ``null_class_id = codebook_size + num_classes``:
+    the "no class" token that class-dropout training puts in the class slot and that
+    classifier-free guidance uses for its unconditional pass.
     """
 
     tag_key: ClassVar[str] = "model_type"
@@ -144,6 +149,7 @@ class TransformerConfig(Config):
     intermediate_size: int = 3072
     latent_size: int = 16
     dropout: float = 0.1
+    null_class: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -163,7 +169,12 @@ class TransformerConfig(Config):
 
     @property
     def vocab_size(self) -> int:
-        return self.codebook_size + self.num_classes + 1
+        return self.codebook_size + self.num_classes + int(self.null_class) + 1
+
+    @property
+    def null_class_id(self) -> int | None:
+        """The null ("no class") token, or None for a model trained without class dropout."""
+        return self.codebook_size + self.num_classes if self.null_class else None
 
     @property
     def mask_token_id(self) -> int:

@@ -7,7 +7,7 @@ import json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from maskgit.catalog import DEFAULT_MODEL
+    from maskgit.registry import DEFAULT_MODEL
 
     models = subparsers.add_parser(
         "models",
@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_models(args: argparse.Namespace) -> int:
-    from maskgit.catalog import list_models, model_info
+    from maskgit.registry import list_models, model_info
 
     infos = [model_info(name) for name in list_models()]
     if args.json:
@@ -55,7 +55,7 @@ def run_models(args: argparse.Namespace) -> int:
 
 
 def run_classes(args: argparse.Namespace) -> int:
-    from maskgit.catalog import model_class_names
+    from maskgit.registry import model_class_names
 
     names = model_class_names(args.model)
     if args.json:

@@ -1,4 +1,4 @@
-"""The models that load by name: listing, descriptions and class names, without any download."""
+"""Model names: listing, descriptions and class names without any download, and where names resolve."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import pytest
 
 import maskgit
 from maskgit import CheckpointError, MaskGIT
-from maskgit.catalog import DEFAULT_MODEL, list_models, model_class_names, model_info
 from maskgit.class_names import imagenet_class_names
 from maskgit.data import FASHION_MNIST_CLASSES
+from maskgit.registry import DEFAULT_MODEL, known_models, list_models, model_class_names, model_info, resolve_pretrained
 
 
 @pytest.fixture(autouse=True)
@@ -53,6 +53,17 @@ def test_registered_model_points_at_its_downloads_and_cache(tmp_path, monkeypatc
 def test_unknown_model_lists_the_known_ones():
     with pytest.raises(CheckpointError, match="unknown model 'imagenet1024'.*fashion-mnist, imagenet256, imagenet512"):
         model_info("imagenet1024")
+    with pytest.raises(CheckpointError, match="imagenet1024: no such folder, and not a known model name"):
+        resolve_pretrained("imagenet1024")
+
+
+def test_known_models_say_where_the_weights_come_from():
+    assert known_models() == {
+        "fashion-mnist": "shipped in the package",
+        "imagenet256": "official checkpoint, downloaded and converted on first use",
+        "imagenet512": "official checkpoint, downloaded and converted on first use",
+    }
+    assert resolve_pretrained("fashion-mnist") == model_info("fashion-mnist").location
 
 
 def test_class_names_of_shipped_registered_and_saved_models(tmp_path, small_tokenizer, small_transformer):

@@ -56,6 +56,9 @@ def test_updated_reaches_nested_configs_by_dotted_key_dict_or_preset():
         tiny.updated({"steps.x": 1})
     with pytest.raises(ConfigError, match="unknown tokenizer preset 'huge'"):
         tiny.updated({"model": "huge"})
+    assert TokenizerTrainConfig.preset("tiny") is tiny
+    with pytest.raises(ConfigError, match="unknown transformer training preset 'huge'"):
+        TransformerTrainConfig.preset("huge")
     # Model configs take overrides the same way.
     assert TokenizerConfig().updated({"filters": 64}).filters == 64
     with pytest.raises(ConfigError, match="unknown key 'filterz' for TokenizerConfig; valid keys are"):

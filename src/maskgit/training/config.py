@@ -98,6 +98,11 @@ class TrainConfig(Config):
     def describe(cls) -> str:
         return f"a {cls.stage} training config"
 
+    @classmethod
+    def preset(cls, name: str) -> Any:
+        """The named training preset of this stage (``tiny``, ``fashion-mnist``, ``imagenet256``)."""
+        return _preset(cls.stage, name)
+
 
 @dataclass(frozen=True)
 class TokenizerTrainConfig(TrainConfig):

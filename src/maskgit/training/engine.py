@@ -80,10 +80,11 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, base_lr: float, step: in
 class Trainer(abc.ABC):
     """The training loop shared by both stages; a subclass supplies the models and one step.
 
-    Subclasses implement ``build()`` (models, optimizers, EMA; optionally ``fit_config()`` first), ``train_step(micro_batches)``
+    Subclasses implement ``build()`` (models, optimizers, EMA), ``train_step(micro_batches)``
     (one optimizer step; returns detached scalar tensors to log), ``state_dict()`` /
     ``load_state_dict()`` (everything stage-specific a checkpoint needs), ``write_samples(path)``,
-    ``evaluate()`` and ``export()``. Optional: ``window_metrics()`` for metrics over a log window.
+    ``evaluate()`` and ``export()``. Optional: ``fit_config()`` to fit the config to the data
+    before ``build``, and ``window_metrics()`` for metrics over a log window.
 
     Output folder: ``checkpoints/step_XXXXXXXX.pt``, ``metrics.jsonl``, ``samples/*.png``,
     ``config.json`` and, at the end, ``eval.json`` and the exported models.
@@ -314,7 +315,7 @@ class Trainer(abc.ABC):
             while self.step < config.steps:
                 if stop_at is not None and self.step >= stop_at:
                     return last_eval
-                window.add(self._optimizer_step(batches))
+                window.add(self._advance(batches))
                 if bar is not None:
                     bar.update(1)
                 last = self.step == config.steps
@@ -357,7 +358,7 @@ class Trainer(abc.ABC):
 
         return tqdm(total=self.config.steps, initial=self.step, desc=f"train {self.stage}", unit="step", dynamic_ncols=True)
 
-    def _optimizer_step(self, batches: Iterator[tuple[Any, torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    def _advance(self, batches: Iterator[tuple[Any, torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
         """One optimizer step over the next ``grad_accum_steps`` micro-batches; advances the step
         and the data position, and returns the step's metrics."""
         micro_batches = [next(batches) for _ in range(self.config.grad_accum_steps)]

@@ -52,6 +52,11 @@ def test_updated_reaches_nested_configs_by_dotted_key_dict_or_preset():
     assert tiny.updated({"model": "small128"}).model == TOKENIZER_PRESETS["small128"]
     with pytest.raises(ConfigError, match="given both as a preset name and as model.filters"):
         tiny.updated({"model": "small128", "model.filters": 16})
+    with pytest.raises(ConfigError, match="given both as a preset name and as model.<key>"):
+        tiny.updated({"model.filters": 16, "model": "small128"})
+    assert tiny.updated({"model": {"filters": 16}, "model.embedding_dim": 4}).model.embedding_dim == 4
+    with pytest.raises(ConfigError, match="'model' must be a mapping of its config keys or a preset name"):
+        tiny.updated({"model": 3})
     with pytest.raises(ConfigError, match="unknown key 'steps.x'; only '<nested config>.<key>' may be dotted"):
         tiny.updated({"steps.x": 1})
     with pytest.raises(ConfigError, match="unknown tokenizer preset 'huge'"):

@@ -121,18 +121,16 @@ class Config:
                 raise ConfigError(f"{source}: unknown key {key!r}; only '<nested config>.<key>' may be dotted")
             if not is_config:
                 updates[head] = _coerce(value, annotation, f"{source}: {head}")
-            elif dot:
-                if isinstance(nested.get(head), str):
-                    raise ConfigError(f"{source}: {head!r} given both as a preset name and as {key}")
-                nested.setdefault(head, {})[tail] = value
-            elif isinstance(value, str):  # a preset name
-                if nested.get(head):
+            elif not dot and not isinstance(value, (str, dict)):
+                raise ConfigError(f"{source}: {head!r} must be a mapping of its config keys or a preset name")
+            elif isinstance(value, str) and not dot:  # a preset name
+                if head in nested:
                     raise ConfigError(f"{source}: {head!r} given both as a preset name and as {head}.<key>")
                 nested[head] = value
-            elif isinstance(value, dict):
-                nested.setdefault(head, {}).update(value)
             else:
-                raise ConfigError(f"{source}: {head!r} must be a mapping of its config keys or a preset name")
+                if isinstance(nested.get(head), str):
+                    raise ConfigError(f"{source}: {head!r} given both as a preset name and as {key}")
+                nested.setdefault(head, {}).update({tail: value} if dot else value)
         for head, value in nested.items():
             kind = types_[head]
             if isinstance(value, str):

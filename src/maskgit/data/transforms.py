@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from maskgit.imageio import to_rgb
+
 __all__ = [
     "to_tensor",
     "resize_short_side",
@@ -43,9 +45,9 @@ def _check_size(size: int) -> int:
 
 
 def to_tensor(image: Image.Image) -> torch.Tensor:
-    """PIL image of any mode → float32 (3, H, W) RGB in [0, 1] (grayscale is replicated)."""
-    if image.mode != "RGB":
-        image = image.convert("RGB")
+    """PIL image of any mode → float32 (3, H, W) RGB in [0, 1] (grayscale is replicated; 16-bit,
+    palette and transparent images as ``maskgit.imageio.to_rgb`` reads them)."""
+    image = to_rgb(image)
     array = np.asarray(image, dtype=np.uint8)
     return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255.0)
 

@@ -41,6 +41,7 @@ from maskgit.sampling.editing import (
     token_mask_from_pixels,
 )
 from maskgit.sampling.fill import fill_tokens
+from maskgit.validation import check_class_names
 
 __all__ = ["MaskGIT", "PIPELINE_INDEX", "SHIPPED_MODELS", "image_seeds", "RowNoise", "shipped_model_dir"]
 
@@ -192,7 +193,8 @@ class MaskGIT(nn.Module):
             raise CheckpointError(f"{index_path}: format is not {_FORMAT!r}")
         tokenizer = VQGAN.from_pretrained(path / "tokenizer", device=device)
         transformer = MaskGITTransformer.from_pretrained(path / "transformer", device=device)
-        return cls(tokenizer, transformer, index.get("class_names"), precision=precision).eval()
+        names = check_class_names(index.get("class_names"), transformer.config.num_classes, source=str(index_path))
+        return cls(tokenizer, transformer, names, precision=precision).eval()
 
     # -- helpers ----------------------------------------------------------------------------------
 

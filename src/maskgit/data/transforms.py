@@ -120,7 +120,7 @@ class EvalTransform:
 
     def __call__(self, image: Image.Image, generator: torch.Generator | None = None) -> torch.Tensor:
         """PIL image → float32 (3, S, S) in [0, 1]. ``generator`` is accepted and unused."""
-        return to_tensor(center_crop(resize_short_side(image, self.image_size), self.image_size))
+        return to_tensor(center_crop(resize_short_side(to_rgb(image), self.image_size), self.image_size))
 
     def __repr__(self) -> str:
         return f"EvalTransform(image_size={self.image_size})"
@@ -135,7 +135,7 @@ class TrainTransform:
 
     def __call__(self, image: Image.Image, generator: torch.Generator | None = None) -> torch.Tensor:
         """PIL image → float32 (3, S, S) in [0, 1]; random draws from ``generator`` or torch's global RNG."""
-        image = random_crop(resize_short_side(image, self.image_size), self.image_size, generator)
+        image = random_crop(resize_short_side(to_rgb(image), self.image_size), self.image_size, generator)
         tensor = to_tensor(image)
         return random_horizontal_flip(tensor, generator=generator) if self.flip else tensor
 

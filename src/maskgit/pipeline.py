@@ -41,7 +41,7 @@ from maskgit.sampling.editing import (
     token_mask_from_pixels,
 )
 from maskgit.sampling.fill import fill_tokens
-from maskgit.validation import check_class_names
+from maskgit.validation import check_class_ids, check_class_names, check_images
 
 __all__ = ["MaskGIT", "PIPELINE_INDEX", "SHIPPED_MODELS", "image_seeds", "RowNoise", "shipped_model_dir"]
 
@@ -209,7 +209,7 @@ class MaskGIT(nn.Module):
             yield
 
     def _class_tokens(self, class_ids: Sequence[int] | torch.Tensor) -> torch.Tensor:
-        ids = torch.as_tensor(class_ids, dtype=torch.long).reshape(-1)
+        ids = torch.as_tensor(check_class_ids(class_ids), dtype=torch.long)
         num_classes = self.transformer.config.num_classes
         if ids.numel() == 0:
             raise ValueError("no class ids given")
@@ -261,8 +261,7 @@ class MaskGIT(nn.Module):
 
     def _images(self, image: torch.Tensor) -> torch.Tensor:
         """(3, H, W) or (B, 3, H, W) float in [0, 1] → (B, 3, H, W) on the model's device."""
-        if not isinstance(image, torch.Tensor):
-            raise TypeError(f"image must be a torch.Tensor, got {type(image).__name__}")
+        check_images(image)
         images = image[None] if image.dim() == 3 else image
         return images.to(self.device, torch.float32)
 

@@ -483,6 +483,26 @@ def load_train_config(
     return config
 
 
+def config_differences(old: TrainConfig, new: TrainConfig) -> list[str]:
+    """One ``key: old -> new`` line per setting (dotted for model keys) that differs."""
+
+    def flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        items: dict[str, Any] = {}
+        for key, value in data.items():
+            if isinstance(value, dict):
+                items.update(flat(value, f"{prefix}{key}."))
+            else:
+                items[f"{prefix}{key}"] = value
+        return items
+
+    before, after = flat(old.to_dict()), flat(new.to_dict())
+    return [
+        f"{key}: {before.get(key)!r} -> {after.get(key)!r}"
+        for key in sorted(set(before) | set(after))
+        if before.get(key) != after.get(key)
+    ]
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """``"model.filters=64"`` → ``("model.filters", 64)``. The value is read as YAML (or JSON if
     PyYAML is missing), so ``null``, ``true``, ``1e-4`` and ``[1, 2]`` work; anything else stays a

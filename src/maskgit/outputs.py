@@ -61,8 +61,10 @@ class OutputFolder:
 
     @contextmanager
     def open(self) -> Iterator[OutputFolder]:
-        """Check, lock and prepare the folder; the lock is released (and its file removed) on exit,
-        and a folder this run created is removed again when nothing was written into it."""
+        """Check, lock and prepare the folder; the lock is released (and its file removed) on exit.
+        A run that fails before writing any of its files leaves no manifest, and a folder it
+        created is removed again; one that fails later leaves its manifest marked incomplete, so
+        that ``resume`` can finish it."""
         created = not self.path.exists()
         check_output_dir(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
@@ -72,7 +74,13 @@ class OutputFolder:
                 stack.enter_context(file_lock(lock, wait=False, holder=str(self.path)))
                 stack.callback(lock.unlink, missing_ok=True)
                 self._prepare()
-                yield self
+                try:
+                    yield self
+                except BaseException:
+                    # Failed before its first file: leave no manifest of a run that made nothing.
+                    if not any((self.path / name).exists() for name in self.files if name != MANIFEST):
+                        (self.path / MANIFEST).unlink(missing_ok=True)
+                    raise
         finally:
             if created and self.path.is_dir() and not any(self.path.iterdir()):
                 self.path.rmdir()

@@ -201,10 +201,10 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     outputs = [args.out / "reconstructions" / p.relative_to(args.images).with_suffix(".png") for p in files]
     inputs_of = {p: args.out / "inputs" / p.relative_to(args.out / "reconstructions") for p in outputs}
     extras = [str(p.relative_to(args.out)) for p in inputs_of.values()] if args.write_inputs else []
+    todo = [i for i, p in enumerate(outputs) if not (args.resume and p.exists())]
+    for i in tqdm(todo, unit="img", desc="check inputs", leave=False):
+        open_image(files[i], max_pixels=args.max_input_pixels).close()  # every input reads before any output
     with _output_folder(args, _settings(args, image_size=size), outputs, extras).open() as folder:
-        todo = [i for i, p in enumerate(outputs) if not (args.resume and p.exists())]
-        for i in tqdm(todo, unit="img", desc="check inputs", leave=False):
-            open_image(files[i], max_pixels=args.max_input_pixels).close()  # every input reads before any output
         with tqdm(total=len(files), initial=len(files) - len(todo), unit="img", desc="reconstruct") as bar:
             for start in range(0, len(todo), args.batch_size):
                 batch = todo[start : start + args.batch_size]

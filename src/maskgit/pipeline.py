@@ -28,6 +28,7 @@ from maskgit.checkpoints.errors import CheckpointError
 from maskgit.checkpoints.hub import checkpoint_names, default_cache_dir, fetch_official
 from maskgit.class_names import imagenet_class_names
 from maskgit.configs import TOKENIZER_PRESETS, TRANSFORMER_PRESETS
+from maskgit.devices import resolve_device
 from maskgit.io import atomic_write_text
 from maskgit.models import VQGAN, MaskGITTransformer
 from maskgit.sampling.decode import MASK_ID, NoiseFn, gumbel_noise
@@ -191,6 +192,7 @@ class MaskGIT(nn.Module):
             raise CheckpointError(f"{index_path}: not valid JSON ({error})") from None
         if not isinstance(index, dict) or index.get("format") != _FORMAT:
             raise CheckpointError(f"{index_path}: format is not {_FORMAT!r}")
+        device = resolve_device(device) if device is not None else None  # "auto" too; clear errors
         tokenizer = VQGAN.from_pretrained(path / "tokenizer", device=device)
         transformer = MaskGITTransformer.from_pretrained(path / "transformer", device=device)
         names = check_class_names(index.get("class_names"), transformer.config.num_classes, source=str(index_path))

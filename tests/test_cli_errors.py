@@ -339,8 +339,8 @@ def test_resume_with_other_settings_is_refused_with_the_differences(capsys, tmp_
     before = snapshot(out)
     fails(capsys, "generate", "--model", model_dir, "--class", "1", "--num", "2", "--steps", "3", "--seed", "1",
           "--temperature", "2", "--resume", "--out", out,
-          fragments=["--resume needs the settings of the run there", "seed: 0 then, 1 now", "steps: 2 then, 3 now",
-                     "temperature: 4.5 then, 2.0 now"])
+          fragments=["--resume needs the settings of the run there; these differ (then -> now): ",
+                     "sampler.choice_temperature: 4.5 -> 2.0", "sampler.num_steps: 2 -> 3", "seed: 0 -> 1"])
     assert snapshot(out) == before
     # The same settings (another batch size and device do not matter) resume fine.
     assert _generate(out, model_dir, "--class", "1", "--num", "2", "--seed", "0", "--batch-size", "1", "--resume") == 0

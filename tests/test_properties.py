@@ -110,16 +110,31 @@ def test_schedule_names_are_canonical_or_refused(name):
     assert canonical_schedule(canonical) == canonical
 
 
+temperature_text = st.text(alphabet=st.sampled_from(list("0123456789.,-+eEinfa ")), min_size=1, max_size=12)
+
+
 @FAST
-@given(st.text(alphabet=st.sampled_from(list("0123456789.,-+eEinfa ")), min_size=1, max_size=12))
-def test_temperature_flags_parse_or_exit_with_a_usage_error(text):
+@given(temperature_text, temperature_text)
+def test_temperature_flags_build_a_valid_sampler_or_fail_cleanly(softmax, choice):
+    from maskgit.cli import CLIError
+    from maskgit.cli.generate import sampler_from_args
+    from maskgit.sampling import ConfidenceSampler
+
     parser = build_parser()
     try:
-        args = parser.parse_args(["generate", "--class", "1", "--out", "o", f"--temperature={text}"])
-    except SystemExit as exit:
+        args = parser.parse_args(["generate", "--class", "1", "--out", "o", f"--softmax-temperature={softmax}",
+                                  f"--temperature={choice}"])
+    except SystemExit as exit:  # argparse: --temperature is not a number
         assert exit.code == 2
         return
-    assert isinstance(args.temperature, float)
+    try:
+        sampler = sampler_from_args(args, ConfidenceSampler())
+    except CLIError as error:
+        assert "temperature" in str(error)
+        return
+    values = sampler.softmax_temperature if isinstance(sampler.softmax_temperature, tuple) else (sampler.softmax_temperature,)
+    assert all(np.isfinite(v) and v > 0 for v in values)
+    assert sampler.choice_temperature == float(choice)
 
 
 @FAST

@@ -26,7 +26,7 @@ from typing import Any
 
 from maskgit.io import atomic_write_text, check_output_dir, file_lock, remove_temp_files
 
-__all__ = ["OutputFolder", "MANIFEST", "LOCK", "UNCOMPARED_SETTINGS"]
+__all__ = ["OutputFolder", "MANIFEST", "LOCK", "UNCOMPARED_SETTINGS", "differences"]
 
 MANIFEST = "manifest.json"
 LOCK = ".maskgit.lock"
@@ -93,11 +93,11 @@ class OutputFolder:
             if manifest is None and present:
                 raise ValueError(f"{self.path}: cannot --resume, there is no {MANIFEST} to say what made the files there")
             if manifest is not None:
-                differences = _differences(manifest.get("settings", {}), self.settings)
-                if differences:
+                changed = differences(manifest.get("settings", {}), self.settings, ignore=UNCOMPARED_SETTINGS)
+                if changed:
                     raise ValueError(
-                        f"{self.path}: --resume needs the settings of the run there; these differ: "
-                        + "; ".join(differences)
+                        f"{self.path}: --resume needs the settings of the run there; these differ (then -> now): "
+                        + "; ".join(changed)
                     )
         elif present:
             if not self.overwrite:
@@ -156,6 +156,20 @@ class OutputFolder:
         self._write_manifest(complete=True)
 
 
-def _differences(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
-    keys = sorted((set(before) | set(now)) - UNCOMPARED_SETTINGS)
-    return [f"{key}: {before.get(key)!r} then, {now.get(key)!r} now" for key in keys if before.get(key) != now.get(key)]
+def differences(before: dict[str, Any], after: dict[str, Any], *, ignore: frozenset[str] = frozenset()) -> list[str]:
+    """One ``key: before -> after`` line per setting that differs, nested dicts flattened to dotted
+    keys (``sampler.num_steps``); top-level keys in ``ignore`` are skipped."""
+
+    def flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        items: dict[str, Any] = {}
+        for key, value in data.items():
+            if prefix == "" and key in ignore:
+                continue
+            if isinstance(value, dict):
+                items.update(flat(value, f"{prefix}{key}."))
+            else:
+                items[f"{prefix}{key}"] = value
+        return items
+
+    old, new = flat(before), flat(after)
+    return [f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]

@@ -1,4 +1,4 @@
-"""Checks on what users hand the library: image tensors, class ids, class-name lists, and the size
+"""Checks on what users hand the library: image tensors, class-name lists, and the size
 limits that keep one mistyped number from exhausting memory.
 
 Every check raises ValueError (or CheckpointError for a model file) with a message that names the
@@ -7,8 +7,6 @@ argument and says what was expected, before anything is allocated or written.
 
 from __future__ import annotations
 
-import numbers
-from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -20,7 +18,6 @@ __all__ = [
     "MAX_INPUT_PIXELS",
     "MAX_IMAGES",
     "check_images",
-    "check_class_ids",
     "check_class_names",
     "check_pixels",
     "check_count",
@@ -75,29 +72,6 @@ def check_images(images: Any, *, name: str = "image") -> torch.Tensor:
         hint = " (divide 0-255 images by 255)" if high > 1.0 else ""
         raise ValueError(f"{name} values must be in [0, 1], got [{low:g}, {high:g}]{hint}")
     return images
-
-
-def check_class_ids(class_ids: Sequence[Any] | torch.Tensor | int) -> list[Any]:
-    """Class labels as a list, each an integer id or a name (str); anything else is refused.
-
-    Float ids are refused even when whole (``1.7`` would otherwise silently become class 1). Accepts
-    Python and numpy integers and integer tensors. Ids are not range-checked here (that needs the
-    model). Raises ValueError naming the first offending entry, or for an empty list.
-    """
-    if isinstance(class_ids, torch.Tensor):
-        if class_ids.is_floating_point() or class_ids.is_complex() or class_ids.dtype == torch.bool:
-            raise ValueError(f"class ids must be integers, got a {class_ids.dtype} tensor")
-        labels: list[Any] = class_ids.reshape(-1).tolist()
-    elif isinstance(class_ids, (str, numbers.Integral)):
-        labels = [class_ids]
-    else:
-        labels = list(class_ids)
-    if not labels:
-        raise ValueError("no class ids given")
-    for position, label in enumerate(labels):
-        if isinstance(label, bool) or not isinstance(label, (str, numbers.Integral)):
-            raise ValueError(f"class {position} is {label!r}: a class must be an integer id or a name")
-    return [label if isinstance(label, str) else int(label) for label in labels]
 
 
 def check_class_names(value: Any, num_classes: int, *, source: str) -> tuple[str, ...] | None:

@@ -278,9 +278,10 @@ class TransformerTrainConfig(TrainConfig):
 
     ``data`` is a token file (``maskgit extract-tokens``) or an image source, in which case
     ``tokenizer`` (a saved VQGAN folder) encodes each batch. ``tokenizer`` is also what the exported
-    pipeline is built with. ``class_dropout`` > 0 replaces the class token by the mask token for that
-    fraction of samples, for classifier-free guidance. The model's ``codebook_size``,
-    ``latent_size`` and ``num_classes`` are set from the data and the tokenizer.
+    pipeline is built with. ``class_dropout`` > 0 replaces the class token by the null class token
+    for that fraction of samples, for classifier-free guidance (the model gets ``null_class``). The
+    model's ``codebook_size``, ``latent_size``, ``num_classes`` and ``null_class`` are set from the
+    data, the tokenizer and ``class_dropout``.
     """
 
     stage: ClassVar[str] = "transformer"
@@ -485,22 +486,9 @@ def load_train_config(
 
 def config_differences(old: TrainConfig, new: TrainConfig) -> list[str]:
     """One ``key: old -> new`` line per setting (dotted for model keys) that differs."""
+    from maskgit.outputs import differences
 
-    def flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-        items: dict[str, Any] = {}
-        for key, value in data.items():
-            if isinstance(value, dict):
-                items.update(flat(value, f"{prefix}{key}."))
-            else:
-                items[f"{prefix}{key}"] = value
-        return items
-
-    before, after = flat(old.to_dict()), flat(new.to_dict())
-    return [
-        f"{key}: {before.get(key)!r} -> {after.get(key)!r}"
-        for key in sorted(set(before) | set(after))
-        if before.get(key) != after.get(key)
-    ]
+    return differences(old.to_dict(), new.to_dict())
 
 
 def parse_override(text: str) -> tuple[str, Any]:

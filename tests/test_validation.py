@@ -55,3 +55,14 @@ def test_limits_name_the_flag_that_raises_them():
     check_count(100_000)
     with pytest.raises(ValueError, match="100,001 images is over the limit of 100,000 per run; raise it with --max-images"):
         check_count(100_001)
+
+
+def test_the_pipeline_checks_its_images(small_pipeline):
+    # Before these checks, 0-255 input came back as values up to 254 and NaN as all-NaN images.
+    for image, message in ((torch.full((3, 128, 128), 128.0), "divide 0-255 images by 255"),
+                           (torch.full((1, 3, 128, 128), float("nan")), "NaN"),
+                           (torch.zeros(3, 128, 128, dtype=torch.uint8), "uint8")):
+        with pytest.raises(ValueError, match=message):
+            small_pipeline.reconstruct(image)
+    with pytest.raises(ValueError, match="NaN"):
+        small_pipeline.edit(torch.full((3, 128, 128), float("nan")), (0, 0, 16, 16), 0)

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from maskgit.devices import DEVICE_HELP
 from maskgit.validation import MAX_PIXELS
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_false",
         help="do not add each image's horizontal mirror (use for digits, where a mirror is not a digit)",
     )
-    parser.add_argument("--device", default="auto", help="auto (default: cuda if available, else cpu), cpu, cuda, cuda:N")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes (default: 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--max-pixels", type=int, default=MAX_PIXELS,

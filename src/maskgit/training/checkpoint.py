@@ -113,10 +113,11 @@ def find_readable_checkpoint(path: str | os.PathLike[str]) -> tuple[Path, dict[s
         return path, load_checkpoint_file(path), []
     newest = find_latest_checkpoint(path)
     candidates = sorted(
-        (item for item in newest.parent.iterdir() if CHECKPOINT_PATTERN.fullmatch(item.name)), reverse=True
+        ((int(match.group(1)), item) for item in newest.parent.iterdir() if (match := CHECKPOINT_PATTERN.fullmatch(item.name))),
+        reverse=True,
     )
     skipped: list[str] = []
-    for candidate in candidates:
+    for _, candidate in candidates:
         try:
             return candidate, load_checkpoint_file(candidate), skipped
         except CheckpointError as error:

@@ -337,3 +337,10 @@ def load_train_config(
     if overrides:
         config = config.updated(overrides, source="override")
     return config
+
+
+def config_differences(old: TrainConfig, new: TrainConfig) -> list[str]:
+    """One ``key: old -> new`` line per setting (dotted for model keys) that differs."""
+    from maskgit.outputs import differences
+
+    return differences(old.to_dict(), new.to_dict())

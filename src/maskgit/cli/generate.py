@@ -30,7 +30,10 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                         help="a saved pipeline folder, a shipped model (fashion-mnist, the default) or a registered name "
                         "(imagenet256, imagenet512)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="autocast precision of the models")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                        help="weights and compute dtype of the models (fp16: CUDA only; default fp32)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the transformer step (CUDA graphs on a GPU); pays off for many images")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--resume", action="store_true", help="skip images that already exist in --out")
 
@@ -135,7 +138,8 @@ def _load_pipeline(args: argparse.Namespace):
     from maskgit.pipeline import MaskGIT
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return MaskGIT.from_pretrained(args.model, device=device, precision=args.precision)
+    pipeline = MaskGIT.from_pretrained(args.model, device=device, precision=args.precision)
+    return pipeline.compile() if getattr(args, "compile", False) else pipeline
 
 
 def _check_counts(args: argparse.Namespace) -> None:

@@ -47,6 +47,16 @@ def test_unreadable_and_missing_files(tmp_path):
         load_image(tmp_path / "missing.png")
 
 
+def test_upload_limits_in_bytes_and_pixels(tmp_path):
+    Image.fromarray(np.zeros((100, 50, 3), np.uint8)).save(tmp_path / "big.png")
+    size = (tmp_path / "big.png").stat().st_size
+    with pytest.raises(ValueError, match=rf"big.png: {size} bytes is over the limit of {size - 1} bytes"):
+        load_image(tmp_path / "big.png", max_bytes=size - 1)
+    with pytest.raises(ValueError, match="big.png: 50x100 is over the limit of 4999 pixels"):
+        load_mask(tmp_path / "big.png", max_pixels=4999)
+    assert load_image(tmp_path / "big.png", max_bytes=size, max_pixels=5000).shape == (3, 100, 50)
+
+
 def test_grid_layout():
     images = torch.stack([torch.full((3, 4, 4), v) for v in (0.0, 0.25, 0.5, 0.75, 1.0)])
     grid = make_grid(images, padding=1)

@@ -18,28 +18,44 @@ from maskgit.io import atomic_path
 __all__ = ["open_image", "load_image", "load_mask", "save_image", "make_grid", "to_uint8"]
 
 
-def open_image(path: str | os.PathLike[str]) -> Image.Image:
-    """Open and fully decode an image file; FileNotFoundError or a ValueError naming the file."""
+def open_image(
+    path: str | os.PathLike[str], *, max_bytes: int | None = None, max_pixels: int | None = None
+) -> Image.Image:
+    """Open and fully decode an image file; FileNotFoundError or a ValueError naming the file.
+
+    ``max_bytes`` and ``max_pixels`` bound untrusted uploads: the file size is checked before
+    reading, and width x height from the header before any pixel is decoded.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such image file")
+    if max_bytes is not None and path.stat().st_size > max_bytes:
+        raise ValueError(f"{path}: {path.stat().st_size} bytes is over the limit of {max_bytes} bytes")
+    errors = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
     try:
         image = Image.open(path)
+    except errors as error:
+        raise ValueError(f"{path}: cannot read image ({type(error).__name__}: {error})") from None
+    if max_pixels is not None and image.width * image.height > max_pixels:
+        image.close()
+        raise ValueError(f"{path}: {image.width}x{image.height} is over the limit of {max_pixels} pixels")
+    try:
         image.load()  # decode now, so that a truncated file fails here
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+    except errors as error:
         raise ValueError(f"{path}: cannot read image ({type(error).__name__}: {error})") from None
     return image
 
 
-def load_image(path: str | os.PathLike[str]) -> torch.Tensor:
-    """An image file → float32 (3, H, W) in [0, 1] (converted to RGB)."""
-    array = np.asarray(open_image(path).convert("RGB"), dtype=np.float32) / 255.0
+def load_image(path: str | os.PathLike[str], **limits: int | None) -> torch.Tensor:
+    """An image file → float32 (3, H, W) in [0, 1] (converted to RGB). ``limits``: see ``open_image``."""
+    array = np.asarray(open_image(path, **limits).convert("RGB"), dtype=np.float32) / 255.0
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 
-def load_mask(path: str | os.PathLike[str]) -> torch.Tensor:
-    """A mask image → bool (H, W): white (luminance > 127) means regenerate."""
-    image = open_image(path)
+def load_mask(path: str | os.PathLike[str], **limits: int | None) -> torch.Tensor:
+    """A mask image → bool (H, W): white (luminance > 127) means regenerate; on an image with
+    transparency, the opaque (painted) pixels do. ``limits``: see ``open_image``."""
+    image = open_image(path, **limits)
     if image.mode in ("RGBA", "LA") and image.getextrema()[-1][0] < 255:
         # A mask drawn on a transparent layer: the painted (opaque) pixels are the mask.
         return torch.from_numpy(np.asarray(image.getchannel("A")) > 127)

@@ -6,7 +6,7 @@ with the pipeline's tokenizer and covers the still-masked tokens with a grey che
 per token), so the frames read left to right as the image filling in, as MaskGIT decodes it.
 
 The decoder needs a full grid, so a still-masked position is decoded from the step's sampled guess
-before it is covered; the covered pixels never show that guess, but it does reach the visible pixels
+(``sampled_ids``) before it is covered; the covered pixels never show that guess, but it does reach the visible pixels
 next to it through the decoder's receptive field.
 """
 
@@ -64,11 +64,15 @@ class StripRecorder:
 
     def __call__(self, step: DecodeStep) -> None:
         # Position 0 of a sequence is the class slot; the rest is the square token window.
-        known = step.next_ids[self.row, 1:].detach().cpu()
-        guess = step.sampled_ids[self.row, 1:].detach().cpu()
-        masked = known == MASK_ID
-        side = math.isqrt(known.numel())
-        ids = torch.where(masked, guess, known)
+        # sampled_ids holds the known tokens and the step's guess everywhere else; next_ids marks the
+        # positions still masked. After the last step the output is sampled_ids as it is (the
+        # official decoder still re-masks a token in next_ids there, which nothing reads).
+        ids = step.sampled_ids[self.row, 1:].detach().cpu()
+        if step.step < step.num_iter - 1:
+            masked = step.next_ids[self.row, 1:].detach().cpu() == MASK_ID
+        else:
+            masked = torch.zeros_like(ids, dtype=torch.bool)
+        side = math.isqrt(ids.numel())
         self.frames.append((ids.reshape(side, side), masked.reshape(side, side)))
         if self.on_step is not None:
             self.on_step(step.step + 1, step.num_iter)

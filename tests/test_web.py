@@ -3,6 +3,10 @@ lines it shows, its limits and messages, and the editor helpers of the Gradio ap
 
 from __future__ import annotations
 
+import os
+
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before anything imports gradio
+
 import json
 import shlex
 

@@ -10,8 +10,11 @@ studio's own address.
 
 from __future__ import annotations
 
-import io
 import os
+
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before anything imports gradio
+
+import io
 import re
 import socket
 import subprocess

@@ -225,7 +225,18 @@ def test_painted_layer_becomes_a_mask_and_a_box(studio, tmp_path):
     assert not app._painted_mask({"layers": []}, studio).any()
     with pytest.raises(ValueError, match="no box: paint over the part to edit"):
         app._box_of(torch.zeros(32, 32, dtype=torch.bool))
-    app.build_app(studio)  # the page builds for this model
+    with pytest.raises(ValueError, match="the painted layer is not the editor's size"):
+        Image.new("RGBA", (257, 256)).save(tmp_path / "huge.png")
+        app._painted_mask({"layers": [str(tmp_path / "huge.png")]}, studio)
+
+
+def test_runs_share_one_queue_slot(studio):
+    app = pytest.importorskip("maskgit.web.app", reason="needs the web extra (gradio)")
+    demo = app.build_app(studio)
+    runs = [fn for fn in demo.fns.values() if fn.name.startswith("do_")]
+    assert sorted(fn.name for fn in runs) == ["do_edit", "do_generate", "do_inpaint", "do_outpaint"]
+    assert {fn.concurrency_id for fn in runs} == {"model"}
+    assert {fn.concurrency_limit for fn in runs} == {"default"} and demo._queue.default_concurrency_limit == 1
 
 
 def test_serve_refuses_a_bad_port(capsys):

@@ -70,9 +70,12 @@ def _painted_mask(editor: dict[str, Any] | None, studio: Studio) -> torch.Tensor
     size, scale = studio.image_size, _display_scale(studio)
     painted = torch.zeros(size, size, dtype=torch.bool)
     for layer in (editor or {}).get("layers") or []:
-        mask = load_mask(layer)
-        if tuple(mask.shape) != (size * scale, size * scale):
-            raise ValueError(f"the painted layer is {mask.shape[1]}x{mask.shape[0]}; upload the image again")
+        try:
+            mask = load_mask(layer, max_pixels=(size * scale) ** 2)  # nothing larger than the canvas is decoded
+        except ValueError:
+            mask = None
+        if mask is None or tuple(mask.shape) != (size * scale, size * scale):
+            raise ValueError("the painted layer is not the editor's size; upload the image again")
         painted |= mask.reshape(size, scale, size, scale).any(dim=3).any(dim=1)
     return painted
 

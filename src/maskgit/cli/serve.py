@@ -10,10 +10,12 @@ from maskgit.cli import CLIError
 def run_serve(args: argparse.Namespace) -> int:
     if not 1 <= args.port <= 65535:
         raise CLIError(f"--port must be in [1, 65535], got {args.port}")
-    try:
-        from maskgit.web.app import serve
-    except ImportError as error:
-        raise CLIError(f"the studio needs Gradio ({error}); install it with: pip install 'maskgit[web]'") from None
+    import importlib.util
+
+    if importlib.util.find_spec("gradio") is None:
+        raise CLIError("the studio needs Gradio: pip install 'maskgit[web]'")
+    from maskgit.web.server import serve
+
     serve(args.model, host=args.host, port=args.port, device=args.device, precision=args.precision)
     return 0
 

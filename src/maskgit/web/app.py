@@ -16,10 +16,7 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
 import functools  # noqa: E402
 import math  # noqa: E402
-import signal  # noqa: E402
-import tempfile  # noqa: E402
 from collections.abc import Callable  # noqa: E402
-from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import gradio as gr  # noqa: E402
@@ -33,7 +30,7 @@ from maskgit.sampling.editing import Box  # noqa: E402
 from maskgit.sampling.schedules import SCHEDULES  # noqa: E402
 from maskgit.web.studio import Limits, Result, Studio, Upload  # noqa: E402
 
-__all__ = ["build_app", "serve", "launch_options"]
+__all__ = ["build_app", "launch_options"]
 
 # Small images stay sharp when the browser scales them up.
 CSS = """
@@ -336,29 +333,3 @@ def launch_options(host: str, port: int, limits: Limits) -> dict[str, Any]:
     """``Blocks.launch`` keywords: local only, bounded uploads, no tracebacks in the page."""
     return dict(server_name=host, server_port=port, share=False, show_error=False, max_file_size=limits.max_upload_bytes,
                 css=CSS, footer_links=[], quiet=False, prevent_thread_lock=False)
-
-
-def serve(
-    model: str = "fashion-mnist",
-    *,
-    host: str = "127.0.0.1",
-    port: int = 7860,
-    device: str | None = None,
-    precision: str = "fp32",
-    limits: Limits = Limits(),
-) -> None:
-    """Load the model and serve the studio until interrupted. Every file it writes (uploads,
-    results) goes into a temporary folder that is deleted on exit."""
-    from maskgit.pipeline import MaskGIT
-
-    # A terminated server stops like an interrupted one, so the temporary folder is removed.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    with tempfile.TemporaryDirectory(prefix="maskgit-studio-") as temp:
-        os.environ["GRADIO_TEMP_DIR"] = str(Path(temp) / "gradio")  # gradio's uploads and cache
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        pipeline = MaskGIT.from_pretrained(model, device=device, precision=precision)
-        runs = Path(temp) / "runs"
-        runs.mkdir()
-        demo = build_app(Studio(pipeline, str(model), runs, limits))
-        print(f"maskgit studio: model {model} on {device}; files under {temp}", flush=True)
-        demo.launch(**launch_options(host, port, limits))

@@ -107,10 +107,16 @@ def _open_tab(page, name: str) -> None:
 
 def _run(page, mode: str, count: int) -> dict[str, np.ndarray]:
     """Click the tab's button, wait for ``count`` results, and download every file it offers."""
+    links = f"#{mode}-files a[href]"
+    before = page.locator(links).evaluate_all("links => links.map(a => a.href)")
     page.click(f"#{mode}-run")
+    # Gradio names served files by their content: a run with new images has new links.
     page.wait_for_function(
-        "([sel, n]) => document.querySelectorAll(sel).length >= n",
-        arg=[f"#{mode}-files a[href]", count], timeout=120_000,
+        """([sel, n, before]) => {
+            const hrefs = [...document.querySelectorAll(sel)].map(a => a.href);
+            return hrefs.length >= n && hrefs.join() !== before.join();
+        }""",
+        arg=[links, count, before], timeout=120_000,
     )
     assert page.locator(f"#{mode}-gallery img").count() >= count
     page.wait_for_function("sel => document.querySelector(sel)?.naturalWidth > 0", arg=f"#{mode}-strip img")
@@ -216,10 +222,23 @@ def test_studio_tabs_in_chromium(page, tmp_path):
         assert (edited[top : top + height, left : left + width] != fitted[top : top + height, left : left + width]).any()
     _screenshot(page, "studio-edit.png")
 
-    # Inpaint: an uploaded mask of the upload's size follows it through the resize and crop.
+    # Inpaint with the brush: the mask it used comes with the results.
     _open_tab(page, "Inpaint")
     _upload(page, "inpaint", tmp_path / "coat.png")
     page.locator("#inpaint-note", has_text="centre-cropped to 32x32").wait_for()
+    page.locator("#inpaint-editor canvas").first.wait_for()
+    _paint(page, "inpaint", rows=(0.0, 0.12), columns=(-0.12, 0.0))
+    files = _run(page, "inpaint", 4)
+    painted = files["mask.png"][..., 0] > 127
+    rows, columns = painted.any(1).nonzero()[0], painted.any(0).nonzero()[0]
+    assert 14 <= rows[0] and rows[-1] <= 26 and 6 <= columns[0] and columns[-1] <= 18  # lower left of centre
+    for k in range(4):
+        filled = files[f"inpaint_{k:04d}.png"]
+        np.testing.assert_array_equal(filled[~painted], fitted[~painted])
+        assert (filled[painted] != fitted[painted]).any()
+    _screenshot(page, "studio-inpaint.png")
+
+    # Inpaint with a mask file of the upload's size: it follows the image through the resize and crop.
     mask = np.zeros((64, 96), bool)
     mask[10:40, 30:60] = True
     Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "mask.png")
@@ -231,7 +250,6 @@ def test_studio_tabs_in_chromium(page, tmp_path):
         filled = files[f"inpaint_{k:04d}.png"]
         np.testing.assert_array_equal(filled[~fitted_mask], fitted[~fitted_mask])
         assert (filled[fitted_mask] != fitted[fitted_mask]).any()
-    _screenshot(page, "studio-inpaint.png")
 
     # Outpaint: 4 tokens (8 px) on the left and the right, the defaults.
     _open_tab(page, "Outpaint")

@@ -269,7 +269,7 @@ def test_studio_tabs_in_chromium(page, tmp_path):
     _expect_error(page, "notes.png: cannot read image")
     Image.new("L", (4097, 4096)).save(tmp_path / "huge.png")
     _upload(page, "outpaint", tmp_path / "huge.png")
-    _expect_error(page, "huge.png: 4097x4096 is over the limit of 16777216 pixels")
+    _expect_error(page, "huge.png: 4097x4096 = 16,781,312 pixels is over the limit of 16,777,216 for an input image")
     (tmp_path / "big.png").write_bytes(b"\0" * (10 * 2**20 + 1))
     _upload(page, "outpaint", tmp_path / "big.png")
     _expect_error(page, "exceed the maximum allowed size of 10.0 Mb")  # refused by the upload limit itself

@@ -158,7 +158,7 @@ class Studio:
         picture = self._open(path, open_image)
         width, height = picture.size
         size = self.image_size
-        image = eval_transform(size)(picture.convert("RGB"))
+        image = eval_transform(size)(picture)  # exactly what the CLI does with --image
         name = Path(path).name
         if (height, width) == (size, size):
             note = f"{name}: {width}x{height}, the model's size; used as it is."
@@ -186,11 +186,17 @@ class Studio:
         return mask
 
     def _open(self, path: str | Path, reader: Callable[..., Any]) -> Any:
-        """Run a reader with the upload limits; its messages name the file, not our folders."""
+        """Run a reader within the upload limits (bytes first, then pixels from the header, before
+        decoding). Messages name the file, not our folders, and leave out the CLI's flags."""
+        path = Path(path)
+        size = path.stat().st_size if path.is_file() else 0
+        if size > self.limits.max_upload_bytes:
+            raise ValueError(f"{path.name}: {size:,} bytes is over the limit of {self.limits.max_upload_bytes:,}")
         try:
-            return reader(path, max_bytes=self.limits.max_upload_bytes, max_pixels=self.limits.max_upload_pixels)
+            return reader(path, max_pixels=self.limits.max_upload_pixels)
         except (ValueError, FileNotFoundError) as error:
-            raise ValueError(str(error).replace(f"{Path(path).parent}/", "")) from None
+            message = str(error).replace(f"{path.parent}/", "")
+            raise ValueError(message.split("; raise it with --")[0]) from None
 
     def _check_count(self, count: int) -> int:
         if not 1 <= int(count) <= self.limits.max_images:

@@ -239,8 +239,10 @@ def test_runs_share_one_queue_slot(studio):
     assert {fn.concurrency_limit for fn in runs} == {"default"} and demo._queue.default_concurrency_limit == 1
 
 
-def test_serve_refuses_a_bad_port(capsys):
+def test_serve_refuses_a_bad_port_or_device(capsys):
     from maskgit.cli import main
 
     assert main(["serve", "--port", "0"]) == 2
     assert "--port must be in [1, 65535], got 0" in capsys.readouterr().err
+    assert main(["serve", "--device", "nope"]) == 2
+    assert "nope" in capsys.readouterr().err

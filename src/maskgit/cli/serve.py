@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 
 from maskgit.cli import CLIError
+from maskgit.devices import DEVICE_HELP
+from maskgit.models.inference import PRECISIONS
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -27,6 +29,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="a saved pipeline folder, a shipped model (fashion-mnist, the default) or a registered name")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="autocast precision of the models")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+    parser.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32", help="precision of the models")
     parser.set_defaults(run=run_serve)

@@ -11,8 +11,6 @@ import signal
 import tempfile
 from pathlib import Path
 
-import torch
-
 from maskgit.web.studio import Limits, Studio
 
 __all__ = ["serve"]
@@ -23,21 +21,22 @@ def serve(
     *,
     host: str = "127.0.0.1",
     port: int = 7860,
-    device: str | None = None,
+    device: str | None = "auto",
     precision: str = "fp32",
     limits: Limits = Limits(),
 ) -> None:
     """Serve the studio for ``model`` (any name or folder ``MaskGIT.from_pretrained`` takes) on
     ``host:port`` until interrupted (Ctrl-C or SIGTERM)."""
+    from maskgit.devices import resolve_device
     from maskgit.pipeline import MaskGIT
 
+    device = resolve_device(device)  # a bad --device fails before anything is loaded
     # A terminated server stops like an interrupted one, so the temporary folder is removed.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     with tempfile.TemporaryDirectory(prefix="maskgit-studio-") as temp:
         os.environ["GRADIO_TEMP_DIR"] = str(Path(temp) / "gradio")  # uploads, gradio's cache
         from maskgit.web.app import build_app, launch_options
 
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         pipeline = MaskGIT.from_pretrained(model, device=device, precision=precision)
         runs = Path(temp) / "runs"
         runs.mkdir()

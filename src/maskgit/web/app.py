@@ -156,10 +156,12 @@ class RunControls:
 
 class ResultPanel:
     def __init__(self, mode: str) -> None:
-        self.gallery = gr.Gallery(label="results", format="png", columns=8, height="auto", object_fit="contain",
+        self.gallery = gr.Gallery(label="results", format="png", columns=8, height=300, object_fit="contain",
                                   buttons=["download", "fullscreen"], elem_id=f"{mode}-gallery")
-        self.strip = gr.Image(label="decoding steps of the first image (grey checker: tokens still masked)",
-                              format="png", interactive=False, buttons=["download"], elem_id=f"{mode}-strip")
+        gr.Markdown("**Decoding steps** of the first image, left to right; the grey checkerboard marks the "
+                    "tokens still masked.")
+        self.strip = gr.Image(show_label=False, format="png", interactive=False, buttons=["download"],
+                              elem_id=f"{mode}-strip")
         self.settings = gr.Markdown(elem_id=f"{mode}-settings")
         self.files = gr.File(label="downloads", file_count="multiple", interactive=False, elem_id=f"{mode}-files")
 

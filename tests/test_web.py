@@ -183,6 +183,27 @@ def test_editing_modes_change_only_their_region(studio, tmp_path):
     assert "--box 8,8,6,6" in result.settings and load_image(result.images[0]).shape == (3, 32, 32)
 
 
+@pytest.mark.parametrize("mode", ["edit", "inpaint", "outpaint"])
+def test_the_command_shown_makes_the_same_images(studio, tmp_path, monkeypatch, mode):
+    from maskgit.cli import main
+
+    upload = studio.load_image(_photo(tmp_path))
+    sampler = _sampler(studio, num_steps=5, softmax_temperature=(1.5, 0.5), top_k=40)
+    mask = torch.zeros(32, 32, dtype=torch.bool)
+    mask[3:9, 5:20] = True
+    run = {"edit": lambda: studio.edit(upload, Box(6, 4, 10, 12), 5, 2, sampler, seed=3),
+           "inpaint": lambda: studio.inpaint(upload, mask, 5, 2, sampler, seed=3),
+           "outpaint": lambda: studio.outpaint(upload, (0, 2, 1, 0), 5, 2, sampler, seed=3)}[mode]
+    result = run()
+    command = json.loads(result.files[-1].read_text())["command"]
+    words = shlex.split(command)
+    words[words.index("--out") + 1] = str(tmp_path / "cli")
+    monkeypatch.chdir(result.images[0].parent)  # where input.png and mask.png were written
+    assert main(words[1:]) == 0
+    for path in result.images:
+        np.testing.assert_array_equal(to_uint8(load_image(tmp_path / "cli" / path.name)), to_uint8(load_image(path)))
+
+
 def test_editing_errors(studio, tmp_path):
     upload = studio.load_image(_photo(tmp_path))
     sampler = _sampler(studio, num_steps=4)

@@ -76,8 +76,10 @@ def server(tmp_path_factory):
     process.wait(timeout=30)
     log.close()
     output = (root / "server.log").read_text()
-    # Gradio logs the user errors it showed in the page; anything else is a bug.
-    assert output.count("Traceback") == output.count("gradio.exceptions.Error: "), output
+    # Gradio logs the user errors it showed in the page. Any other traceback through the studio's
+    # code is a bug (the server may also log a refused oversized upload that the browser dropped).
+    for block in output.split("Traceback (most recent call last):")[1:]:
+        assert "maskgit/web/" not in block or "gradio.exceptions.Error: " in block, block
     assert list(cwd.iterdir()) == [] and list(home.iterdir()) == [], "the studio wrote outside its temporary folder"
     # Its temporary folder (uploads, results, Gradio's files) is gone; torch may keep a cache beside it.
     assert [p.name for p in temp.iterdir() if not p.name.startswith("torchinductor_")] == []

@@ -19,6 +19,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -31,7 +32,10 @@ from PIL import Image
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+# The README's screenshots are rewritten only when asked (MASKGIT_UPDATE_SCREENSHOTS=1), so that a
+# test run leaves the checkout as it was; otherwise they go to a temporary folder.
+DOCS = (Path(__file__).resolve().parents[1] / "docs" if os.environ.get("MASKGIT_UPDATE_SCREENSHOTS") == "1"
+        else Path(tempfile.mkdtemp(prefix="maskgit-screenshots-")))
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("gradio", reason="the studio needs the web extra: pip install -e '.[web]'")

@@ -117,6 +117,13 @@ def _save_grid(paths: list[Path], destination: Path) -> None:
         save_image(make_grid(torch.stack([load_image(p) for p in paths])), destination)
 
 
+def _save_class_grid(rows: list[tuple[str, list[Path]]], destination: Path) -> None:
+    """One labelled row per class of the written images (including those kept by --resume)."""
+    from maskgit.imageio import load_image, make_class_grid, save_image
+
+    save_image(make_class_grid([(name, torch.stack([load_image(p) for p in row])) for name, row in rows]), destination)
+
+
 # -- generate -------------------------------------------------------------------------------------
 
 
@@ -139,7 +146,8 @@ def run_generate(args: argparse.Namespace) -> int:
             )
             _save_all(images, [paths[i] for i in batch])
             bar.update(len(batch))
-    _save_grid(paths, args.out / "grid.png")
+    _save_class_grid([(pipeline.class_names[c], [p for (job_class, _), p in zip(jobs, paths) if job_class == c])
+                      for c in dict.fromkeys(classes)], args.out / "grid.png")
     _write_manifest(args.out, _settings(args, classes=classes,
                                         class_names=[pipeline.class_names[c] for c in classes]),
                     [str(p.relative_to(args.out)) for p in paths])

@@ -108,4 +108,7 @@ def test_bad_input_is_a_one_line_error(generated, real_folder, tmp_path, capsys)
     manifest["settings"].update(command="generate", class_names=["goldfish", "ox"])
     (edited / "manifest.json").write_text(json.dumps(manifest))
     assert "are not the classifier's" in error(edited)
+    manifest["settings"]["class_names"], manifest["complete"] = ["T-shirt/top", "Sandal"], False
+    (edited / "manifest.json").write_text(json.dumps(manifest))
+    assert "the run is incomplete" in error(edited)
     assert not (tmp_path / "never.json").exists()

@@ -17,7 +17,6 @@ import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from torch import nn
 
 from maskgit.data.idx import FASHION_MNIST_CLASSES, FASHION_MNIST_ROOT, load_fashion_mnist
 from maskgit.io import atomic_path, atomic_write_text
+from maskgit.registry import shipped_model_dir
 
 __all__ = [
     "ClassifierConfig",
@@ -153,7 +153,7 @@ class ImageClassifier(nn.Module):
 def load_classifier(path: str | os.PathLike[str] | None = None, *, device: str | torch.device | None = None) -> ImageClassifier:
     """The shipped Fashion-MNIST classifier (``path=None``) or one saved by ``train_classifier``."""
     if path is None:
-        path = Path(str(resources.files("maskgit") / "pretrained" / SHIPPED_CLASSIFIER))
+        path = shipped_model_dir(SHIPPED_CLASSIFIER)
     return ImageClassifier.from_pretrained(path, device=device)
 
 

@@ -87,6 +87,8 @@ def _from_manifest(folder: Path, class_names: tuple[str, ...]) -> tuple[list[Pat
         classes, num = settings.get("classes"), settings.get("num")
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
         raise ValueError(f"{manifest_path}: not a maskgit manifest ({type(error).__name__}: {error})") from None
+    if manifest.get("complete") is False:
+        raise ValueError(f"{manifest_path}: the run is incomplete (interrupted?); finish it with `maskgit generate --resume`")
     if command != "generate":
         raise ValueError(f"{manifest_path}: written by `maskgit {command}`, not `maskgit generate`: no requested classes")
     # `maskgit generate` writes num images of each class in turn, in the order of `classes`.
@@ -270,7 +272,8 @@ def evaluate_reconstruction(
 def _load_tokenizer(name: str, device: str | torch.device) -> torch.nn.Module:
     """A VQGAN from a tokenizer folder or checkpoint, or the tokenizer of a pipeline (folder or name)."""
     from maskgit.models import VQGAN
-    from maskgit.pipeline import PIPELINE_INDEX, SHIPPED_MODELS, MaskGIT
+    from maskgit.pipeline import MaskGIT
+    from maskgit.registry import PIPELINE_INDEX, SHIPPED_MODELS
 
     path = Path(name)
     if name in SHIPPED_MODELS or (path / PIPELINE_INDEX).is_file():

@@ -52,8 +52,9 @@ def generated(tmp_path_factory):
 def test_frechet_distance_matches_the_closed_form():
     rng = np.random.default_rng(0)
     a = rng.normal(size=(500, 6)) @ rng.normal(size=(6, 6))
-    # b = 2a + 3: C_b = 4 C_a, so tr((C_a C_b)^½) = 2 tr(C_a) and the distance is 9·D + tr(C_a).
-    expected = 9 * 6 + np.trace(np.cov(a, rowvar=False))
+    # b = 2a + 3: C_b = 4 C_a, so tr((C_a C_b)^½) = 2 tr(C_a), and the distance is
+    # |mu_a + 3|² + tr(C_a) + 4 tr(C_a) - 4 tr(C_a).
+    expected = ((a.mean(0) + 3) ** 2).sum() + np.trace(np.cov(a, rowvar=False))
     assert _frechet_distance(a, 2 * a + 3) == pytest.approx(expected, rel=1e-9)
     assert _frechet_distance(2 * a + 3, a) == pytest.approx(expected, rel=1e-9)
     assert abs(_frechet_distance(a, a)) < 1e-8

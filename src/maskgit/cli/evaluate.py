@@ -8,6 +8,7 @@ import importlib.util
 from pathlib import Path
 
 from maskgit.cli import CLIError
+from maskgit.devices import DEVICE_HELP
 
 __all__ = ["register", "run_evaluate", "run_train_classifier"]
 
@@ -39,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     evaluate.add_argument("--data", default=None, help="the folder of the Fashion-MNIST idx files (default: Debian's)")
     evaluate.add_argument("--json", dest="json_path", type=Path, help="also write the results as JSON here")
-    evaluate.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    evaluate.add_argument("--device", default="auto", help=DEVICE_HELP)
     evaluate.set_defaults(run=run_evaluate)
 
     train = subparsers.add_parser(
@@ -78,6 +79,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     import json
 
     from maskgit.data.idx import FASHION_MNIST_ROOT
+    from maskgit.devices import resolve_device
     from maskgit.evaluation.classifier import load_classifier
     from maskgit.evaluation.evaluate import evaluate_folder, format_report
     from maskgit.io import atomic_write_text
@@ -86,10 +88,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise CLIError("--tokenizer needs torchmetrics for SSIM: pip install 'maskgit[eval]'")
     if not 1 <= args.tokenizer_images <= 10_000:
         raise CLIError(f"--tokenizer-images must be in [1, 10000] (the test set), got {args.tokenizer_images}")
+    device = resolve_device(args.device)  # checked before anything is read
     classifier = load_classifier(args.classifier)
     results = evaluate_folder(
         args.images, classifier=classifier, tokenizer=args.tokenizer, tokenizer_images=args.tokenizer_images,
-        data_root=args.data or FASHION_MNIST_ROOT, device=args.device,
+        data_root=args.data or FASHION_MNIST_ROOT, device=device,
     )
     print(format_report(results))
     if args.json_path is not None:

@@ -36,6 +36,7 @@ __all__ = [
     "load_classifier",
     "fashion_mnist_images",
     "classifier_accuracy",
+    "float_images",
     "train_classifier",
 ]
 
@@ -181,13 +182,14 @@ def classifier_accuracy(model: ImageClassifier, images: torch.Tensor, labels: to
     model.eval()
     correct = 0
     for start in range(0, len(images), batch_size):
-        batch = _as_float(images[start : start + batch_size])
+        batch = float_images(images[start : start + batch_size])
         correct += int((model(batch).argmax(1) == labels[start : start + batch_size]).sum())
     model.train(was_training)
     return correct / max(1, len(images))
 
 
-def _as_float(images: torch.Tensor) -> torch.Tensor:
+def float_images(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images in [0, 255] → float32 in [0, 1]; float images → float32 unchanged."""
     return images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()
 
 
@@ -196,9 +198,8 @@ def _augment(images: torch.Tensor, generator: torch.Generator, shift: int) -> to
     count, _, height, width = images.shape
     padded = F.pad(images, (shift, shift, shift, shift))
     offsets = torch.randint(0, 2 * shift + 1, (count, 2), generator=generator).tolist()
-    flips = (torch.rand(count, generator=generator) < 0.5).tolist()
+    flipped = torch.rand(count, generator=generator) < 0.5
     out = torch.stack([padded[i, :, y : y + height, x : x + width] for i, (y, x) in enumerate(offsets)])
-    flipped = torch.tensor(flips)
     out[flipped] = out[flipped].flip(-1)
     return out
 
@@ -262,7 +263,7 @@ def train_classifier(
         loss_sum, correct = 0.0, 0
         for step in range(steps_per_epoch):
             index = order[step * config.batch_size : (step + 1) * config.batch_size]
-            images = _augment(_as_float(train_images[index]), generator, config.shift)
+            images = _augment(float_images(train_images[index]), generator, config.shift)
             labels = train_labels[index]
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.precision == "bf16"):
                 logits = model(images)

@@ -29,7 +29,7 @@ import torch
 
 from maskgit.data.datasets import ImageFolder
 from maskgit.data.idx import FASHION_MNIST_ROOT
-from maskgit.evaluation.classifier import ImageClassifier, fashion_mnist_images, load_classifier
+from maskgit.evaluation.classifier import ImageClassifier, fashion_mnist_images, float_images, load_classifier
 from maskgit.imageio import load_image
 
 __all__ = [
@@ -142,8 +142,7 @@ def _features_and_predictions(
     device = next(classifier.parameters()).device
     features, predictions = [], []
     for start in range(0, len(images), batch_size):
-        batch = images[start : start + batch_size].to(device)
-        batch = batch.float().div_(255.0) if batch.dtype == torch.uint8 else batch.float()
+        batch = float_images(images[start : start + batch_size].to(device))
         feature = classifier.features(batch)
         features.append(feature.double().cpu())
         predictions.append(classifier.head(feature).argmax(1).cpu())

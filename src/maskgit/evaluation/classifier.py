@@ -31,6 +31,7 @@ from maskgit.registry import shipped_model_dir
 
 __all__ = [
     "ClassifierConfig",
+    "ClassifierTrainConfig",
     "ImageClassifier",
     "SHIPPED_CLASSIFIER",
     "load_classifier",
@@ -226,30 +227,16 @@ class ClassifierTrainConfig:
             raise ValueError(f"precision must be 'bf16' or 'fp32', got {self.precision!r}")
 
 
-def train_classifier(
-    out_dir: str | os.PathLike[str],
-    config: ClassifierTrainConfig = ClassifierTrainConfig(),
-    *,
-    data_root: str | os.PathLike[str] = FASHION_MNIST_ROOT,
-    train_limit: int | None = None,
-    log: Any = print,
-) -> dict[str, Any]:
-    """Train an ``ImageClassifier`` on Fashion-MNIST's training split and save it to ``out_dir``.
-
-    Seeded: the initialisation, the data order and the augmentation all come from ``config.seed``.
-    ``train_limit`` trains on the first N training images (for tests). Writes ``model.safetensors``,
-    ``config.json`` and ``training.json`` (the config, per-epoch train loss / accuracy and test
-    accuracy, the wall time). Returns the ``training.json`` content.
-    """
-    out_dir = Path(out_dir)
-    train_images, train_labels = fashion_mnist_images("train", data_root, config.model.image_size)
-    test_images, test_labels = fashion_mnist_images("test", data_root, config.model.image_size)
-    if train_limit is not None:
-        train_images, train_labels = train_images[:train_limit], train_labels[:train_limit]
-    generator = torch.Generator().manual_seed(config.seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        model = ImageClassifier(config.model)
+def _fit(
+    model: ImageClassifier,
+    config: ClassifierTrainConfig,
+    train: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
+    log: Any,
+) -> list[dict[str, Any]]:
+    """The training loop of ``train_classifier``; returns one record per epoch."""
+    (train_images, train_labels), (test_images, test_labels) = train, test
+    generator = torch.Generator().manual_seed(config.seed)  # data order and augmentation
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     steps_per_epoch = max(1, len(train_images) // config.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
@@ -274,11 +261,10 @@ def train_classifier(
             scheduler.step()
             loss_sum += float(loss.detach())
             correct += int((logits.argmax(1) == labels).sum())
-        seen = steps_per_epoch * config.batch_size
         record = {
             "epoch": epoch + 1,
             "train_loss": loss_sum / steps_per_epoch,
-            "train_accuracy": correct / seen,
+            "train_accuracy": correct / (steps_per_epoch * config.batch_size),
             "test_accuracy": classifier_accuracy(model, test_images, test_labels),
             "seconds": round(time.perf_counter() - start, 1),
         }
@@ -287,6 +273,37 @@ def train_classifier(
             f"epoch {record['epoch']}/{config.epochs}: loss {record['train_loss']:.4f}, "
             f"train {record['train_accuracy']:.4f}, test {record['test_accuracy']:.4f} ({record['seconds']} s)"
         )
+    return history
+
+
+def train_classifier(
+    out_dir: str | os.PathLike[str],
+    config: ClassifierTrainConfig = ClassifierTrainConfig(),
+    *,
+    data_root: str | os.PathLike[str] = FASHION_MNIST_ROOT,
+    train_limit: int | None = None,
+    log: Any = print,
+) -> dict[str, Any]:
+    """Train an ``ImageClassifier`` on Fashion-MNIST's training split and save it to ``out_dir``.
+
+    Seeded: the initialisation, dropout, the data order and the augmentation all come from
+    ``config.seed`` (with one thread count; bf16 kernels may round differently on another).
+    ``train_limit`` trains on the first N training images (for tests). Writes ``model.safetensors``,
+    ``config.json`` and ``training.json`` (the config, per-epoch train loss / accuracy and test
+    accuracy, the wall time). Returns the ``training.json`` content.
+    """
+    out_dir = Path(out_dir)
+    train_images, train_labels = fashion_mnist_images("train", data_root, config.model.image_size)
+    test_images, test_labels = fashion_mnist_images("test", data_root, config.model.image_size)
+    if train_limit is not None:
+        train_images, train_labels = train_images[:train_limit], train_labels[:train_limit]
+    start = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):
+        # The initialisation and dropout draw from torch's global RNG: seeded here and restored
+        # after, so a run depends on config.seed alone, not on what the caller drew before.
+        torch.manual_seed(config.seed)
+        model = ImageClassifier(config.model)
+        history = _fit(model, config, (train_images, train_labels), (test_images, test_labels), log)
     model.eval()
     model.save_pretrained(out_dir)
     summary = {

@@ -1,0 +1,207 @@
+"""The FID Inception-v3: the standard state dict loads with every name mapped, through every path,
+and the download goes through a server on 127.0.0.1 only (no real weights exist offline)."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import socket
+import threading
+
+import pytest
+import torch
+
+from maskgit.checkpoints.errors import CheckpointError, DownloadError
+from maskgit.evaluation.inception import (
+    WEIGHTS_FILENAME,
+    FIDInceptionV3,
+    fetch_inception_weights,
+    inception_weights_path,
+    load_inception,
+)
+
+
+def _standard_layers() -> dict[str, tuple[int, int, int, int]]:
+    """Every convolution of the 2015-12-05 graph as named in the standard file: (out, in, kh, kw).
+
+    Written out from the published layer list (torch-fidelity's TF → torch name map), independently
+    of the module under test.
+    """
+    layers: dict[str, tuple[int, int, int, int]] = {}
+
+    def conv(name: str, cin: int, cout: int, kernel) -> None:
+        kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+        layers[name] = (cout, cin, kh, kw)
+
+    for name, cin, cout, k in (("Conv2d_1a_3x3", 3, 32, 3), ("Conv2d_2a_3x3", 32, 32, 3), ("Conv2d_2b_3x3", 32, 64, 3),
+                               ("Conv2d_3b_1x1", 64, 80, 1), ("Conv2d_4a_3x3", 80, 192, 3)):
+        conv(name, cin, cout, k)
+    for block, cin, pool in (("Mixed_5b", 192, 32), ("Mixed_5c", 256, 64), ("Mixed_5d", 288, 64)):
+        for name, a, b, k in (("branch1x1", cin, 64, 1), ("branch5x5_1", cin, 48, 1), ("branch5x5_2", 48, 64, 5),
+                              ("branch3x3dbl_1", cin, 64, 1), ("branch3x3dbl_2", 64, 96, 3),
+                              ("branch3x3dbl_3", 96, 96, 3), ("branch_pool", cin, pool, 1)):
+            conv(f"{block}.{name}", a, b, k)
+    for name, a, b, k in (("branch3x3", 288, 384, 3), ("branch3x3dbl_1", 288, 64, 1), ("branch3x3dbl_2", 64, 96, 3),
+                          ("branch3x3dbl_3", 96, 96, 3)):
+        conv(f"Mixed_6a.{name}", a, b, k)
+    for block, c7 in (("Mixed_6b", 128), ("Mixed_6c", 160), ("Mixed_6d", 160), ("Mixed_6e", 192)):
+        for name, a, b, k in (("branch1x1", 768, 192, 1), ("branch7x7_1", 768, c7, 1), ("branch7x7_2", c7, c7, (1, 7)),
+                              ("branch7x7_3", c7, 192, (7, 1)), ("branch7x7dbl_1", 768, c7, 1),
+                              ("branch7x7dbl_2", c7, c7, (7, 1)), ("branch7x7dbl_3", c7, c7, (1, 7)),
+                              ("branch7x7dbl_4", c7, c7, (7, 1)), ("branch7x7dbl_5", c7, 192, (1, 7)),
+                              ("branch_pool", 768, 192, 1)):
+            conv(f"{block}.{name}", a, b, k)
+    for name, a, b, k in (("branch3x3_1", 768, 192, 1), ("branch3x3_2", 192, 320, 3), ("branch7x7x3_1", 768, 192, 1),
+                          ("branch7x7x3_2", 192, 192, (1, 7)), ("branch7x7x3_3", 192, 192, (7, 1)),
+                          ("branch7x7x3_4", 192, 192, 3)):
+        conv(f"Mixed_7a.{name}", a, b, k)
+    for block, cin in (("Mixed_7b", 1280), ("Mixed_7c", 2048)):
+        for name, a, b, k in (("branch1x1", cin, 320, 1), ("branch3x3_1", cin, 384, 1), ("branch3x3_2a", 384, 384, (1, 3)),
+                              ("branch3x3_2b", 384, 384, (3, 1)), ("branch3x3dbl_1", cin, 448, 1),
+                              ("branch3x3dbl_2", 448, 384, 3), ("branch3x3dbl_3a", 384, 384, (1, 3)),
+                              ("branch3x3dbl_3b", 384, 384, (3, 1)), ("branch_pool", cin, 192, 1)):
+            conv(f"{block}.{name}", a, b, k)
+    return layers
+
+
+@pytest.fixture(scope="module")
+def standard_state_dict() -> dict[str, torch.Tensor]:
+    """Random values in the standard file's format: conv weights, four BatchNorm tensors, fc."""
+    generator = torch.Generator().manual_seed(0)
+    state: dict[str, torch.Tensor] = {}
+    for name, shape in _standard_layers().items():
+        fan_in = shape[1] * shape[2] * shape[3]
+        state[f"{name}.conv.weight"] = torch.randn(shape, generator=generator) * (2 / fan_in) ** 0.5
+        channels = shape[0]
+        state[f"{name}.bn.weight"] = 1 + 0.1 * torch.randn(channels, generator=generator)
+        state[f"{name}.bn.bias"] = 0.1 * torch.randn(channels, generator=generator)
+        state[f"{name}.bn.running_mean"] = 0.1 * torch.randn(channels, generator=generator)
+        state[f"{name}.bn.running_var"] = 1 + torch.rand(channels, generator=generator)
+    state["fc.weight"] = torch.randn(1008, 2048, generator=generator) * 0.02
+    state["fc.bias"] = torch.randn(1008, generator=generator)
+    return state
+
+
+@pytest.fixture(scope="module")
+def images() -> torch.Tensor:
+    return torch.rand(2, 3, 299, 299, generator=torch.Generator().manual_seed(1)) * 255
+
+
+def test_the_standard_file_has_472_entries_and_every_one_maps(standard_state_dict):
+    assert len(standard_state_dict) == 94 * 5 + 2
+    model = FIDInceptionV3.from_state_dict(standard_state_dict)
+    loaded = model.state_dict()
+    for key, value in standard_state_dict.items():
+        assert torch.equal(loaded[key], value), key
+    unmapped = [k for k in loaded if k not in standard_state_dict and not k.endswith("num_batches_tracked")]
+    assert unmapped == []
+
+
+@pytest.mark.slow
+def test_every_loading_path_gives_identical_features(standard_state_dict, images, tmp_path, monkeypatch):
+    path = tmp_path / "weights.pth"
+    torch.save(standard_state_dict, path)
+    cache = tmp_path / "home"
+    cached = inception_weights_path(cache)
+    assert cached == cache / "downloads" / "fid-inception" / WEIGHTS_FILENAME
+    cached.parent.mkdir(parents=True)
+    torch.save(standard_state_dict, cached)
+    monkeypatch.setenv("MASKGIT_HOME", str(cache))
+
+    reference = load_inception(standard_state_dict)(images)
+    assert reference.features.shape == (2, 2048) and reference.logits.shape == (2, 1008)
+    assert torch.isfinite(reference.features).all() and reference.features.std() > 0
+    for model in (load_inception(path), load_inception(), load_inception(cache_dir=cache, download=False)):
+        output = model(images)
+        assert torch.equal(output.features, reference.features)
+        assert torch.equal(output.logits, reference.logits)
+    # The logits are pool3 @ W without the classifier bias (the Inception Score convention).
+    expected = reference.features.double() @ standard_state_dict["fc.weight"].double().T
+    torch.testing.assert_close(reference.logits.double(), expected, rtol=1e-4, atol=1e-4)
+    # Images are scored independently of their batch.
+    single = load_inception(standard_state_dict)(images[1:])
+    torch.testing.assert_close(single.features, reference.features[1:], rtol=1e-4, atol=1e-5)
+
+
+def test_num_batches_tracked_entries_are_accepted(standard_state_dict):
+    with_counters = dict(standard_state_dict, **{"Conv2d_1a_3x3.bn.num_batches_tracked": torch.tensor(0)})
+    FIDInceptionV3.from_state_dict(with_counters)
+
+
+def test_missing_unexpected_and_misshapen_keys_are_clear_errors(standard_state_dict, tmp_path):
+    missing = {k: v for k, v in standard_state_dict.items() if k != "Mixed_7c.branch_pool.bn.running_var"}
+    with pytest.raises(CheckpointError, match=r"1 missing key\(s\) \[Mixed_7c\.branch_pool\.bn\.running_var\], 0 unexpected"):
+        FIDInceptionV3.from_state_dict(missing)
+    extra = dict(standard_state_dict, **{"AuxLogits.fc.weight": torch.zeros(1)})
+    with pytest.raises(CheckpointError, match=r"1 unexpected key\(s\) \[AuxLogits\.fc\.weight\]"):
+        FIDInceptionV3.from_state_dict(extra)
+    wrong = dict(standard_state_dict, **{"fc.weight": torch.zeros(1000, 2048)})
+    with pytest.raises(CheckpointError, match=r"fc\.weight has shape \(1000, 2048\), expected \(1008, 2048\)"):
+        FIDInceptionV3.from_state_dict(wrong)
+    prefixed = {f"module.{k}": v for k, v in standard_state_dict.items()}
+    with pytest.raises(CheckpointError, match="472 missing key"):
+        FIDInceptionV3.from_state_dict(prefixed)
+
+    with pytest.raises(FileNotFoundError, match=r"nothing\.pth: no such Inception weights file"):
+        load_inception(tmp_path / "nothing.pth")
+    with pytest.raises(FileNotFoundError, match=rf"not found at .*{WEIGHTS_FILENAME}: download https://"):
+        load_inception(cache_dir=tmp_path / "empty", download=False)
+    (tmp_path / "junk.pth").write_bytes(b"junk")
+    with pytest.raises(CheckpointError, match=r"junk\.pth: cannot read the Inception weights"):
+        load_inception(tmp_path / "junk.pth")
+
+    torch.save({"x": _Opaque()}, tmp_path / "pickled.pth")  # weights_only refuses arbitrary objects
+    with pytest.raises(CheckpointError, match=r"pickled\.pth: cannot read"):
+        load_inception(tmp_path / "pickled.pth")
+
+
+class _Opaque:
+    """An arbitrary object: ``torch.load(weights_only=True)`` must refuse to unpickle it."""
+
+
+@pytest.fixture
+def weights_server(tmp_path, standard_state_dict, monkeypatch):
+    for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    served = tmp_path / "served"
+    served.mkdir()
+    torch.save(standard_state_dict, served / WEIGHTS_FILENAME)
+    handler = functools.partial(_QuietHandler, directory=str(served))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/{WEIGHTS_FILENAME}", served / WEIGHTS_FILENAME
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(timeout=5)
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_download_into_the_cache_checks_the_hash_prefix(weights_server, tmp_path, standard_state_dict):
+    url, served = weights_server
+    prefix = hashlib.sha256(served.read_bytes()).hexdigest()[:8]
+    cache = tmp_path / "cache"
+    with pytest.raises(DownloadError, match="does not start with 00000000; the file was deleted"):
+        fetch_inception_weights(cache, url=url, sha256_prefix="00000000", progress=False, timeout=5)
+    assert not inception_weights_path(cache).exists()
+    path = fetch_inception_weights(cache, url=url, sha256_prefix=prefix, progress=False, timeout=5)
+    assert path == inception_weights_path(cache) and path.read_bytes() == served.read_bytes()
+    served.unlink()  # a cached file is used without the network
+    assert fetch_inception_weights(cache, url=url, progress=False, timeout=5) == path
+    model = load_inception(cache_dir=cache)
+    assert torch.equal(model.fc.weight, standard_state_dict["fc.weight"])
+
+
+def test_offline_message_says_where_to_put_the_file(tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(DownloadError) as caught:
+        fetch_inception_weights(tmp_path, url=f"http://127.0.0.1:{port}/{WEIGHTS_FILENAME}", progress=False, timeout=5)
+    message = str(caught.value)
+    assert f"put it at {inception_weights_path(tmp_path)}" in message and "--inception-weights" in message

@@ -66,6 +66,7 @@ class FeatureExtractor:
 
     name: str
     device: torch.device
+    has_logits: bool = False  # whether __call__ also returns class logits (for the Inception Score)
 
     def preprocess(self, image: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -76,6 +77,8 @@ class FeatureExtractor:
 
 class InceptionFeatures(FeatureExtractor):
     """The FID Inception-v3 behind a resize protocol."""
+
+    has_logits = True
 
     def __init__(self, model: torch.nn.Module, resize: str, device: str | torch.device = "cpu") -> None:
         if resize not in RESIZE_PROTOCOLS:

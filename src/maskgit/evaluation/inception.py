@@ -53,6 +53,7 @@ WEIGHTS_FILENAME = "pt_inception-2015-12-05-6726825d.pth"
 WEIGHTS_URL = f"https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/{WEIGHTS_FILENAME}"
 # torch.hub convention: the hex in the file name is the start of the file's SHA-256.
 WEIGHTS_SHA256_PREFIX = "6726825d"
+URL_ENV = "MASKGIT_INCEPTION_URL"
 _CACHE_SUBDIR = ("downloads", "fid-inception")
 
 
@@ -277,19 +278,20 @@ def inception_weights_path(cache_dir: str | os.PathLike[str] | None = None) -> P
 def fetch_inception_weights(
     cache_dir: str | os.PathLike[str] | None = None,
     *,
-    url: str = WEIGHTS_URL,
+    url: str | None = None,
     sha256_prefix: str | None = WEIGHTS_SHA256_PREFIX,
     progress: bool = True,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> Path:
     """The cached weights file, downloaded from ``url`` first when it is not there.
 
-    A fresh download must have a SHA-256 starting with ``sha256_prefix`` (else it is deleted). On
+    ``url`` defaults to ``$MASKGIT_INCEPTION_URL`` (a mirror), else ``WEIGHTS_URL``. A fresh download must have a SHA-256 starting with ``sha256_prefix`` (else it is deleted). On
     failure, DownloadError says where to put a copy of the file by hand.
     """
     destination = inception_weights_path(cache_dir)
     if destination.is_file():
         return destination
+    url = url or os.environ.get(URL_ENV) or WEIGHTS_URL
     try:
         download_file(url, destination, progress=progress, timeout=timeout)
     except DownloadError as error:

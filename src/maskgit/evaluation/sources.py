@@ -49,7 +49,7 @@ def _to_rgb_chw(array: np.ndarray, where: str) -> torch.Tensor:
         raise ValueError(f"{where}: expected an (H, W, 3) image, got shape {array.shape}")
     if max(array.shape[:2]) > MAX_SIDE:
         raise ValueError(f"{where}: {array.shape[0]}x{array.shape[1]} is larger than {MAX_SIDE} px per side")
-    tensor = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
+    tensor = torch.from_numpy(np.array(array, copy=True)).permute(2, 0, 1)
     return tensor.expand(3, -1, -1).contiguous() if tensor.shape[0] == 1 else tensor
 
 

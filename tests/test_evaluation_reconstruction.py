@@ -10,7 +10,9 @@ from maskgit.evaluation.reconstruction import gaussian_ssim, psnr, ssim
 
 
 def _reference_ssim(x: np.ndarray, y: np.ndarray) -> float:
-    """Wang et al. 2004, window by window: 11x11 Gaussian (sigma 1.5), windows inside the image."""
+    """Wang et al. 2004, window by window: 11x11 Gaussian (sigma 1.5), one window centred on every
+    pixel of the image reflect-padded by 5 (torchmetrics' convention)."""
+    x, y = (np.pad(a, ((0, 0), (5, 5), (5, 5)), mode="reflect") for a in (x, y))
     coords = np.arange(11) - 5
     line = np.exp(-coords**2 / (2 * 1.5**2))
     window = np.outer(line, line) / np.outer(line, line).sum()

@@ -7,8 +7,9 @@ compares the reconstructions with the preprocessed inputs in the chosen feature 
 compare them image by image (data range 1, all three channels) and are averaged over images.
 
 SSIM is the Gaussian-window SSIM of Wang et al. 2004 (11x11 window, sigma 1.5, K1 = 0.01,
-K2 = 0.03), averaged over the windows that lie inside the image and over channels: torchmetrics'
-``structural_similarity_index_measure`` when torchmetrics is installed, else the same formula here.
+K2 = 0.03), with the image reflect-padded by 5 pixels so that every pixel has a window, averaged over
+pixels and channels: torchmetrics' ``structural_similarity_index_measure`` when torchmetrics is
+installed, else the same computation here (tested equal).
 """
 
 from __future__ import annotations
@@ -44,12 +45,14 @@ def _gaussian_window(channels: int) -> torch.Tensor:
 
 def gaussian_ssim(images: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
     """Per-image SSIM of float (B, C, H, W) in [0, 1] (H, W >= 11); (B,) float64. Our own formula."""
-    x, y = images.double(), references.double()
+    pad = (SSIM_WINDOW - 1) // 2
+    x = F.pad(images.double(), (pad,) * 4, mode="reflect")
+    y = F.pad(references.double(), (pad,) * 4, mode="reflect")
     window = _gaussian_window(x.shape[1]).to(x.device)
-    blur = lambda t: F.conv2d(t, window, groups=x.shape[1])  # noqa: E731 - valid windows only
+    blur = lambda t: F.conv2d(t, window, groups=x.shape[1])  # noqa: E731 - one window per original pixel
     mu_x, mu_y = blur(x), blur(y)
-    var_x = blur(x * x) - mu_x**2
-    var_y = blur(y * y) - mu_y**2
+    var_x = (blur(x * x) - mu_x**2).clamp(min=0)  # round-off can make a flat window's variance negative
+    var_y = (blur(y * y) - mu_y**2).clamp(min=0)
     cov = blur(x * y) - mu_x * mu_y
     c1, c2 = SSIM_K1**2, SSIM_K2**2
     index = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))

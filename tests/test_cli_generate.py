@@ -13,6 +13,8 @@ from PIL import Image
 from maskgit import MaskGIT
 from maskgit.cli import main
 from maskgit.data import FASHION_MNIST_CLASSES
+from maskgit.imageio import load_image
+from maskgit.sampling import ConfidenceSampler
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +44,7 @@ def test_generate_writes_images_grid_and_manifest(tmp_path, model_dir):
     assert files == ["0001/0000.png", "0001/0001.png", "0007/0000.png", "0007/0001.png", "grid.png"]
     assert Image.open(out / "0007" / "0001.png").size == (128, 128)
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["settings"]["classes"] == [1, 7] and manifest["settings"]["steps"] == 3
+    assert manifest["settings"]["classes"] == [1, 7] and manifest["settings"]["sampler"] == ConfidenceSampler(num_steps=3).to_dict()
     assert manifest["settings"]["class_names"] == ["Trouser", "Sneaker"]
     assert manifest["outputs"][2] == "0007/0000.png"
 
@@ -142,4 +144,66 @@ def test_unreadable_image_is_an_error(tmp_path, model_dir, capsys):
     assert run("outpaint", "--model", model_dir, "--image", tmp_path / "broken.png", "--extend", "16,0,0,0",
                "--class", "2", "--device", "cpu", "--out", out) == 2
     assert "broken.png: cannot read image" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def guided_model_dir(tmp_path_factory):
+    """A tiny pipeline trained with class dropout (so it has a null class), on 16 px images."""
+    from maskgit.models import VQGAN
+    from maskgit.training import TransformerTrainer, load_train_config
+    from training_helpers import RandomImages
+
+    out = tmp_path_factory.mktemp("guided")
+    torch.manual_seed(0)
+    tokenizer = VQGAN(load_train_config("tokenizer", "tiny").model)
+    config = load_train_config("transformer", "tiny", {"steps": 3, "class_dropout": 0.3, "sample_every": 0})
+    TransformerTrainer(config, out, dataset=RandomImages(8), tokenizer=tokenizer, progress=False).train()
+    return out / "pipeline"
+
+
+@pytest.mark.parametrize("flags", [
+    ("--sampler", "halton"),
+    ("--sampler", "random", "--softmax-temperature", "1.5,0.7", "--top-k", "8"),
+    ("--guidance", "2", "--guidance-schedule", "linear"),
+    ("--sampler", "halton", "--guidance", "1.5", "--guidance-schedule", "cosine"),
+])
+def test_generate_with_every_sampler_and_guidance(tmp_path, guided_model_dir, flags):
+    from maskgit.sampling import sampler_from_dict
+
+    pipeline = MaskGIT.from_pretrained(guided_model_dir)
+    assert pipeline.transformer.config.null_class_id is not None
+    out = tmp_path / "out"
+    assert run("generate", "--model", guided_model_dir, "--device", "cpu", "--class", "0,2", "--num", "2",
+               "--steps", "4", "--seed", "3", "--out", out, *flags) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    sampler = sampler_from_dict(manifest["settings"]["sampler"])
+    assert sampler.num_steps == 4 and sampler.name == (flags[1] if flags[0] == "--sampler" else "confidence")
+    if "--guidance" in flags:
+        assert sampler.guidance == float(flags[flags.index("--guidance") + 1])
+    # The files are exactly what the API makes with the recorded sampler and seed.
+    expected = pipeline.generate([0, 0, 2, 2], sampler=sampler, seed=3)
+    written = torch.stack([load_image(out / p) for p in manifest["outputs"]])
+    torch.testing.assert_close(written, (expected * 255).round() / 255, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (("--sampler", "halton", "--temperature", "2"), "--temperature is the confidence sampler's"),
+    (("--softmax-temperature", "0"), "--softmax-temperature must be"),
+    (("--softmax-temperature", "1,2,3"), "--softmax-temperature must be T or T0,T1"),
+    (("--top-k", "0"), "--top-k must be"),
+    (("--guidance", "-1"), "--guidance must be a number >= 0"),
+    (("--temperature", "-1"), "--temperature must be a number >= 0"),
+])
+def test_bad_sampler_flags_name_the_flag(tmp_path, guided_model_dir, capsys, flags, message):
+    out = tmp_path / "out"
+    assert run("generate", "--model", guided_model_dir, "--device", "cpu", "--class", "0", "--out", out, *flags) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_guidance_on_a_model_without_a_null_class_is_refused(tmp_path, model_dir, capsys):
+    out = tmp_path / "out"
+    assert run("generate", "--model", model_dir, "--device", "cpu", "--class", "0", "--guidance", "2", "--out", out) == 2
+    assert "needs a model trained with class dropout" in capsys.readouterr().err
     assert not out.exists()

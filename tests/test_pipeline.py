@@ -14,6 +14,7 @@ from conftest import TOKENIZER_MSGPACK, TRANSFORMER_MSGPACK, load_npz, nhwc_to_n
 from maskgit import MaskGIT, CheckpointError
 from maskgit.checkpoints import hub
 from maskgit.sampling.editing import Box, composite_mask, latent_box_mask, token_mask_from_pixels
+from maskgit.sampling import ConfidenceSampler, HaltonSampler, RandomSampler
 
 IMAGE_TOL = dict(atol=3e-4, rtol=1e-4)
 
@@ -33,7 +34,7 @@ def replay(trace: dict[str, np.ndarray]):
 
 def test_generate_replays_the_official_run(small_pipeline):
     trace = load_npz("decode_small_generate.npz")
-    images = small_pipeline.generate([int(trace["label"])] * 2, num_steps=16, noise=replay(trace))
+    images = small_pipeline.generate([int(trace["label"])] * 2, sampler=ConfidenceSampler(num_steps=16), noise=replay(trace))
     expected = np.clip(trace["images"], 0, 1).transpose(0, 3, 1, 2)
     np.testing.assert_allclose(images.numpy(), expected, **IMAGE_TOL)
 
@@ -61,10 +62,10 @@ def test_edit_replays_the_official_run(small_pipeline):
 
 
 def test_same_seed_same_images_and_independent_of_batching(small_pipeline):
-    a = small_pipeline.generate([1, 2, 3], num_steps=4, seed=7)
-    b = small_pipeline.generate([1, 2, 3], num_steps=4, seed=7, batch_size=2)
-    c = small_pipeline.generate([3], num_steps=4, seed=7, image_indices=[2])
-    d = small_pipeline.generate([1, 2, 3], num_steps=4, seed=8)
+    a = small_pipeline.generate([1, 2, 3], sampler=ConfidenceSampler(num_steps=4), seed=7)
+    b = small_pipeline.generate([1, 2, 3], sampler=ConfidenceSampler(num_steps=4), seed=7, batch_size=2)
+    c = small_pipeline.generate([3], sampler=ConfidenceSampler(num_steps=4), seed=7, image_indices=[2])
+    d = small_pipeline.generate([1, 2, 3], sampler=ConfidenceSampler(num_steps=4), seed=8)
     assert a.shape == (3, 3, 128, 128) and a.min() >= 0 and a.max() <= 1
     # The same tokens; the decoder's convolutions round differently per batch size (~1e-5).
     torch.testing.assert_close(a, b, rtol=0, atol=1e-4)
@@ -73,8 +74,8 @@ def test_same_seed_same_images_and_independent_of_batching(small_pipeline):
 
 
 def test_generator_gives_reproducible_runs(small_pipeline):
-    a = small_pipeline.generate([0, 0], num_steps=3, generator=torch.Generator().manual_seed(1))
-    b = small_pipeline.generate([0, 0], num_steps=3, generator=torch.Generator().manual_seed(1))
+    a = small_pipeline.generate([0, 0], sampler=ConfidenceSampler(num_steps=3), generator=torch.Generator().manual_seed(1))
+    b = small_pipeline.generate([0, 0], sampler=ConfidenceSampler(num_steps=3), generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert not torch.equal(a[0], a[1])
 
@@ -145,7 +146,9 @@ def test_save_and_load_round_trip(tmp_path, small_pipeline):
     small_pipeline.save_pretrained(tmp_path / "model")
     loaded = MaskGIT.from_pretrained(tmp_path / "model")
     assert loaded.class_names == small_pipeline.class_names and loaded.image_size == 128
-    torch.testing.assert_close(loaded.generate([5], num_steps=2, seed=0), small_pipeline.generate([5], num_steps=2, seed=0))
+    two_steps = ConfidenceSampler(num_steps=2)
+    torch.testing.assert_close(loaded.generate([5], sampler=two_steps, seed=0),
+                               small_pipeline.generate([5], sampler=two_steps, seed=0))
     with pytest.raises(CheckpointError, match="no model_index.json"):
         MaskGIT.from_pretrained(tmp_path / "model" / "tokenizer")
 
@@ -155,8 +158,8 @@ def test_bf16_precision_runs_the_models_in_bf16(small_pipeline):
     dtypes = []
     handle = small_pipeline.transformer.mlm_dense.register_forward_hook(lambda m, i, o: dtypes.append(o.dtype))
     try:
-        images = bf16.generate([1, 2], num_steps=2, seed=0)
-        small_pipeline.generate([1], num_steps=1, seed=0)
+        images = bf16.generate([1, 2], sampler=ConfidenceSampler(num_steps=2), seed=0)
+        small_pipeline.generate([1], sampler=ConfidenceSampler(num_steps=1), seed=0)
     finally:
         handle.remove()
     assert dtypes == [torch.bfloat16, torch.bfloat16, torch.float32]
@@ -217,3 +220,62 @@ def test_registered_name_is_downloaded_and_converted_once(tmp_path, monkeypatch,
 def test_editing_takes_one_image_at_a_time(small_pipeline):
     with pytest.raises(ValueError, match=r"one \(3, H, W\) image at a time"):
         small_pipeline.inpaint(torch.rand(2, 3, 128, 128), torch.ones(128, 128, dtype=torch.bool), 0)
+
+
+@pytest.mark.parametrize("sampler", [
+    ConfidenceSampler(num_steps=4),
+    HaltonSampler(num_steps=4, roll=True),
+    RandomSampler(num_steps=4, softmax_temperature=(1.5, 0.8), top_k=20),
+], ids=lambda s: s.name)
+def test_image_i_depends_only_on_seed_and_i_for_every_sampler(small_pipeline, sampler):
+    tokens = []
+
+    def keep_final(step):
+        if step.step == step.num_iter - 1:
+            tokens.append(step.sampled_ids)
+
+    small_pipeline.generate([1, 2, 3, 4], sampler=sampler, seed=9, callback=keep_final)
+    small_pipeline.generate([1, 2, 3, 4], sampler=sampler, seed=9, batch_size=3, callback=keep_final)
+    small_pipeline.generate([4, 2], sampler=sampler, seed=9, image_indices=[3, 1], callback=keep_final)
+    whole, (first, rest), split = tokens[0], tokens[1:3], tokens[3]
+    assert torch.equal(torch.cat([first, rest]), whole)
+    assert torch.equal(split, whole[[3, 1]])
+    small_pipeline.generate([1, 2, 3, 4], sampler=sampler, seed=10, callback=keep_final)
+    assert not torch.equal(tokens[-1], whole)
+
+
+def test_class_names_and_ids_are_both_accepted(small_tokenizer, small_transformer):
+    names = [f"thing{i}" for i in range(10)]
+    pipe = MaskGIT(small_tokenizer, small_transformer, names)
+    assert pipe.class_ids(["thing7", 3, "thing0"]) == [7, 3, 0]
+    assert pipe.class_ids("thing2") == [2] and pipe.class_ids(torch.tensor([1, 2])) == [1, 2]
+    one = ConfidenceSampler(num_steps=1)
+    torch.testing.assert_close(pipe.generate(["thing7", 3], sampler=one, seed=1), pipe.generate([7, 3], sampler=one, seed=1))
+    for bad, message in [([1.7], "integers or class names"), ([True], "integers or class names"),
+                         (torch.tensor([1.0]), "must be integers"), (["nope"], "nope"), ([], "no class ids")]:
+        with pytest.raises(ValueError, match=message):
+            pipe.generate(bad, sampler=one, seed=0)
+
+
+def test_the_default_sampler_is_saved_with_the_model_and_used(tmp_path, small_tokenizer, small_transformer):
+    sampler = HaltonSampler(num_steps=3, softmax_temperature=(1.2, 0.9))
+    MaskGIT(small_tokenizer, small_transformer, sampler=sampler).save_pretrained(tmp_path / "model")
+    loaded = MaskGIT.from_pretrained(tmp_path / "model")
+    assert loaded.sampler == sampler
+    assert loaded.default_sampler(editing=True) == sampler.replace(num_steps=12)
+    steps = []
+    loaded.generate([0], seed=0, callback=steps.append)
+    assert [s.step for s in steps] == [0, 1, 2]
+    steps.clear()
+    loaded.inpaint(torch.rand(3, 128, 128), torch.ones(128, 128, dtype=torch.bool), 0, seed=0, callback=steps.append)
+    assert len(steps) == 12
+    assert MaskGIT(small_tokenizer, small_transformer).sampler == ConfidenceSampler()
+    index = tmp_path / "model" / "model_index.json"
+    index.write_text(index.read_text().replace('"halton"', '"zigzag"'))
+    with pytest.raises(CheckpointError, match="bad sampler.*zigzag"):
+        MaskGIT.from_pretrained(tmp_path / "model")
+
+
+def test_guidance_on_a_model_without_a_null_class_is_refused(small_pipeline):
+    with pytest.raises(ValueError, match="class dropout"):
+        small_pipeline.generate([1], sampler=ConfidenceSampler(num_steps=2, guidance=2.0), seed=0)

@@ -9,8 +9,9 @@ import torch
 
 from maskgit import MaskGIT
 from maskgit.data import FASHION_MNIST_CLASSES, FASHION_MNIST_ROOT, build_dataset
-from maskgit.pipeline import SHIPPED_MODELS, shipped_model_dir
+from maskgit.registry import SHIPPED_MODELS, shipped_model_dir
 from maskgit.training.metrics import psnr
+from maskgit.sampling import ConfidenceSampler
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def test_shipped_model_is_in_the_package():
 
 def test_shipped_model_generates_fashion_mnist_images(shipped):
     assert shipped.class_names == FASHION_MNIST_CLASSES and shipped.image_size == 32
-    images = shipped.generate(list(range(10)), num_steps=8, seed=0)
+    images = shipped.generate(list(range(10)), sampler=ConfidenceSampler(num_steps=8), seed=0)
     assert images.shape == (10, 3, 32, 32)
     # Fashion-MNIST is a light garment on a black background, zero-padded from 28 to 32 px: the
     # generated padding must be black and the centre must hold a garment. Random tokens fail both.

@@ -77,9 +77,13 @@ def test_masks_follow_the_cosine_schedule_and_the_sample_seed():
     tokens = masked_inputs(ids, torch.tensor([1]), torch.tensor([[True, False, True]]), torch.tensor([False]),
                            codebook_size=8, mask_token_id=11)
     assert tokens.tolist() == [[9, 11, 4, 11]]
+    # A dropped label becomes the null class (id 10 = 8 codes + 2 classes), never the mask token.
     dropped = masked_inputs(ids, torch.tensor([1]), torch.tensor([[False] * 3]), torch.tensor([True]),
-                            codebook_size=8, mask_token_id=11)
-    assert dropped.tolist() == [[11, 3, 4, 5]]
+                            codebook_size=8, mask_token_id=11, null_class_id=10)
+    assert dropped.tolist() == [[10, 3, 4, 5]]
+    with pytest.raises(ValueError, match="null class"):
+        masked_inputs(ids, torch.tensor([1]), torch.tensor([[False] * 3]), torch.tensor([True]),
+                      codebook_size=8, mask_token_id=11)
 
 
 def test_lr_schedule_warms_up_then_decays():

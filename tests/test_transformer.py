@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import load_npz
-from maskgit import MaskGITTransformer, TransformerConfig
+from maskgit import MaskGITTransformer, TransformerConfig, decode
 from maskgit.checkpoints.mapping import transformer_scopes
 
 LOGIT_TOL = dict(atol=5e-5, rtol=1e-5)
@@ -76,10 +76,26 @@ def test_shorter_sequences_use_the_leading_positions(small_transformer, io):
 
 @pytest.mark.parametrize("bad", [-2, 75])
 def test_ids_outside_the_vocabulary_are_rejected(small_transformer, bad):
+    # Values are checked once at the boundary (check_ids, which the samplers call), not in
+    # forward, which must not sync with the host.
     ids = torch.zeros(1, 65, dtype=torch.long)
     ids[0, 3] = bad
     with pytest.raises(ValueError, match=r"\[-1, 75\)"):
-        small_transformer(ids)
+        small_transformer.check_ids(ids)
+    with pytest.raises(ValueError, match=r"\[-1, 75\)"):
+        decode(small_transformer, ids, num_iter=2)
+
+
+def test_forward_reads_no_values_on_the_host(small_transformer, monkeypatch):
+    # int()/item() on a tensor is a host sync on an accelerator; forward must not do it.
+    def refuse(*args, **kwargs):
+        raise AssertionError("forward synchronised with the host")
+
+    monkeypatch.setattr(torch.Tensor, "item", refuse)
+    monkeypatch.setattr(torch.Tensor, "__int__", refuse)
+    monkeypatch.setattr(torch.Tensor, "__bool__", refuse)
+    with torch.no_grad():
+        assert small_transformer(torch.zeros(2, 65, dtype=torch.long)).shape == (2, 65, 75)
 
 
 def test_too_long_sequences_are_rejected(small_transformer):

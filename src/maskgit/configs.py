@@ -169,6 +169,11 @@ class TransformerConfig(_Config):
     ``num_classes`` ids are class tokens (``label + codebook_size``), and the last id
     (``vocab_size - 1``) is the mask token. The official code writes the mask as -1, which JAX's
     wrapping ``take`` maps to that last row; both spellings are accepted.
+
+    ``null_class`` (ours; False for the official weights, whose layout it leaves untouched) adds
+    one id between the class tokens and the mask, ``null_class_id = codebook_size + num_classes``:
+    the "no class" token that class-dropout training puts in the class slot and that
+    classifier-free guidance uses for its unconditional pass.
     """
 
     model_type: ClassVar[str] = "transformer"
@@ -181,8 +186,11 @@ class TransformerConfig(_Config):
     intermediate_size: int = 3072
     latent_size: int = 16
     dropout: float = 0.1
+    null_class: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.null_class, bool):
+            raise ConfigError(f"TransformerConfig: null_class must be true or false, got {self.null_class!r}")
         _positive(
             "TransformerConfig",
             codebook_size=self.codebook_size,
@@ -203,7 +211,12 @@ class TransformerConfig(_Config):
 
     @property
     def vocab_size(self) -> int:
-        return self.codebook_size + self.num_classes + 1
+        return self.codebook_size + self.num_classes + int(self.null_class) + 1
+
+    @property
+    def null_class_id(self) -> int | None:
+        """The null ("no class") token, or None for a model trained without class dropout."""
+        return self.codebook_size + self.num_classes if self.null_class else None
 
     @property
     def mask_token_id(self) -> int:

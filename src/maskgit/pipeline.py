@@ -2,7 +2,8 @@
 
 Folder layout (written by ``save_pretrained``)::
 
-    model_index.json    {"format": "maskgit-pipeline", "version": 1, "class_names": [...]}
+    model_index.json    {"format": "maskgit-pipeline", "version": 1, "class_names": [...],
+                         "sampler": {...}}   (the model's default sampler, ``Sampler.to_dict``)
     tokenizer/          config.json + model.safetensors (VQGAN)
     transformer/        config.json + model.safetensors (MaskGITTransformer)
 """
@@ -11,26 +12,20 @@ from __future__ import annotations
 
 import contextlib
 import json
+import numbers
 import os
 import secrets
-import shutil
-import tempfile
-from collections.abc import Iterator, Sequence
-from importlib import resources
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from maskgit.checkpoints.errors import CheckpointError
-from maskgit.checkpoints.hub import checkpoint_names, default_cache_dir, fetch_official
-from maskgit.class_names import imagenet_class_names
-from maskgit.configs import TOKENIZER_PRESETS, TRANSFORMER_PRESETS
+from maskgit.class_names import resolve_class
 from maskgit.io import atomic_write_text
 from maskgit.models import VQGAN, MaskGITTransformer
-from maskgit.sampling.decode import MASK_ID, NoiseFn, gumbel_noise
+from maskgit.registry import PIPELINE_INDEX, resolve_pretrained
 from maskgit.sampling.editing import (
     Box,
     Extend,
@@ -40,81 +35,37 @@ from maskgit.sampling.editing import (
     outpaint_canvas,
     token_mask_from_pixels,
 )
+from maskgit.sampling.engine import DecodeStep
 from maskgit.sampling.fill import fill_tokens
+from maskgit.sampling.noise import GeneratorNoise, InjectedNoise, NoiseFn, NoiseSource, SeededNoise
+from maskgit.sampling.samplers import ConfidenceSampler, Sampler, sampler_from_dict
+from maskgit.sampling.steps import MASK_ID
 
-__all__ = ["MaskGIT", "PIPELINE_INDEX", "SHIPPED_MODELS", "image_seeds", "RowNoise", "shipped_model_dir"]
+__all__ = ["MaskGIT", "ClassLabel", "EDIT_STEPS"]
 
 PRECISIONS = ("fp32", "bf16")
-
-
-def image_seeds(seed: int, indices: Sequence[int]) -> list[int]:
-    """Independent 63-bit seeds for the images of a run with these indices.
-
-    Image i's noise depends only on ``(seed, i)``: not on the batch size, nor on which images were
-    generated before it, so an interrupted run resumes with identical images.
-    """
-    return [
-        int(np.random.SeedSequence(seed, spawn_key=(index,)).generate_state(1, dtype=np.uint64)[0] >> 1)
-        for index in indices
-    ]
-
-
-class RowNoise:
-    """A decode ``noise`` function that draws each batch row from its own CPU generator."""
-
-    def __init__(self, seeds: Sequence[int], device: torch.device) -> None:
-        self.generators = [torch.Generator().manual_seed(seed) for seed in seeds]
-        self.device = device
-
-    def __call__(self, step: int, kind: str, shape: tuple[int, ...]) -> torch.Tensor:
-        rows = [gumbel_noise(tuple(shape[1:]), generator=g) for g in self.generators]
-        return torch.stack(rows).to(self.device)
-
-PIPELINE_INDEX = "model_index.json"
 _FORMAT = "maskgit-pipeline"
 _VERSION = 1
 
+#: The official editing recipe decodes steps 2..11 of 12 (spec §4); the editing modes use the
+#: model's sampler with this many steps when no sampler is given.
+EDIT_STEPS = 12
 
-# Models whose weights ship inside the package (src/maskgit/pretrained/<name>).
-SHIPPED_MODELS = ("fashion-mnist",)
+#: A class given by id or by name (any spelling ``maskgit.class_names.resolve_class`` takes).
+ClassLabel = int | str
 
-
-def shipped_model_dir(name: str) -> Path:
-    """The folder of a model that ships in the package."""
-    return Path(str(resources.files("maskgit") / "pretrained" / name))
-
-
-def _converted_checkpoint(name: str, cache_dir: str | os.PathLike[str] | None) -> Path:
-    """``<cache>/models/<name>``: the registered checkpoint in our format, converted on first use.
-
-    The conversion is written to a temporary folder and renamed into place, so an interrupted
-    conversion is simply redone.
-    """
-    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    folder = cache / "models" / name
-    if (folder / PIPELINE_INDEX).is_file():
-        return folder
-    files = fetch_official(name, cache_dir=cache)
-    tokenizer = VQGAN.from_pretrained(files["tokenizer"], config=TOKENIZER_PRESETS.get(name))
-    transformer = MaskGITTransformer.from_pretrained(files["transformer"], config=TRANSFORMER_PRESETS.get(name))
-    names = imagenet_class_names() if transformer.config.num_classes == 1000 else None
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    temp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=folder.parent))
-    try:
-        MaskGIT(tokenizer, transformer, names).save_pretrained(temp)
-        if folder.exists():  # a half-converted folder from an older run, or a concurrent conversion
-            shutil.rmtree(folder, ignore_errors=True)
-        os.replace(temp, folder)
-    finally:
-        shutil.rmtree(temp, ignore_errors=True)
-    return folder
+Callback = Callable[[DecodeStep], None]
 
 
 class MaskGIT(nn.Module):
     """A VQGAN tokenizer and a MaskGIT transformer that share a codebook.
 
     ``class_names`` (one per class id) lets users and the CLI name classes; it defaults to
-    ``class_0 .. class_{n-1}``.
+    ``class_0 .. class_{n-1}``. ``sampler`` is the model's default sampler (``pipe.sampler``),
+    used when a method gets ``sampler=None``; it defaults to the official ``ConfidenceSampler()``.
+
+    Every generation method shares one sampling signature: ``sampler``, then the randomness
+    (``seed``, ``generator`` or ``noise``), then ``callback``.
     """
 
     def __init__(
@@ -124,6 +75,7 @@ class MaskGIT(nn.Module):
         class_names: Sequence[str] | None = None,
         *,
         precision: str = "fp32",
+        sampler: Sampler | None = None,
     ) -> None:
         super().__init__()
         if tokenizer.config.codebook_size != transformer.config.codebook_size:
@@ -137,10 +89,13 @@ class MaskGIT(nn.Module):
             raise ValueError(f"{len(names)} class names for a transformer with {num_classes} classes")
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if sampler is not None and not isinstance(sampler, Sampler):
+            raise TypeError(f"sampler must be a maskgit.sampling.Sampler, got {type(sampler).__name__}")
         self.tokenizer = tokenizer
         self.transformer = transformer
         self.class_names = names
         self.precision = precision
+        self.sampler: Sampler = sampler or ConfidenceSampler()
 
     @property
     def image_size(self) -> int:
@@ -156,7 +111,8 @@ class MaskGIT(nn.Module):
         directory = Path(directory)
         self.tokenizer.save_pretrained(directory / "tokenizer")
         self.transformer.save_pretrained(directory / "transformer")
-        index = {"format": _FORMAT, "version": _VERSION, "class_names": list(self.class_names)}
+        index = {"format": _FORMAT, "version": _VERSION, "class_names": list(self.class_names),
+                 "sampler": self.sampler.to_dict()}
         atomic_write_text(directory / PIPELINE_INDEX, json.dumps(index, indent=2) + "\n")
 
     @classmethod
@@ -171,16 +127,7 @@ class MaskGIT(nn.Module):
         """Load a folder written by ``save_pretrained``, a model shipped in the package
         (``fashion-mnist``), or a registered name (``imagenet256``, ``imagenet512``), whose official
         files are downloaded into the cache and converted once. Returns the pipeline in eval mode."""
-        path = Path(name_or_path)
-        if not path.exists():
-            name = str(name_or_path)
-            if name in SHIPPED_MODELS:
-                path = shipped_model_dir(name)
-            elif name in checkpoint_names():
-                path = _converted_checkpoint(name, cache_dir)
-            else:
-                known = ", ".join((*SHIPPED_MODELS, *checkpoint_names()))
-                raise CheckpointError(f"{name}: no such folder, and not a known model name ({known})")
+        path = resolve_pretrained(name_or_path, cache_dir)
         index_path = path / PIPELINE_INDEX
         if not index_path.is_file():
             raise CheckpointError(f"{path}: no {PIPELINE_INDEX}; not a saved MaskGIT pipeline folder")
@@ -190,9 +137,15 @@ class MaskGIT(nn.Module):
             raise CheckpointError(f"{index_path}: not valid JSON ({error})") from None
         if not isinstance(index, dict) or index.get("format") != _FORMAT:
             raise CheckpointError(f"{index_path}: format is not {_FORMAT!r}")
+        sampler = None
+        if index.get("sampler") is not None:
+            try:
+                sampler = sampler_from_dict(index["sampler"])
+            except (TypeError, ValueError) as error:
+                raise CheckpointError(f"{index_path}: bad sampler ({error})") from None
         tokenizer = VQGAN.from_pretrained(path / "tokenizer", device=device)
         transformer = MaskGITTransformer.from_pretrained(path / "transformer", device=device)
-        return cls(tokenizer, transformer, index.get("class_names"), precision=precision).eval()
+        return cls(tokenizer, transformer, index.get("class_names"), precision=precision, sampler=sampler).eval()
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -206,54 +159,84 @@ class MaskGIT(nn.Module):
         ):
             yield
 
-    def _class_tokens(self, class_ids: Sequence[int] | torch.Tensor) -> torch.Tensor:
-        ids = torch.as_tensor(class_ids, dtype=torch.long).reshape(-1)
-        num_classes = self.transformer.config.num_classes
-        if ids.numel() == 0:
+    def class_ids(self, class_labels: ClassLabel | Sequence[ClassLabel] | torch.Tensor) -> list[int]:
+        """Class ids for labels given as ids, names, or a mix: ``["sneaker", 3]`` → ``[7, 3]``.
+
+        Raises ValueError for an unknown name, an id outside [0, num_classes), or a non-integral
+        number (``1.7`` is refused, not truncated).
+        """
+        if isinstance(class_labels, torch.Tensor):
+            if class_labels.is_floating_point() or class_labels.is_complex() or class_labels.dtype == torch.bool:
+                raise ValueError(f"class ids must be integers, got a {class_labels.dtype} tensor")
+            class_labels = class_labels.reshape(-1).tolist()
+        elif isinstance(class_labels, (str, numbers.Number)):
+            class_labels = [class_labels]
+        labels = list(class_labels)
+        if not labels:
             raise ValueError("no class ids given")
-        bad = ids[(ids < 0) | (ids >= num_classes)]
-        if bad.numel():
-            raise ValueError(f"class id {int(bad[0])} is outside [0, {num_classes})")
-        return (ids + self.transformer.config.codebook_size).to(self.device)
+        num_classes = self.transformer.config.num_classes
+        ids = []
+        for label in labels:
+            if isinstance(label, str):
+                ids.append(resolve_class(label, self.class_names))
+                continue
+            if isinstance(label, bool) or not isinstance(label, numbers.Integral):
+                raise ValueError(f"class ids must be integers or class names, got {label!r}")
+            if not 0 <= label < num_classes:
+                raise ValueError(f"class id {int(label)} is outside [0, {num_classes})")
+            ids.append(int(label))
+        return ids
+
+    def _single_class(self, class_label: ClassLabel) -> int:
+        """The editing modes take one class, by id or name."""
+        if not isinstance(class_label, (str, numbers.Number)):
+            raise ValueError(f"give one class id or name, got {class_label!r}")
+        return self.class_ids(class_label)[0]
+
+    def _class_tokens(self, class_ids: Sequence[int]) -> torch.Tensor:
+        return torch.tensor(class_ids, dtype=torch.long, device=self.device) + self.transformer.config.codebook_size
+
+    def _noise(
+        self, seed: int | None, generator: torch.Generator | None, noise: NoiseFn | None, indices: Sequence[int]
+    ) -> NoiseSource:
+        """Explicit ``noise``, else the caller's ``generator``, else per-image seeds derived from
+        ``seed`` (a fresh random one if None) and the images' indices in the run."""
+        if noise is not None:
+            return InjectedNoise(noise)
+        if generator is not None:
+            return GeneratorNoise(generator)
+        seed = secrets.randbits(63) if seed is None else seed
+        return SeededNoise.for_images(seed, indices, device=self.device)
 
     def _fill(
         self,
         canvas: torch.Tensor,
         class_tokens: torch.Tensor,
-        image_indices: Sequence[int],
+        sampler: Sampler,
+        noise: NoiseSource,
         *,
-        num_steps: int,
-        start_iter: int,
-        choice_temperature: float,
-        schedule: str,
-        seed: int | None,
-        generator: torch.Generator | None,
-        noise: NoiseFn | None,
+        start_iter: int = 0,
+        callback: Callback | None = None,
     ) -> torch.Tensor:
-        """Fill the masked tokens of canvas (B, h, w) and decode: images (B, 3, H, W) in [0, 1].
-
-        Randomness: explicit ``noise``, else the caller's ``generator``, else per-image seeds
-        derived from ``seed`` and ``image_indices``.
-        """
-        if noise is not None:
-            randomness: dict[str, Any] = {"noise": noise}
-        elif generator is not None:
-            randomness = {"generator": generator}
-        else:
-            seed = secrets.randbits(63) if seed is None else seed
-            randomness = {"noise": RowNoise(image_seeds(seed, image_indices), self.device)}
+        """Fill the masked tokens of canvas (B, h, w) and decode: images (B, 3, H, W) in [0, 1]."""
+        if not isinstance(sampler, Sampler):
+            raise TypeError(f"sampler must be a maskgit.sampling.Sampler, got {type(sampler).__name__}")
         with self._inference():
             filled = fill_tokens(
                 self.transformer, canvas, class_tokens, latent_size=self.transformer.config.latent_size,
-                num_iter=num_steps, start_iter=start_iter, choice_temperature=choice_temperature,
-                schedule=schedule, **randomness,
+                sampler=sampler, noise=noise, start_iter=start_iter, callback=callback,
             )
             return self._decode_images(filled)
 
+    def default_sampler(self, editing: bool = False) -> Sampler:
+        """What ``sampler=None`` means: ``self.sampler``, with ``EDIT_STEPS`` steps for the
+        editing modes (the official editing recipe)."""
+        return self.sampler.replace(num_steps=EDIT_STEPS) if editing else self.sampler
+
     def _encode_samples(self, images: torch.Tensor, num_samples: int) -> torch.Tensor:
         """The image's token ids (1, h, w) repeated to (num_samples, h, w)."""
-        if num_samples < 1:
-            raise ValueError(f"num_samples must be at least 1, got {num_samples}")
+        if isinstance(num_samples, bool) or not isinstance(num_samples, numbers.Integral) or num_samples < 1:
+            raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")
         with self._inference():
             return self.tokenizer.encode_to_ids(images).repeat(num_samples, 1, 1)
 
@@ -278,28 +261,27 @@ class MaskGIT(nn.Module):
 
     def generate(
         self,
-        class_ids: Sequence[int] | torch.Tensor | int,
+        class_labels: ClassLabel | Sequence[ClassLabel] | torch.Tensor,
         *,
-        num_steps: int = 16,
-        choice_temperature: float = 4.5,
-        schedule: str = "cosine",
+        sampler: Sampler | None = None,
         seed: int | None = None,
         generator: torch.Generator | None = None,
         noise: NoiseFn | None = None,
+        callback: Callback | None = None,
         batch_size: int | None = None,
         image_indices: Sequence[int] | None = None,
     ) -> torch.Tensor:
-        """Class-conditional generation, one image per entry of ``class_ids``.
+        """Class-conditional generation, one image per entry of ``class_labels`` (ids or names).
 
-        Returns float32 (B, 3, H, W) in [0, 1]. With ``seed``, image i depends only on
-        ``(seed, image_indices[i])`` (default ``image_indices = range(B)``), so a run can be split
-        or resumed without changing its images; with ``generator``, on the generator's stream (and
-        so on the batching); ``noise`` injects the Gumbel noise directly (see ``maskgit.decode``).
-        The defaults (16 steps, temperature 4.5, cosine) are the official demo's.
+        Returns float32 (B, 3, H, W) in [0, 1]. ``sampler`` defaults to ``self.sampler``. With
+        ``seed``, image i depends only on ``(seed, image_indices[i])`` (default
+        ``image_indices = range(B)``), so a run can be split or resumed without changing its
+        images, whatever the sampler; with ``generator``, on the generator's stream (and so on the
+        batching); ``noise`` injects the Gumbel noise directly (see ``maskgit.decode``).
+        ``callback`` gets every step's ``DecodeStep`` of every batch.
         """
-        if isinstance(class_ids, int):
-            class_ids = [class_ids]
-        tokens = self._class_tokens(class_ids)
+        sampler = self.sampler if sampler is None else sampler
+        tokens = self._class_tokens(self.class_ids(class_labels))
         total = tokens.shape[0]
         indices = list(range(total)) if image_indices is None else list(image_indices)
         if len(indices) != total:
@@ -312,11 +294,8 @@ class MaskGIT(nn.Module):
         for start in range(0, total, batch_size):
             chunk = tokens[start : start + batch_size]
             canvas = torch.full((chunk.shape[0], latent, latent), MASK_ID, dtype=torch.long, device=self.device)
-            outputs.append(self._fill(
-                canvas, chunk, indices[start : start + batch_size], num_steps=num_steps, start_iter=0,
-                choice_temperature=choice_temperature, schedule=schedule, seed=seed, generator=generator,
-                noise=noise,
-            ))
+            source = self._noise(seed, generator, noise, indices[start : start + batch_size])
+            outputs.append(self._fill(canvas, chunk, sampler, source, callback=callback))
         return torch.cat(outputs)
 
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
@@ -328,32 +307,32 @@ class MaskGIT(nn.Module):
         self,
         image: torch.Tensor,
         box: Box | Sequence[int],
-        class_id: int,
+        class_label: ClassLabel,
         *,
         num_samples: int = 1,
-        num_steps: int = 12,
         start_iter: int = 2,
-        choice_temperature: float = 4.5,
-        schedule: str = "cosine",
+        sampler: Sampler | None = None,
         seed: int | None = None,
         generator: torch.Generator | None = None,
         noise: NoiseFn | None = None,
+        callback: Callback | None = None,
     ) -> torch.Tensor:
         """Class-conditional box editing, as the official demo does it.
 
         image (3, H, W) or (1, 3, H, W) in [0, 1]; box ``(top, left, height, width)`` in pixels.
-        The box grows by one token on each side, decoding runs steps 2..11 of 12, and the result
-        is blended into the original through the blurred box mask. Returns (num_samples, 3, H, W).
+        The box grows by one token on each side, decoding starts at ``start_iter`` (the official
+        recipe: steps 2..11 of 12, the default when ``sampler`` is None), and the result is blended
+        into the original through the blurred box mask. Returns (num_samples, 3, H, W).
         """
         images = self._single_image(image)
         box = box if isinstance(box, Box) else Box(*box)
         height, width = images.shape[-2:]
         token_mask = latent_box_mask(box, height, width, self.tokenizer.config.downsample_factor)
+        class_id = self._single_class(class_label)
         canvas = torch.where(token_mask.to(self.device), MASK_ID, self._encode_samples(images, num_samples))
         generated = self._fill(
-            canvas, self._class_tokens([class_id] * num_samples), range(num_samples), num_steps=num_steps,
-            start_iter=start_iter, choice_temperature=choice_temperature, schedule=schedule, seed=seed,
-            generator=generator, noise=noise,
+            canvas, self._class_tokens([class_id] * num_samples), sampler or self.default_sampler(editing=True),
+            self._noise(seed, generator, noise, range(num_samples)), start_iter=start_iter, callback=callback,
         )
         return composite(generated, images, composite_mask(token_mask, height, width))
 
@@ -361,15 +340,14 @@ class MaskGIT(nn.Module):
         self,
         image: torch.Tensor,
         mask: torch.Tensor,
-        class_id: int,
+        class_label: ClassLabel,
         *,
         num_samples: int = 1,
-        num_steps: int = 12,
-        choice_temperature: float = 4.5,
-        schedule: str = "cosine",
+        sampler: Sampler | None = None,
         seed: int | None = None,
         generator: torch.Generator | None = None,
         noise: NoiseFn | None = None,
+        callback: Callback | None = None,
     ) -> torch.Tensor:
         """Free-form inpainting. mask (H, W), True (or > 0.5) where pixels are regenerated.
 
@@ -386,11 +364,11 @@ class MaskGIT(nn.Module):
         if not pixel_mask.any():
             raise ValueError("mask is empty: nothing to inpaint")
         token_mask = token_mask_from_pixels(pixel_mask.cpu(), self.tokenizer.config.downsample_factor)
+        class_id = self._single_class(class_label)
         canvas = torch.where(token_mask.to(self.device), MASK_ID, self._encode_samples(images, num_samples))
         generated = self._fill(
-            canvas, self._class_tokens([class_id] * num_samples), range(num_samples), num_steps=num_steps,
-            start_iter=0, choice_temperature=choice_temperature, schedule=schedule, seed=seed,
-            generator=generator, noise=noise,
+            canvas, self._class_tokens([class_id] * num_samples), sampler or self.default_sampler(editing=True),
+            self._noise(seed, generator, noise, range(num_samples)), callback=callback,
         )
         return composite(generated, images, pixel_mask.float())
 
@@ -398,15 +376,14 @@ class MaskGIT(nn.Module):
         self,
         image: torch.Tensor,
         extend: Extend | Sequence[int],
-        class_id: int,
+        class_label: ClassLabel,
         *,
         num_samples: int = 1,
-        num_steps: int = 12,
-        choice_temperature: float = 4.5,
-        schedule: str = "cosine",
+        sampler: Sampler | None = None,
         seed: int | None = None,
         generator: torch.Generator | None = None,
         noise: NoiseFn | None = None,
+        callback: Callback | None = None,
     ) -> torch.Tensor:
         """Extend the canvas by ``(top, right, bottom, left)`` pixels, each rounded up to whole
         tokens, and generate the new border. The original pixels are kept exactly.
@@ -415,11 +392,11 @@ class MaskGIT(nn.Module):
         extend = extend if isinstance(extend, Extend) else Extend(*extend)
         factor = self.tokenizer.config.downsample_factor
         tokens = extend.in_tokens(factor)
+        class_id = self._single_class(class_label)
         canvas = outpaint_canvas(self._encode_samples(images, num_samples), tokens, MASK_ID)
         generated = self._fill(
-            canvas, self._class_tokens([class_id] * num_samples), range(num_samples), num_steps=num_steps,
-            start_iter=0, choice_temperature=choice_temperature, schedule=schedule, seed=seed,
-            generator=generator, noise=noise,
+            canvas, self._class_tokens([class_id] * num_samples), sampler or self.default_sampler(editing=True),
+            self._noise(seed, generator, noise, range(num_samples)), callback=callback,
         )
         top, left = tokens.top * factor, tokens.left * factor
         height, width = images.shape[-2:]

@@ -56,7 +56,7 @@ def _load_tokenizer(path: Path) -> tuple[VQGAN, int | None]:
     pipeline generates at (None for a bare tokenizer)."""
     from maskgit.configs import TransformerConfig
     from maskgit.models import VQGAN
-    from maskgit.pipeline import PIPELINE_INDEX
+    from maskgit.registry import PIPELINE_INDEX
 
     if (path / PIPELINE_INDEX).is_file():
         tokenizer = VQGAN.from_pretrained(path / "tokenizer")

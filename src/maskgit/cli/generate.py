@@ -35,12 +35,89 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="skip images that already exist in --out")
 
 
-def _add_sampling_options(parser: argparse.ArgumentParser, steps: int) -> None:
-    parser.add_argument("--steps", type=int, default=steps, help=f"decoding steps (default {steps})")
-    parser.add_argument("--temperature", type=float, default=4.5, help="choice temperature of the re-masking noise")
-    parser.add_argument("--schedule", default="cosine", help="mask schedule: cosine, linear, square, cubic, sqrt, powX, log, exp")
-    parser.add_argument("--seed", type=int, default=0, help="random seed; image i depends only on (seed, i)")
-    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
+def add_sampler_options(parser: argparse.ArgumentParser) -> None:
+    """The sampler flags shared by generate, edit, inpaint and outpaint (and ``sample``). Each
+    one left out keeps the model's own default sampler's value."""
+    from maskgit.sampling import GUIDANCE_SCHEDULES, SAMPLERS
+
+    group = parser.add_argument_group("sampler (flags left out keep the model's default sampler)")
+    group.add_argument("--sampler", choices=tuple(SAMPLERS), default=None,
+                       help="which positions each step fixes: confidence (official), halton or random")
+    group.add_argument("--steps", type=int, default=None,
+                       help="decoding steps (model default; official: 16 for generate, 12 for editing)")
+    group.add_argument("--schedule", default=None,
+                       help="mask schedule: cosine, linear, square, cubic, sqrt, powX, log, exp")
+    group.add_argument("--temperature", type=float, default=None,
+                       help="choice temperature of the confidence sampler's re-masking noise (official 4.5)")
+    group.add_argument("--softmax-temperature", default=None, metavar="T|T0,T1",
+                       help="divides the logits before sampling; T0,T1 anneals linearly over the steps")
+    group.add_argument("--top-k", type=int, default=None, help="sample among the K most likely tokens only")
+    group.add_argument("--guidance", type=float, default=None,
+                       help="classifier-free guidance scale (needs a model trained with class dropout)")
+    group.add_argument("--guidance-schedule", choices=GUIDANCE_SCHEDULES, default=None,
+                       help="guidance scale over the steps: constant, linear (0 to SCALE) or cosine")
+
+
+# Sampler fields and the flags that set them, for error messages in the user's terms.
+_SAMPLER_FLAGS = {
+    "num_steps": "--steps", "schedule": "--schedule", "choice_temperature": "--temperature",
+    "softmax_temperature": "--softmax-temperature", "top_k": "--top-k", "guidance": "--guidance",
+    "guidance_schedule": "--guidance-schedule",
+}
+
+
+def _parse_softmax_temperature(text: str) -> float | tuple[float, float]:
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) not in (1, 2):
+        raise CLIError(f"--softmax-temperature must be T or T0,T1 (numbers > 0), got {text!r}")
+    return values[0] if len(values) == 1 else values
+
+
+def sampler_from_args(args: argparse.Namespace, default: Any) -> Any:
+    """The sampler the flags describe: ``default`` (the model's sampler) with every given flag
+    applied; ``--sampler`` switches the kind and keeps the shared settings."""
+    import dataclasses
+
+    from maskgit.sampling import ConfidenceSampler, Sampler, build_sampler
+
+    name = args.sampler or default.name
+    shared = {field.name for field in dataclasses.fields(Sampler)}
+    fields = {k: v for k, v in default.to_dict().items() if k != "sampler" and (name == default.name or k in shared)}
+    given = {"num_steps": args.steps, "schedule": args.schedule, "top_k": args.top_k, "guidance": args.guidance,
+             "guidance_schedule": args.guidance_schedule}
+    if args.softmax_temperature is not None:
+        given["softmax_temperature"] = _parse_softmax_temperature(args.softmax_temperature)
+    if args.temperature is not None:
+        if name != ConfidenceSampler.name:
+            raise CLIError(f"--temperature is the confidence sampler's choice temperature; --sampler {name} has none")
+        given["choice_temperature"] = args.temperature
+    fields.update({k: v for k, v in given.items() if v is not None})
+    try:
+        sampler: Sampler = build_sampler(name, **fields)
+    except ValueError as error:
+        message = str(error)
+        for field, flag in _SAMPLER_FLAGS.items():
+            if message.startswith(field + " "):
+                message = flag + message[len(field):]
+        raise CLIError(message) from None
+    return sampler
+
+
+def _pipeline_sampler(args: argparse.Namespace, pipeline: Any, editing: bool) -> Any:
+    """The run's sampler, checked against the model before anything is written."""
+    sampler = sampler_from_args(args, pipeline.default_sampler(editing=editing))
+    if sampler.guidance and pipeline.transformer.config.null_class_id is None:
+        raise CLIError(f"--guidance {sampler.guidance:g} needs a model trained with class dropout (a null class); "
+                       f"{args.model} has none, so leave --guidance out or set it to 0")
+    return sampler
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seed", type=int, default=0, help="random seed; image i depends only on (seed, i) (default 0)")
+    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
 
 
 def _add_edit_options(parser: argparse.ArgumentParser) -> None:
@@ -61,21 +138,23 @@ def _load_pipeline(args: argparse.Namespace):
     return MaskGIT.from_pretrained(args.model, device=device, precision=args.precision)
 
 
-def _check_sampling(args: argparse.Namespace) -> None:
-    from maskgit.sampling.schedules import canonical_schedule
-
-    if args.steps < 1:
-        raise CLIError(f"--steps must be at least 1, got {args.steps}")
+def _check_counts(args: argparse.Namespace) -> None:
     if getattr(args, "batch_size", 1) < 1:
         raise CLIError(f"--batch-size must be at least 1, got {args.batch_size}")
     if getattr(args, "num", 1) < 1:
         raise CLIError(f"--num must be at least 1, got {args.num}")
-    canonical_schedule(args.schedule)
 
 
-def _settings(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
-    skip = {"run", "command"}
+# The sampler flags are recorded as the whole sampler they built (``settings["sampler"]``).
+_SAMPLER_ARGS = {"sampler", "steps", "schedule", "temperature", "softmax_temperature", "top_k", "guidance",
+                 "guidance_schedule"}
+
+
+def _settings(args: argparse.Namespace, sampler: Any = None, **extra: Any) -> dict[str, Any]:
+    skip = {"run", "command"} | _SAMPLER_ARGS
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in skip}
+    if sampler is not None:
+        settings["sampler"] = sampler.to_dict()
     return {"command": args.command, **settings, **extra}
 
 
@@ -123,8 +202,9 @@ def _save_grid(paths: list[Path], destination: Path) -> None:
 def run_generate(args: argparse.Namespace) -> int:
     from maskgit.class_names import parse_class_list
 
-    _check_sampling(args)
+    _check_counts(args)
     pipeline = _load_pipeline(args)
+    sampler = _pipeline_sampler(args, pipeline, editing=False)
     classes = parse_class_list(args.classes, pipeline.class_names)
     jobs = [(c, k) for c in classes for k in range(args.num)]  # image i = jobs[i]
     paths = [args.out / f"{c:04d}" / f"{k:04d}.png" for c, k in jobs]
@@ -134,13 +214,12 @@ def run_generate(args: argparse.Namespace) -> int:
         for start in range(0, len(todo), args.batch_size):
             batch = todo[start : start + args.batch_size]
             images = pipeline.generate(
-                [jobs[i][0] for i in batch], num_steps=args.steps, choice_temperature=args.temperature,
-                schedule=args.schedule, seed=args.seed, image_indices=batch,
+                [jobs[i][0] for i in batch], sampler=sampler, seed=args.seed, image_indices=batch,
             )
             _save_all(images, [paths[i] for i in batch])
             bar.update(len(batch))
     _save_grid(paths, args.out / "grid.png")
-    _write_manifest(args.out, _settings(args, classes=classes,
+    _write_manifest(args.out, _settings(args, sampler, classes=classes,
                                         class_names=[pipeline.class_names[c] for c in classes]),
                     [str(p.relative_to(args.out)) for p in paths])
     print(f"wrote {len(todo)} image(s) ({len(jobs) - len(todo)} kept) to {args.out}")
@@ -188,36 +267,36 @@ def run_reconstruct(args: argparse.Namespace) -> int:
 
 def _run_editing(
     args: argparse.Namespace,
-    validate: Callable[[Any, torch.Tensor], dict[str, Any]],
+    validate: Callable[[Any, torch.Tensor, Any], dict[str, Any]],
     call: Callable[..., torch.Tensor],
 ) -> int:
     from maskgit.class_names import parse_class_list
 
-    _check_sampling(args)
+    _check_counts(args)
     pipeline = _load_pipeline(args)
+    sampler = _pipeline_sampler(args, pipeline, editing=True)
     classes = parse_class_list(args.classes, pipeline.class_names)
     if len(classes) != 1:
         raise CLIError(f"give exactly one --class for {args.command}, got {len(classes)}")
     factor = pipeline.tokenizer.config.downsample_factor
     image = _prepare_image(args.image, None if args.keep_size else pipeline.image_size, factor)
-    extra = validate(pipeline, image)  # raises before anything is written
+    extra = validate(pipeline, image, sampler)  # raises before anything is written
     paths = [args.out / f"{args.command}_{k:04d}.png" for k in range(args.num)]
     if not (args.resume and all(p.exists() for p in paths)):
-        images = call(pipeline, image, classes[0], extra)
+        images = call(pipeline, image, classes[0], extra, sampler)
         _save_all(images, paths)
     from maskgit.imageio import save_image
 
     save_image(image, args.out / "input.png")
     _save_grid(paths, args.out / "grid.png")
-    _write_manifest(args.out, _settings(args, class_id=classes[0], class_name=pipeline.class_names[classes[0]]),
+    _write_manifest(args.out, _settings(args, sampler, class_id=classes[0], class_name=pipeline.class_names[classes[0]]),
                     [str(p.relative_to(args.out)) for p in paths])
     print(f"wrote {len(paths)} image(s) to {args.out}")
     return 0
 
 
-def _sampling_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    return dict(num_samples=args.num, num_steps=args.steps, choice_temperature=args.temperature,
-                schedule=args.schedule, seed=args.seed)
+def _sampling_kwargs(args: argparse.Namespace, sampler: Any) -> dict[str, Any]:
+    return dict(num_samples=args.num, sampler=sampler, seed=args.seed)
 
 
 def run_edit(args: argparse.Namespace) -> int:
@@ -225,20 +304,20 @@ def run_edit(args: argparse.Namespace) -> int:
 
     box = Box.parse(args.box)
 
-    def validate(pipeline: Any, image: torch.Tensor) -> dict[str, Any]:
+    def validate(pipeline: Any, image: torch.Tensor, sampler: Any) -> dict[str, Any]:
         box.check_inside(*image.shape[-2:])
-        if not 0 <= args.start_iter < args.steps:
-            raise CLIError(f"--start-iter must be in [0, --steps={args.steps}), got {args.start_iter}")
+        if not 0 <= args.start_iter < sampler.num_steps:
+            raise CLIError(f"--start-iter must be in [0, --steps={sampler.num_steps}), got {args.start_iter}")
         return {}
 
-    return _run_editing(args, validate, lambda p, image, c, _: p.edit(
-        image, box, c, start_iter=args.start_iter, **_sampling_kwargs(args)))
+    return _run_editing(args, validate, lambda p, image, c, _, sampler: p.edit(
+        image, box, c, start_iter=args.start_iter, **_sampling_kwargs(args, sampler)))
 
 
 def run_inpaint(args: argparse.Namespace) -> int:
     from maskgit.imageio import load_mask
 
-    def validate(pipeline: Any, image: torch.Tensor) -> dict[str, Any]:
+    def validate(pipeline: Any, image: torch.Tensor, sampler: Any) -> dict[str, Any]:
         mask = load_mask(args.mask)
         if not args.keep_size:
             # The mask follows the image through the same resize and crop (nearest keeps it binary).
@@ -250,8 +329,8 @@ def run_inpaint(args: argparse.Namespace) -> int:
             raise CLIError(f"{args.mask}: mask is empty (no white pixels): nothing to inpaint")
         return {"mask": mask}
 
-    return _run_editing(args, validate, lambda p, image, c, extra: p.inpaint(
-        image, extra["mask"], c, **_sampling_kwargs(args)))
+    return _run_editing(args, validate, lambda p, image, c, extra, sampler: p.inpaint(
+        image, extra["mask"], c, **_sampling_kwargs(args, sampler)))
 
 
 def _resize_mask(mask: torch.Tensor, image_path: Path, size: int) -> torch.Tensor:
@@ -274,11 +353,12 @@ def run_outpaint(args: argparse.Namespace) -> int:
 
     extend = Extend.parse(args.extend)
 
-    def validate(pipeline: Any, image: torch.Tensor) -> dict[str, Any]:
+    def validate(pipeline: Any, image: torch.Tensor, sampler: Any) -> dict[str, Any]:
         extend.in_tokens(pipeline.tokenizer.config.downsample_factor)
         return {}
 
-    return _run_editing(args, validate, lambda p, image, c, _: p.outpaint(image, extend, c, **_sampling_kwargs(args)))
+    return _run_editing(args, validate, lambda p, image, c, _, sampler: p.outpaint(
+        image, extend, c, **_sampling_kwargs(args, sampler)))
 
 
 # -- registration ---------------------------------------------------------------------------------
@@ -291,7 +371,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--class", dest="classes", action="append", required=True,
                         help="class index or name; repeatable, or a comma list (e.g. --class 90 --class 'ox,tench')")
     parser.add_argument("--num", type=int, default=1, help="images per class (default 1)")
-    _add_sampling_options(parser, steps=16)
+    add_sampler_options(parser)
+    _add_run_options(parser)
     parser.set_defaults(run=run_generate)
 
     parser = subparsers.add_parser("reconstruct", help="tokenizer round trip of a folder tree of images",
@@ -309,7 +390,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_edit_options(parser)
     parser.add_argument("--box", required=True, help="TOP,LEFT,HEIGHT,WIDTH in pixels of the (resized) image")
     parser.add_argument("--start-iter", type=int, default=2, help="first decoding step (official: 2 of 12)")
-    _add_sampling_options(parser, steps=12)
+    add_sampler_options(parser)
+    _add_run_options(parser)
     parser.set_defaults(run=run_edit)
 
     parser = subparsers.add_parser("inpaint", help="regenerate a free-form masked region",
@@ -317,7 +399,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_model_options(parser)
     _add_edit_options(parser)
     parser.add_argument("--mask", type=Path, required=True, help="mask image, same size as --image; white = regenerate")
-    _add_sampling_options(parser, steps=12)
+    add_sampler_options(parser)
+    _add_run_options(parser)
     parser.set_defaults(run=run_inpaint)
 
     parser = subparsers.add_parser("outpaint", help="extend the canvas and generate the new border",
@@ -325,5 +408,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_model_options(parser)
     _add_edit_options(parser)
     parser.add_argument("--extend", required=True, help="TOP,RIGHT,BOTTOM,LEFT in pixels (rounded up to whole tokens)")
-    _add_sampling_options(parser, steps=12)
+    add_sampler_options(parser)
+    _add_run_options(parser)
     parser.set_defaults(run=run_outpaint)

@@ -108,7 +108,7 @@ class MaskGITTransformer(PretrainedMixin, nn.Module):
                 module.bias.zero_()
         self.mlm_bias.zero_()
 
-    def _check_ids(self, ids: torch.Tensor) -> None:
+    def _check_shape(self, ids: torch.Tensor) -> None:
         if not isinstance(ids, torch.Tensor) or ids.is_floating_point() or ids.is_complex():
             raise TypeError("ids must be an integer torch.Tensor")
         if ids.dim() != 2:
@@ -116,6 +116,14 @@ class MaskGITTransformer(PretrainedMixin, nn.Module):
         limit = self.config.max_position_embeddings
         if not 0 < ids.shape[1] <= limit:
             raise ValueError(f"sequence length must be in [1, {limit}], got {ids.shape[1]}")
+
+    def check_ids(self, ids: torch.Tensor) -> None:
+        """Raise ValueError unless ids (B, L) are integers in [-1, vocab_size) with a valid length.
+
+        This reads the values, so it syncs with the host on an accelerator: callers check once at
+        their boundary (the samplers do), and ``forward`` checks only the shape.
+        """
+        self._check_shape(ids)
         low, high = int(ids.min()), int(ids.max())
         if low < -1 or high >= self.config.vocab_size:
             raise ValueError(
@@ -124,7 +132,8 @@ class MaskGITTransformer(PretrainedMixin, nn.Module):
             )
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        self._check_ids(ids)
+        """ids (B, L) int in [-1, vocab_size) (see ``check_ids``) → logits (B, L, vocab_size)."""
+        self._check_shape(ids)
         # JAX's take wraps -1 to the last row; nn.Embedding would raise on it.
         ids = torch.where(ids < 0, self.config.mask_token_id, ids).long()
         positions = self.position_embeddings.weight[: ids.shape[1]]

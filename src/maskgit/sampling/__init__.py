@@ -1,14 +1,27 @@
-"""Sampling: mask schedules and the official MaskGIT parallel decoder."""
+"""Sampling: mask schedules, the samplers and their decoding engine, guidance, per-image noise,
+and the official MaskGIT parallel decoder."""
 
-from maskgit.sampling.decode import (
-    MASK_ID,
-    DecodeStep,
+from maskgit.sampling.decode import decode
+from maskgit.sampling.engine import DecodeStep, run_sampler
+from maskgit.sampling.noise import (
+    GeneratorNoise,
+    InjectedNoise,
     NoiseFn,
-    decode,
-    gumbel_noise,
-    mask_by_random_topk,
-    sample_ids,
-    selected_probs,
+    NoiseSource,
+    SeededNoise,
+    counter_uniform,
+    image_seeds,
+)
+from maskgit.sampling.samplers import (
+    GUIDANCE_SCHEDULES,
+    SAMPLERS,
+    ConfidenceSampler,
+    HaltonSampler,
+    RandomSampler,
+    Sampler,
+    build_sampler,
+    halton_order,
+    sampler_from_dict,
 )
 from maskgit.sampling.schedules import (
     SCHEDULES,
@@ -20,15 +33,46 @@ from maskgit.sampling.schedules import (
     scheduled_num_masked,
     step_ratio,
 )
+from maskgit.sampling.steps import (
+    MASK_ID,
+    filter_top_k,
+    gumbel_from_uniform,
+    gumbel_noise,
+    mask_by_random_topk,
+    remask_lowest,
+    sample_ids,
+    sample_ids_from_uniform,
+    selected_probs,
+)
 
 __all__ = [
     "MASK_ID",
     "DecodeStep",
     "NoiseFn",
+    "NoiseSource",
+    "InjectedNoise",
+    "GeneratorNoise",
+    "SeededNoise",
+    "counter_uniform",
+    "image_seeds",
     "decode",
+    "run_sampler",
+    "Sampler",
+    "ConfidenceSampler",
+    "HaltonSampler",
+    "RandomSampler",
+    "SAMPLERS",
+    "GUIDANCE_SCHEDULES",
+    "build_sampler",
+    "sampler_from_dict",
+    "halton_order",
+    "filter_top_k",
+    "gumbel_from_uniform",
     "gumbel_noise",
     "mask_by_random_topk",
+    "remask_lowest",
     "sample_ids",
+    "sample_ids_from_uniform",
     "selected_probs",
     "SCHEDULES",
     "canonical_schedule",

@@ -9,12 +9,14 @@ official ``decode`` call, so box editing at the model's size matches the officia
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from maskgit.sampling.decode import MASK_ID, decode
+from maskgit.sampling.engine import DecodeStep, run_sampler
+from maskgit.sampling.noise import NoiseSource
+from maskgit.sampling.samplers import Sampler
+from maskgit.sampling.steps import MASK_ID
 
 __all__ = ["fill_tokens"]
 
@@ -29,20 +31,31 @@ def _origins(length: int, window: int) -> list[int]:
 
 
 def fill_tokens(
-    transformer: Callable[[torch.Tensor], torch.Tensor] | Any,
+    transformer: Callable[[torch.Tensor], torch.Tensor],
     canvas: torch.Tensor,
     class_tokens: torch.Tensor,
     *,
     latent_size: int,
-    num_iter: int,
+    sampler: Sampler,
+    noise: NoiseSource,
     start_iter: int = 0,
-    **decode_options: Any,
+    callback: Callable[[DecodeStep], None] | None = None,
 ) -> torch.Tensor:
-    """canvas (B, h, w) int64 with ``MASK_ID`` (-1) where tokens are to be generated;
-    class_tokens (B,) int64 (``label + codebook_size``). Returns (B, h, w) with every token filled.
+    """Fill a token canvas with ``sampler``, window by window when it is not the model's size.
 
-    All rows must have their unknown tokens at the same positions. ``decode_options`` go to
-    ``maskgit.sampling.decode`` (choice_temperature, schedule, generator, noise, codebook_size).
+    Args:
+        transformer: ids (B, 1 + latent_size²) → logits, as for ``run_sampler``.
+        canvas: (B, h, w) int64 with ``MASK_ID`` (-1) where tokens are to be generated; all rows
+            must have their unknown tokens at the same positions.
+        class_tokens: (B,) int64, ``label + codebook_size``.
+        latent_size: the side of the model's token grid.
+        sampler: the per-step decisions, shared by every window.
+        noise: the run's randomness; window k draws from ``noise.window(k)``.
+        start_iter: first decoding step of every window.
+        callback: called after every step of every window (``DecodeStep`` of that window).
+
+    Returns:
+        (B, h, w) int64 with every token filled.
     """
     if canvas.dim() != 3:
         raise ValueError(f"canvas must be (B, h, w), got shape {tuple(canvas.shape)}")
@@ -56,7 +69,7 @@ def fill_tokens(
     padded = F.pad(canvas, (0, max(0, latent_size - width), 0, max(0, latent_size - height)), value=MASK_ID).clone()
     padded_h, padded_w = padded.shape[1:]
     windows = [(top, left) for top in _origins(padded_h, latent_size) for left in _origins(padded_w, latent_size)]
-    while True:
+    for window_index in range(len(windows) + 1):
         unknown = padded[0] == MASK_ID
         best, best_known = None, -1
         for top, left in windows:
@@ -70,7 +83,9 @@ def fill_tokens(
         top, left = best
         window = padded[:, top : top + latent_size, left : left + latent_size]
         sequence = torch.cat([class_tokens[:, None].to(window), window.reshape(batch, -1)], dim=1)
-        final = decode(transformer, sequence, num_iter=num_iter, start_iter=start_iter, **decode_options)
+        final = run_sampler(
+            transformer, sequence, sampler, noise.window(window_index), start_iter=start_iter, callback=callback
+        )
         padded[:, top : top + latent_size, left : left + latent_size] = final[:, -1, 1:].reshape(
             batch, latent_size, latent_size
         )

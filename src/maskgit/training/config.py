@@ -278,9 +278,10 @@ class TransformerTrainConfig(TrainConfig):
 
     ``data`` is a token file (``maskgit extract-tokens``) or an image source, in which case
     ``tokenizer`` (a saved VQGAN folder) encodes each batch. ``tokenizer`` is also what the exported
-    pipeline is built with. ``class_dropout`` > 0 replaces the class token by the mask token for that
-    fraction of samples, for classifier-free guidance. The model's ``codebook_size``,
-    ``latent_size`` and ``num_classes`` are set from the data and the tokenizer.
+    pipeline is built with. ``class_dropout`` > 0 replaces the class token by the null class token
+    for that fraction of samples, for classifier-free guidance (the model gets ``null_class``). The
+    model's ``codebook_size``, ``latent_size``, ``num_classes`` and ``null_class`` are set from the
+    data, the tokenizer and ``class_dropout``.
     """
 
     stage: ClassVar[str] = "transformer"

@@ -44,9 +44,15 @@ def masked_inputs(
     *,
     codebook_size: int,
     mask_token_id: int,
+    null_class_id: int | None = None,
 ) -> torch.Tensor:
-    """The transformer input (B, 1 + N): class token ``label + codebook_size`` (the mask token
-    where ``drop_class``) followed by ``ids`` (B, N) with masked positions set to the mask token."""
-    class_tokens = torch.where(drop_class, torch.full_like(labels, mask_token_id), labels + codebook_size)
+    """The transformer input (B, 1 + N): class token ``label + codebook_size`` (the null class
+    token ``null_class_id`` where ``drop_class``) followed by ``ids`` (B, N) with masked positions
+    set to the mask token. Dropping a class needs a model with a null class."""
+    class_tokens = labels + codebook_size
+    if null_class_id is not None:
+        class_tokens = torch.where(drop_class, torch.full_like(labels, null_class_id), class_tokens)
+    elif bool(drop_class.any()):
+        raise ValueError("class dropout needs a model with a null class (TransformerConfig.null_class)")
     tokens = torch.where(mask, torch.full_like(ids, mask_token_id), ids)
     return torch.cat([class_tokens[:, None], tokens], dim=1)

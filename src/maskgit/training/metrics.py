@@ -104,7 +104,8 @@ def evaluate_transformer(
             mask, drop = sample_masks(seeds, ids.shape[1])
             mask, drop = mask.to(device), drop.to(device)
             tokens = masked_inputs(
-                ids, labels, mask, drop, codebook_size=config.codebook_size, mask_token_id=config.mask_token_id
+                ids, labels, mask, drop, codebook_size=config.codebook_size, mask_token_id=config.mask_token_id,
+                null_class_id=config.null_class_id,
             )
             logits = transformer(tokens)[:, 1:, : config.codebook_size]
             total_loss += masked_token_loss(logits, ids, mask, label_smoothing=0.0).item() * ids.shape[0]

@@ -6,8 +6,8 @@ sample and then over the batch as the official ``weighted_sequence_cross_entropy
 The logits are restricted to the codebook ids, the only valid targets (decoding reads only those
 logits too). AdamW β = (0.9, 0.96), weight decay 0.045 on matrices and embeddings (not on biases
 or LayerNorm), linear warmup then cosine decay, gradient clipping, EMA. With ``class_dropout``
-> 0 the class token is replaced by the mask token for that fraction of samples, which trains the
-unconditional model that classifier-free guidance needs.
+> 0 the class token is replaced by the model's null class token for that fraction of samples,
+which trains the unconditional model that classifier-free guidance needs.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import Dataset
 
 from maskgit.models import VQGAN, MaskGITTransformer
+from maskgit.sampling.samplers import ConfidenceSampler
 from maskgit.training.config import TransformerTrainConfig
 from maskgit.training.ema import EMA
 from maskgit.training.engine import Trainer
@@ -95,7 +96,9 @@ class TransformerTrainer(Trainer):
                 )
         num_classes = len(self.class_names) if self.class_names is not None else model.num_classes
         self.config = self.config.updated(
-            {"model": {"codebook_size": codebook_size, "latent_size": latent_size, "num_classes": num_classes}}
+            {"model": {"codebook_size": codebook_size, "latent_size": latent_size, "num_classes": num_classes,
+                       # Dropped class labels become the null class, which guidance then uses.
+                       "null_class": self.config.class_dropout > 0}}
         )
         if self.class_names is None:
             self.class_names = tuple(f"class_{i}" for i in range(num_classes))
@@ -156,6 +159,7 @@ class TransformerTrainer(Trainer):
             tokens = masked_inputs(
                 ids, labels, mask, drop_class,
                 codebook_size=model_config.codebook_size, mask_token_id=model_config.mask_token_id,
+                null_class_id=model_config.null_class_id,
             )
             with self.autocast():
                 logits = self.forward_model(tokens)
@@ -203,7 +207,9 @@ class TransformerTrainer(Trainer):
         side = self.config.model.latent_size
         truth = self.tokenizer.decode_ids(self._ids(self.sample_inputs).view(-1, side, side)).clamp(0, 1)
         pipeline = MaskGIT(self.tokenizer, self.ema.model, self.class_names)
-        generated = pipeline.generate(self.sample_labels.tolist(), num_steps=12, seed=self.config.seed)
+        generated = pipeline.generate(
+            self.sample_labels.tolist(), sampler=ConfidenceSampler(num_steps=12), seed=self.config.seed
+        )
         save_image_grid(torch.cat([truth, generated.to(truth)]), path, columns=truth.shape[0])
 
     def evaluate(self) -> dict[str, float]:

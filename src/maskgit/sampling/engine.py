@@ -1,0 +1,207 @@
+"""The decoding loop that every sampler runs in (spec §3.3, generalised).
+
+Each step: logits for the current tokens (two passes batched into one forward under guidance),
+shaped by the sampler, one token drawn for every position, known tokens kept, and then the
+sampler re-masks exactly the schedule's number of the new tokens. Position 0 is the class slot:
+it is never sampled or re-masked, whatever it holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import numbers
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from maskgit.sampling.noise import NoiseSource
+from maskgit.sampling.samplers import Sampler
+from maskgit.sampling.schedules import canonical_schedule, clamp_num_masked, mask_ratio, scheduled_num_masked, step_ratio
+from maskgit.sampling.steps import MASK_ID, selected_probs
+
+__all__ = ["DecodeStep", "run_sampler", "unknown_positions"]
+
+_INTEGER_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
+
+
+@dataclass(frozen=True)
+class DecodeStep:
+    """What one executed step computed (passed to ``callback``).
+
+    Attributes:
+        step: absolute step index, ``start_iter <= step < num_iter``.
+        num_iter: total number of steps.
+        logits: (B, L, codebook_size) float32, the (guided, shaped) logits the step sampled from.
+        sampled_ids: (B, L) int64, the new tokens with the known ones kept; the output row
+            ``final[:, step]``.
+        selected_probs: (B, L) float32, probability of each sampled token under ``logits``, +inf
+            at known positions.
+        mask_ratio: (B,) float32, the schedule value for this step.
+        mask_len: (B,) int64, the clamped number of tokens to re-mask (official ``mask_len``).
+        masking: (B, L) bool, the tokens re-masked.
+        next_ids: (B, L) int64, the input of the next step (``MASK_ID`` where ``masking``).
+        guidance: the guidance scale used at this step.
+    """
+
+    step: int
+    num_iter: int
+    logits: torch.Tensor
+    sampled_ids: torch.Tensor
+    selected_probs: torch.Tensor
+    mask_ratio: torch.Tensor
+    mask_len: torch.Tensor
+    masking: torch.Tensor
+    next_ids: torch.Tensor
+    guidance: float = 0.0
+
+
+@contextlib.contextmanager
+def _eval_mode(model: object) -> Iterator[None]:
+    # Sampling never uses dropout; a model in training mode (e.g. a preview during training)
+    # is switched to eval for the call and restored afterwards.
+    if isinstance(model, nn.Module) and model.training:
+        model.eval()
+        try:
+            yield
+        finally:
+            model.train()
+    else:
+        yield
+
+
+def _config_value(transformer: object, name: str) -> int | None:
+    value = getattr(getattr(transformer, "config", None), name, None)
+    return int(value) if value is not None else None
+
+
+def unknown_positions(ids: torch.Tensor, transformer: object) -> torch.Tensor:
+    """(B, L) bool: the image positions to generate, ``MASK_ID`` or the model's mask id. The class
+    slot (position 0) is never one of them, even when it holds a mask or null token."""
+    unknown = ids == MASK_ID
+    mask_token_id = _config_value(transformer, "mask_token_id")
+    if mask_token_id is not None:
+        unknown |= ids == mask_token_id
+    unknown[:, 0] = False
+    return unknown
+
+
+def _check_ids(ids: object) -> None:
+    if not isinstance(ids, torch.Tensor) or ids.dtype not in _INTEGER_DTYPES:
+        raise ValueError(f"ids must be an integer torch.Tensor, got {getattr(ids, 'dtype', type(ids).__name__)}")
+    if ids.dim() != 2 or ids.shape[0] == 0 or ids.shape[1] < 2:
+        raise ValueError(f"ids must have shape (B, L) with B >= 1 and L >= 2 (class slot + tokens), got {tuple(ids.shape)}")
+
+
+def run_sampler(
+    transformer: Callable[[torch.Tensor], torch.Tensor],
+    ids: torch.Tensor,
+    sampler: Sampler,
+    noise: NoiseSource,
+    *,
+    start_iter: int = 0,
+    codebook_size: int | None = None,
+    callback: Callable[[DecodeStep], None] | None = None,
+) -> torch.Tensor:
+    """Fill the unknown tokens of ``ids`` with ``sampler``.
+
+    Args:
+        transformer: any callable ids (B, L) int64 → logits (B, L, V) with V ≥ codebook_size,
+            e.g. ``MaskGITTransformer``. It receives unknown tokens as ``MASK_ID`` (-1). Any float
+            dtype; sampling runs in float32. Its ids are validated here, once, when it offers
+            ``check_ids``; its forward need not (and ours does not) sync with the host.
+        ids: (B, L) integer; position 0 is the class slot (``label + codebook_size``), then the
+            image tokens. Unknown tokens are -1 or ``transformer.config.mask_token_id``.
+        sampler: the per-step decisions, with ``num_steps`` T.
+        noise: the run's randomness (``maskgit.sampling.noise``).
+        start_iter: first step to run, 0 ≤ start_iter < T; the schedule starts at
+            r = (start_iter + 1) / T (the official editing run uses 2 of 12).
+        codebook_size: K, defaults to ``transformer.config.codebook_size``; logits are sliced to
+            ``[..., :K]``.
+        callback: called with a ``DecodeStep`` after every executed step.
+
+    Returns:
+        (B, T, L) int64 on ``ids``' device: row t holds the tokens sampled at step t (before
+        re-masking); rows before ``start_iter`` are copies of ``ids``. The result is ``[:, -1]``.
+
+    Raises:
+        ValueError: bad ids or start_iter, or guidance asked of a model without a null class.
+    """
+    num_iter = sampler.num_steps
+    if not isinstance(start_iter, numbers.Integral) or isinstance(start_iter, bool) or not 0 <= start_iter < num_iter:
+        raise ValueError(f"start_iter must be in [0, num_iter={num_iter}), got {start_iter!r}")
+    start_iter = int(start_iter)
+    _check_ids(ids)
+    if codebook_size is None:
+        codebook_size = _config_value(transformer, "codebook_size")
+        if codebook_size is None:
+            raise ValueError("codebook_size is required when the transformer has no config.codebook_size")
+    if codebook_size < 1:
+        raise ValueError(f"codebook_size must be >= 1, got {codebook_size}")
+    steps = torch.arange(start_iter, num_iter)
+    guidance = [sampler.guidance_at(step) for step in steps.tolist()]
+    null_class_id = _config_value(transformer, "null_class_id")
+    if any(guidance) and null_class_id is None:
+        raise ValueError(
+            "classifier-free guidance needs a model trained with class dropout (a null class, "
+            "TransformerConfig.null_class); this model has none, so use guidance 0"
+        )
+    check = getattr(transformer, "check_ids", None)
+    if check is not None:
+        check(ids)
+
+    batch, length = ids.shape
+    device = ids.device
+    ids = ids.to(torch.int64)
+    unknown = unknown_positions(ids, transformer)
+    # n0 stays fixed for the whole run, so the whole schedule is known up front. It is computed
+    # on the CPU once (see schedules.py: float32 arithmetic, identical on every device).
+    schedule = canonical_schedule(sampler.schedule)
+    total_unknown = unknown.sum(dim=-1).cpu()
+    row_ratios = mask_ratio(schedule, step_ratio(steps, num_iter)[:, None], total_unknown).to(device)
+    scheduled = scheduled_num_masked(schedule, steps[:, None], num_iter, total_unknown).to(device)
+
+    final = ids.unsqueeze(1).repeat(1, num_iter, 1)
+    current = torch.where(unknown, MASK_ID, ids)
+    with torch.no_grad(), _eval_mode(transformer):
+        state = sampler.start(current, start_iter, noise)
+        for i, step in enumerate(steps.tolist()):
+            scale = guidance[i]
+            if scale:
+                unconditional = current.clone()
+                unconditional[:, 0] = null_class_id
+                both = transformer(torch.cat([current, unconditional]))
+                _check_logits(both, 2 * batch, length, codebook_size)
+                conditional, free = both[..., :codebook_size].float().chunk(2)
+                logits = conditional + scale * (conditional - free)
+            else:
+                logits = transformer(current)
+                _check_logits(logits, batch, length, codebook_size)
+                logits = logits[..., :codebook_size].float()
+            logits = sampler.shape_logits(logits, step)
+            unknown = current == MASK_ID
+            unknown[:, 0] = False
+            sampled = torch.where(unknown, noise.sample(step, logits), current)
+            final[:, step] = sampled
+
+            mask_len = clamp_num_masked(scheduled[i], unknown.sum(dim=-1))
+            masking = sampler.remask(
+                step, logits=logits, sampled=sampled, unknown=unknown, mask_len=mask_len, noise=noise, state=state
+            )
+            current = torch.where(masking, MASK_ID, sampled)
+            if callback is not None:
+                callback(DecodeStep(
+                    step=step, num_iter=num_iter, logits=logits, sampled_ids=sampled,
+                    selected_probs=selected_probs(logits, sampled, unknown), mask_ratio=row_ratios[i],
+                    mask_len=mask_len, masking=masking, next_ids=current, guidance=scale,
+                ))
+    return final
+
+
+def _check_logits(logits: torch.Tensor, batch: int, length: int, codebook_size: int) -> None:
+    if logits.shape[:2] != (batch, length) or logits.shape[-1] < codebook_size:
+        raise ValueError(
+            f"transformer returned logits of shape {tuple(logits.shape)}, expected "
+            f"({batch}, {length}, >= {codebook_size})"
+        )

@@ -1,0 +1,308 @@
+"""Samplers: the per-step decisions of parallel decoding, behind one interface.
+
+At every step the engine (``maskgit.sampling.engine``) asks the model for logits, lets the sampler
+shape them (softmax temperature, top-k), draws a token for every position, and then asks the
+sampler which of the new tokens to re-mask. How many are re-masked comes from the mask schedule,
+the same for every sampler, so every sampler fixes exactly the schedule's number of tokens.
+
+- ``ConfidenceSampler``: the official MaskGIT choice. It keeps the most confident tokens, with
+  Gumbel noise of scale ``choice_temperature * (1 - r)`` in the confidences. With the default
+  softmax temperature 1 and no top-k it is exactly the official decoder.
+- ``HaltonSampler``: fixes positions in the order of the 2-D Halton sequence (Besnier et al.,
+  "Halton Scheduler for Masked Generative Image Transformer", ICLR 2025): spread-out positions
+  first, whatever the model's confidence. ``roll=True`` starts each image at a random point of
+  the sequence.
+- ``RandomSampler``: fixes positions in a uniformly random order.
+
+Every sampler also has a softmax temperature (a pair anneals linearly from the first value to the
+second over the steps), top-k filtering and classifier-free guidance with a scale schedule.
+Samplers are frozen dataclasses: ``to_dict`` / ``sampler_from_dict`` round-trip them through JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from maskgit.sampling.schedules import canonical_schedule, step_ratio
+from maskgit.sampling.steps import filter_top_k, mask_by_random_topk, remask_lowest, selected_probs
+
+__all__ = [
+    "Sampler",
+    "ConfidenceSampler",
+    "HaltonSampler",
+    "RandomSampler",
+    "SAMPLERS",
+    "GUIDANCE_SCHEDULES",
+    "build_sampler",
+    "sampler_from_dict",
+    "halton_order",
+]
+
+GUIDANCE_SCHEDULES = ("constant", "linear", "cosine")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """The options every sampler shares.
+
+    Attributes:
+        num_steps: decoding steps T ≥ 1.
+        schedule: mask schedule name (``maskgit.sampling.SCHEDULES``, or ``pow<X>``).
+        softmax_temperature: T > 0 dividing the logits before sampling; a pair (T0, T1) anneals
+            linearly from T0 at the first step to T1 at the last.
+        top_k: sample only among the k most likely tokens (None: all).
+        guidance: classifier-free guidance scale w ≥ 0; logits = cond + w · (cond − uncond).
+            Needs a model trained with class dropout (``TransformerConfig.null_class``).
+        guidance_schedule: ``constant`` (w at every step), ``linear`` (0 → w) or ``cosine``
+            (0 → w along a half cosine), over the steps.
+    """
+
+    name: ClassVar[str] = ""
+
+    num_steps: int = 16
+    schedule: str = "cosine"
+    softmax_temperature: float | tuple[float, float] = 1.0
+    top_k: int | None = None
+    guidance: float = 0.0
+    guidance_schedule: str = "constant"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.num_steps, numbers.Integral) or isinstance(self.num_steps, bool):
+            raise ValueError(f"num_steps must be an integer, got {self.num_steps!r}")
+        if self.num_steps < 1:
+            raise ValueError(f"num_steps must be at least 1, got {self.num_steps}")
+        canonical_schedule(self.schedule)
+        temperature = self.softmax_temperature
+        if isinstance(temperature, list):
+            object.__setattr__(self, "softmax_temperature", temperature := tuple(temperature))
+        values = temperature if isinstance(temperature, tuple) else (temperature,)
+        if not 1 <= len(values) <= 2 or not all(_is_number(v) and v > 0 for v in values):
+            raise ValueError(f"softmax_temperature must be a number > 0 or a pair of them, got {temperature!r}")
+        if len(values) == 1 and isinstance(temperature, tuple):
+            object.__setattr__(self, "softmax_temperature", float(values[0]))
+        if self.top_k is not None and (
+            not isinstance(self.top_k, numbers.Integral) or isinstance(self.top_k, bool) or self.top_k < 1
+        ):
+            raise ValueError(f"top_k must be an integer >= 1 or None, got {self.top_k!r}")
+        if not _is_number(self.guidance) or self.guidance < 0:
+            raise ValueError(f"guidance must be a number >= 0, got {self.guidance!r}")
+        if self.guidance_schedule not in GUIDANCE_SCHEDULES:
+            raise ValueError(
+                f"unknown guidance schedule {self.guidance_schedule!r}; valid: {', '.join(GUIDANCE_SCHEDULES)}"
+            )
+
+    # -- per-step values --------------------------------------------------------------------------
+
+    def progress(self, step: int) -> float:
+        """Where ``step`` lies in the run: 0 at the first step, 1 at the last (1 if T = 1)."""
+        return step / (self.num_steps - 1) if self.num_steps > 1 else 1.0
+
+    def softmax_temperature_at(self, step: int) -> float:
+        temperature = self.softmax_temperature
+        if isinstance(temperature, tuple):
+            first, last = temperature
+            return first + (last - first) * self.progress(step)
+        return float(temperature)
+
+    def guidance_at(self, step: int) -> float:
+        """The guidance scale of ``step``; exactly 0.0 when ``guidance`` is 0."""
+        if self.guidance == 0 or self.guidance_schedule == "constant":
+            return float(self.guidance)
+        r = self.progress(step)
+        if self.guidance_schedule == "linear":
+            return self.guidance * r
+        return self.guidance * (1 - math.cos(math.pi * r)) / 2
+
+    def shape_logits(self, logits: torch.Tensor, step: int) -> torch.Tensor:
+        """The logits that ``step`` samples from: divided by the softmax temperature, then
+        top-k filtered. Unchanged (the same tensor) at temperature 1 with no top-k."""
+        temperature = self.softmax_temperature_at(step)
+        if temperature != 1.0:
+            logits = logits / temperature
+        return filter_top_k(logits, self.top_k)
+
+    # -- the choice of positions ------------------------------------------------------------------
+
+    def start(self, ids: torch.Tensor, step: int, noise: Any) -> Any:
+        """Per-run state, computed once before the first executed ``step`` (default: none).
+        ``ids`` (B, L) is the run's input with position 0 the class slot."""
+        return None
+
+    def remask(
+        self,
+        step: int,
+        *,
+        logits: torch.Tensor,
+        sampled: torch.Tensor,
+        unknown: torch.Tensor,
+        mask_len: torch.Tensor,
+        noise: Any,
+        state: Any,
+    ) -> torch.Tensor:
+        """Which of the newly sampled tokens go back to the mask: (B, L) bool, ``mask_len[b]``
+        of them in row b, all inside ``unknown``.
+
+        Args:
+            logits: (B, L, K) float32, the shaped logits the tokens were sampled from.
+            sampled: (B, L) int64, the new tokens (known positions keep theirs).
+            unknown: (B, L) bool, positions that were masked at the start of the step.
+            mask_len: (B,) int64, from the schedule.
+            noise: the run's ``NoiseSource``.
+            state: what ``start`` returned.
+        """
+        raise NotImplementedError
+
+    # -- serialisation ----------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``{"sampler": name, field: value, ...}`` (temperature pairs as lists)."""
+        data = dataclasses.asdict(self)
+        if isinstance(data["softmax_temperature"], tuple):
+            data["softmax_temperature"] = list(data["softmax_temperature"])
+        return {"sampler": self.name, **data}
+
+    def replace(self, **changes: Any) -> Sampler:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class ConfidenceSampler(Sampler):
+    """The official MaskGIT sampler (spec §3.3): re-mask the least confident new tokens, with
+    confidences ``log p + choice_temperature · (1 − r) · Gumbel``."""
+
+    name: ClassVar[str] = "confidence"
+
+    choice_temperature: float = 4.5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not _is_number(self.choice_temperature) or self.choice_temperature < 0:
+            raise ValueError(f"choice_temperature must be a number >= 0, got {self.choice_temperature!r}")
+
+    def remask(self, step, *, logits, sampled, unknown, mask_len, noise, state):
+        probs = selected_probs(logits, sampled, unknown)
+        choice = noise.choice(step, tuple(unknown.shape), unknown.device)
+        # The official choice_temperature * (1 - r), a float32 product.
+        ratio = step_ratio(torch.tensor([step]), self.num_steps)
+        temperature = (torch.tensor(self.choice_temperature, dtype=torch.float32) * (1.0 - ratio))[0]
+        return mask_by_random_topk(mask_len, probs, temperature.to(unknown.device), choice)
+
+
+@dataclass(frozen=True)
+class RandomSampler(Sampler):
+    """Fix positions in a uniformly random order (independent of the model's confidence)."""
+
+    name: ClassVar[str] = "random"
+
+    def remask(self, step, *, logits, sampled, unknown, mask_len, noise, state):
+        choice = noise.choice(step, tuple(unknown.shape), unknown.device)
+        return remask_lowest(torch.where(unknown, choice, torch.inf), mask_len)
+
+
+@dataclass(frozen=True)
+class HaltonSampler(Sampler):
+    """Fix positions in the order of the 2-D Halton sequence (see ``halton_order``); with
+    ``roll``, each image starts at its own random point of the sequence."""
+
+    name: ClassVar[str] = "halton"
+
+    roll: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.roll, bool):
+            raise ValueError(f"roll must be true or false, got {self.roll!r}")
+
+    def start(self, ids, step, noise):
+        batch, length = ids.shape
+        side = math.isqrt(length - 1)
+        if side * side != length - 1:
+            raise ValueError(f"the Halton sampler needs a square token grid, got {length - 1} tokens")
+        order = halton_order(side).to(ids.device)
+        rank = torch.empty_like(order)
+        rank[order] = torch.arange(order.numel(), device=ids.device)
+        rank = rank.expand(batch, -1)
+        if self.roll:
+            # The argmax of i.i.d. noise is a uniformly random position: the image's offset.
+            shift = noise.choice(step, (batch, length), ids.device)[:, 1:].argmax(dim=-1)
+            rank = (rank + shift[:, None]) % order.numel()
+        # Position 0 is the class slot, never re-masked (its rank is never read).
+        return torch.cat([torch.zeros_like(rank[:, :1]), rank], dim=1)
+
+    def remask(self, step, *, logits, sampled, unknown, mask_len, noise, state):
+        # Later in the order = lower score = re-masked first; ranks are distinct, so no ties.
+        return remask_lowest(torch.where(unknown, -state.float(), torch.inf), mask_len)
+
+
+SAMPLERS: dict[str, type[Sampler]] = {
+    cls.name: cls for cls in (ConfidenceSampler, HaltonSampler, RandomSampler)
+}
+
+
+def build_sampler(name: str, **fields: Any) -> Sampler:
+    """A sampler by name (``confidence``, ``halton``, ``random``) with the given fields."""
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}; valid: {', '.join(SAMPLERS)}")
+    cls = SAMPLERS[name]
+    valid = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(fields) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} for the {name} sampler; valid: {', '.join(valid)}")
+    return cls(**fields)
+
+
+def sampler_from_dict(data: dict[str, Any]) -> Sampler:
+    """The inverse of ``Sampler.to_dict``."""
+    if not isinstance(data, dict) or "sampler" not in data:
+        raise ValueError(f"a sampler must be a JSON object with a 'sampler' key, got {data!r}")
+    fields = dict(data)
+    return build_sampler(fields.pop("sampler"), **fields)
+
+
+def _scaled_radical_inverse(index: int, base: int, size: int) -> int:
+    """``floor(radical_inverse_base(index) * size)``, in exact integer arithmetic."""
+    numerator, denominator = 0, 1
+    while index:
+        index, digit = divmod(index, base)
+        numerator = numerator * base + digit
+        denominator *= base
+    return numerator * size // denominator
+
+
+@functools.lru_cache(maxsize=16)
+def _halton_order(size: int) -> tuple[int, ...]:
+    cells = size * size
+    seen: dict[int, None] = {}
+    index = 0
+    # Low discrepancy guarantees coverage well within this bound (16x16 needs ~1.3k points).
+    while len(seen) < cells:
+        index += 1
+        if index > 64 * cells + 10_000:
+            raise RuntimeError(f"the Halton sequence did not cover a {size}x{size} grid")
+        row = _scaled_radical_inverse(index, 2, size)
+        col = _scaled_radical_inverse(index, 3, size)
+        seen.setdefault(row * size + col)
+    return tuple(seen)
+
+
+def halton_order(size: int) -> torch.Tensor:
+    """The Halton order of a ``size x size`` token grid: (size*size,) int64 raster indices.
+
+    Points i = 1, 2, ... of the Halton sequence in bases 2 (rows) and 3 (columns) are scaled to
+    the grid and floored; repeated cells are dropped in order of first appearance, as in the
+    Halton-MaskGIT reference construction. Every cell appears exactly once.
+    """
+    if not isinstance(size, numbers.Integral) or isinstance(size, bool) or not 1 <= size <= 256:
+        raise ValueError(f"size must be an integer in [1, 256], got {size!r}")
+    return torch.tensor(_halton_order(int(size)), dtype=torch.int64)

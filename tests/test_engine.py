@@ -1,0 +1,109 @@
+"""The decoding engine: classifier-free guidance, the class slot, and id validation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from maskgit import MaskGITTransformer, TransformerConfig
+from maskgit.sampling import MASK_ID, ConfidenceSampler, HaltonSampler, RandomSampler, SeededNoise, run_sampler
+
+CONFIG = TransformerConfig(codebook_size=16, num_classes=3, hidden_size=32, num_layers=1, num_heads=2,
+                           intermediate_size=64, latent_size=3, dropout=0.0, null_class=True)
+
+
+class Recording(torch.nn.Module):
+    """Wraps a transformer and records the batches it is called with."""
+
+    def __init__(self, model: MaskGITTransformer) -> None:
+        super().__init__()
+        self.model, self.config, self.calls = model, model.config, []
+
+    def check_ids(self, ids):
+        self.model.check_ids(ids)
+
+    def forward(self, ids):
+        self.calls.append(ids.clone())
+        return self.model(ids)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    model = MaskGITTransformer(CONFIG).eval()
+    with torch.no_grad():  # larger weights than the init, so that class tokens matter
+        model.word_embeddings.weight.normal_(0, 0.3)
+    return model
+
+
+def _canvas(batch=2, label=1):
+    ids = torch.full((batch, 10), MASK_ID, dtype=torch.long)
+    ids[:, 0] = CONFIG.codebook_size + label
+    return ids
+
+
+def test_vocabulary_layout_with_a_null_class():
+    assert CONFIG.null_class_id == 19 and CONFIG.mask_token_id == 20 and CONFIG.vocab_size == 21
+    official = CONFIG.replace(null_class=False)
+    assert official.null_class_id is None and official.mask_token_id == 19 and official.vocab_size == 20
+
+
+@pytest.mark.parametrize("sampler_class", [ConfidenceSampler, HaltonSampler, RandomSampler])
+def test_guidance_zero_is_exactly_unguided(model, sampler_class):
+    plain = run_sampler(model, _canvas(), sampler_class(num_steps=4), SeededNoise([1, 2]))
+    zero = run_sampler(model, _canvas(), sampler_class(num_steps=4, guidance=0.0, guidance_schedule="linear"),
+                       SeededNoise([1, 2]))
+    assert torch.equal(plain, zero)
+    plain_steps, guided_steps = [], []
+    run_sampler(model, _canvas(), sampler_class(num_steps=4), SeededNoise([1, 2]), callback=plain_steps.append)
+    run_sampler(model, _canvas(), sampler_class(num_steps=4, guidance=3.0), SeededNoise([1, 2]),
+                callback=guided_steps.append)
+    assert (plain_steps[0].logits - guided_steps[0].logits).abs().max() > 1e-3
+
+
+def test_guidance_batches_both_passes_and_mixes_the_logits(model):
+    recording = Recording(model)
+    records = []
+    sampler = ConfidenceSampler(num_steps=3, guidance=2.0, guidance_schedule="linear")
+    run_sampler(recording, _canvas(), sampler, SeededNoise([3, 4]), callback=records.append)
+    # Step 0 of a linear ramp has scale 0: one plain pass; then both passes in one forward.
+    assert [call.shape[0] for call in recording.calls] == [2, 4, 4]
+    assert [r.guidance for r in records] == [0.0, 1.0, 2.0]
+    both = recording.calls[2]
+    assert (both[:2, 0] == CONFIG.codebook_size + 1).all() and (both[2:, 0] == CONFIG.null_class_id).all()
+    assert torch.equal(both[:2, 1:], both[2:, 1:])
+    with torch.no_grad():
+        logits = model(both)[..., : CONFIG.codebook_size].float()
+    conditional, unconditional = logits.chunk(2)
+    torch.testing.assert_close(records[2].logits, conditional + 2.0 * (conditional - unconditional))
+
+
+def test_guidance_needs_a_null_class():
+    official = MaskGITTransformer(CONFIG.replace(null_class=False)).eval()
+    with pytest.raises(ValueError, match="class dropout.*null class"):
+        run_sampler(official, _canvas(), ConfidenceSampler(num_steps=2, guidance=1.0), SeededNoise([0, 1]))
+    # A guidance schedule that is zero at every step is no guidance: allowed.
+    run_sampler(official, _canvas(), ConfidenceSampler(num_steps=1, guidance=0.0), SeededNoise([0, 1]))
+
+
+@pytest.mark.parametrize("class_token", [MASK_ID, CONFIG.mask_token_id, CONFIG.null_class_id])
+def test_the_class_slot_is_never_sampled(model, class_token):
+    ids = _canvas()
+    ids[:, 0] = class_token
+    records = []
+    final = run_sampler(model, ids, RandomSampler(num_steps=3), SeededNoise([5, 6]), callback=records.append)
+    assert (final[:, :, 0] == class_token).all()
+    for record in records:
+        assert not record.masking[:, 0].any()
+    assert (final[:, -1, 1:] >= 0).all() and (final[:, -1, 1:] < CONFIG.codebook_size).all()
+
+
+def test_ids_are_checked_once_at_the_boundary(model):
+    recording = Recording(model)
+    ids = _canvas()
+    ids[0, 3] = CONFIG.vocab_size  # out of range
+    with pytest.raises(ValueError, match=r"ids must be in \[-1, 21\)"):
+        run_sampler(recording, ids, ConfidenceSampler(num_steps=2), SeededNoise([0, 1]))
+    assert recording.calls == []
+    with pytest.raises(ValueError, match="start_iter"):
+        run_sampler(recording, _canvas(), ConfidenceSampler(num_steps=2), SeededNoise([0, 1]), start_iter=2)

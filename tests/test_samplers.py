@@ -1,0 +1,226 @@
+"""Samplers: the Halton order, the per-step invariants every sampler keeps, temperatures, top-k,
+guidance schedules and the JSON round trip."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from maskgit.sampling import (
+    MASK_ID,
+    SAMPLERS,
+    ConfidenceSampler,
+    HaltonSampler,
+    RandomSampler,
+    SeededNoise,
+    build_sampler,
+    halton_order,
+    num_masked_per_step,
+    run_sampler,
+    sampler_from_dict,
+)
+
+CODEBOOK = 16
+
+
+class RandomLogits:
+    """A stand-in transformer: logits that depend on the input ids (so steps differ)."""
+
+    class config:  # noqa: N801 - mimics MaskGITTransformer.config
+        codebook_size = CODEBOOK
+        mask_token_id = CODEBOOK + 3
+        null_class_id = None
+
+    def __call__(self, ids: torch.Tensor) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(int((ids + 2).sum()) % 10_000)
+        return torch.randn(*ids.shape, CODEBOOK + 4, generator=generator) * 3
+
+
+def _reference_halton_order(size: int, points: int = 10_000) -> list[int]:
+    """The Halton-MaskGIT construction, transcribed: an incremental van der Corput generator in
+    floats, points scaled by the grid size and floored, duplicates dropped in first-seen order."""
+
+    def van_der_corput(base: int, count: int) -> list[float]:
+        n, d, values = 0, 1, []
+        for _ in range(count):
+            x = d - n
+            if x == 1:
+                n, d = 1, d * base
+            else:
+                y = d // base
+                while x <= y:
+                    y //= base
+                n = (base + 1) * y - x
+            values.append(n / d)
+        return values
+
+    rows = np.floor(np.array(van_der_corput(2, points)) * size).astype(int)
+    cols = np.floor(np.array(van_der_corput(3, points)) * size).astype(int)
+    seen: dict[int, None] = {}
+    for row, col in zip(rows, cols):
+        seen.setdefault(int(row * size + col))
+    return list(seen)
+
+
+@pytest.mark.parametrize("size", [1, 2, 4, 7, 8, 16, 32])
+def test_halton_order_covers_the_grid_once_and_matches_the_reference(size):
+    order = halton_order(size)
+    assert order.dtype == torch.int64 and order.shape == (size * size,)
+    assert sorted(order.tolist()) == list(range(size * size))
+    assert order.tolist() == _reference_halton_order(size)
+
+
+def test_halton_order_starts_spread_out():
+    # The first five cells of a 16x16 grid already touch all four quadrants (raster order: one).
+    first = halton_order(16)[:5]
+    quadrants = {(int(i) // 16 >= 8, int(i) % 16 >= 8) for i in first}
+    assert len(quadrants) == 4
+    with pytest.raises(ValueError, match="size"):
+        halton_order(0)
+
+
+def _input(batch=3, side=4, given=None):
+    ids = torch.full((batch, 1 + side * side), MASK_ID, dtype=torch.long)
+    ids[:, 0] = CODEBOOK + 1  # class token
+    if given is not None:
+        ids[:, 1 : 1 + given] = torch.arange(given) % CODEBOOK
+    return ids
+
+
+ALL_SAMPLERS = [
+    ConfidenceSampler(num_steps=6),
+    ConfidenceSampler(num_steps=6, softmax_temperature=(2.0, 0.5), top_k=3, schedule="linear"),
+    HaltonSampler(num_steps=6),
+    HaltonSampler(num_steps=6, roll=True, softmax_temperature=0.7),
+    RandomSampler(num_steps=6, top_k=5),
+]
+
+
+@pytest.mark.parametrize("sampler", ALL_SAMPLERS, ids=lambda s: f"{s.name}")
+@pytest.mark.parametrize("start_iter", [0, 2])
+def test_every_sampler_fixes_exactly_the_scheduled_tokens(sampler, start_iter):
+    ids = _input(given=5)
+    records = []
+    final = run_sampler(RandomLogits(), ids, sampler, SeededNoise([1, 2, 3]), start_iter=start_iter,
+                        callback=records.append)
+    unknown0 = int((ids[0] == MASK_ID).sum())
+    expected = num_masked_per_step(sampler.schedule, sampler.num_steps, unknown0, start_iter=start_iter)
+    assert len(records) == len(expected) == sampler.num_steps - start_iter
+    previous = ids
+    for record, remaining in zip(records, expected):
+        # Masked count after the step = the schedule's, in every row.
+        assert ((record.next_ids == MASK_ID).sum(-1) == remaining).all()
+        # Known tokens (given ones, the class slot, earlier fixed ones) never change.
+        known = previous != MASK_ID
+        assert torch.equal(record.sampled_ids[known], previous[known])
+        assert not record.masking[known].any()
+        assert (record.next_ids[:, 0] == CODEBOOK + 1).all()
+        previous = record.next_ids
+    result = final[:, -1]
+    assert (result[:, 1:] >= 0).all() and (result[:, 1:] < CODEBOOK).all()
+    assert torch.equal(result[:, :6], ids[:, :6])
+
+
+@pytest.mark.parametrize("name", list(SAMPLERS))
+def test_masked_counts_follow_the_schedule_table(name):
+    sampler = build_sampler(name, num_steps=8)
+    records = []
+    run_sampler(RandomLogits(), _input(batch=2), sampler, SeededNoise([5, 6]), callback=records.append)
+    for row in range(2):
+        counts = [int((r.next_ids[row] == MASK_ID).sum()) for r in records]
+        assert counts == num_masked_per_step("cosine", 8, 16)
+
+
+def test_halton_fixes_positions_in_halton_order():
+    records = []
+    run_sampler(RandomLogits(), _input(batch=2), HaltonSampler(num_steps=4), SeededNoise([0, 1]),
+                callback=records.append)
+    order = halton_order(4)
+    for record in records[:-1]:
+        fixed = (record.next_ids[:, 1:] != MASK_ID).sum(-1)
+        for row in range(2):
+            count = int(fixed[row])
+            expected = torch.zeros(16, dtype=torch.bool)
+            expected[order[:count]] = True
+            assert torch.equal(record.next_ids[row, 1:] != MASK_ID, expected)
+
+
+def test_halton_roll_gives_each_image_its_own_start():
+    records = []
+    run_sampler(RandomLogits(), _input(batch=4), HaltonSampler(num_steps=4, roll=True), SeededNoise([0, 1, 2, 3]),
+                callback=records.append)
+    first = records[0].next_ids[:, 1:] != MASK_ID
+    assert len({tuple(row.tolist()) for row in first}) > 1
+
+
+def test_random_order_differs_by_seed_and_ignores_confidence():
+    def fixed_after_first_step(seed):
+        records = []
+        run_sampler(RandomLogits(), _input(batch=1), RandomSampler(num_steps=8), SeededNoise([seed]),
+                    callback=records.append)
+        return records[0].next_ids[0] != MASK_ID
+
+    assert not torch.equal(fixed_after_first_step(0), fixed_after_first_step(1))
+
+
+def test_softmax_temperature_and_top_k_shape_the_logits():
+    logits = torch.tensor([[[0.0, 1.0, 2.0, 3.0]]])
+    sampler = ConfidenceSampler(num_steps=5, softmax_temperature=(2.0, 1.0), top_k=2)
+    assert sampler.softmax_temperature_at(0) == 2.0 and sampler.softmax_temperature_at(4) == 1.0
+    assert sampler.softmax_temperature_at(2) == pytest.approx(1.5)
+    shaped = sampler.shape_logits(logits, 0)
+    assert shaped[0, 0, :2].tolist() == [-math.inf, -math.inf] and shaped[0, 0, 2:].tolist() == [1.0, 1.5]
+    plain = ConfidenceSampler()
+    assert plain.shape_logits(logits, 3) is logits  # the official path is untouched
+
+
+def test_top_k_one_is_greedy():
+    records = []
+    run_sampler(RandomLogits(), _input(batch=2), RandomSampler(num_steps=4, top_k=1), SeededNoise([3, 4]),
+                callback=records.append)
+    first = records[0]
+    unknown = _input(batch=2) == MASK_ID
+    assert torch.equal(first.sampled_ids[unknown], first.logits.argmax(-1)[unknown])
+
+
+def test_guidance_schedules():
+    constant = ConfidenceSampler(num_steps=5, guidance=2.0)
+    linear = constant.replace(guidance_schedule="linear")
+    cosine = constant.replace(guidance_schedule="cosine")
+    assert [constant.guidance_at(t) for t in range(5)] == [2.0] * 5
+    assert [linear.guidance_at(t) for t in range(5)] == [0.0, 0.5, 1.0, 1.5, 2.0]
+    assert cosine.guidance_at(0) == 0.0 and cosine.guidance_at(4) == pytest.approx(2.0)
+    assert cosine.guidance_at(2) == pytest.approx(1.0) and cosine.guidance_at(1) < linear.guidance_at(1)
+    assert ConfidenceSampler(num_steps=1, guidance=3.0, guidance_schedule="linear").guidance_at(0) == 3.0
+
+
+@pytest.mark.parametrize("sampler", ALL_SAMPLERS + [ConfidenceSampler(guidance=1.5, guidance_schedule="cosine")],
+                         ids=lambda s: s.name)
+def test_to_dict_round_trips_through_json(sampler):
+    import json
+
+    data = json.loads(json.dumps(sampler.to_dict()))
+    assert data["sampler"] == sampler.name
+    assert sampler_from_dict(data) == sampler
+
+
+@pytest.mark.parametrize("name, fields, message", [
+    ("zigzag", {}, "unknown sampler 'zigzag'"),
+    ("halton", {"choice_temperature": 1.0}, r"unknown option\(s\) \['choice_temperature'\] for the halton"),
+    ("confidence", {"num_steps": 0}, "num_steps must be at least 1"),
+    ("confidence", {"schedule": "zigzag"}, "unknown mask schedule"),
+    ("confidence", {"softmax_temperature": 0.0}, "softmax_temperature must be"),
+    ("confidence", {"softmax_temperature": (1.0, 2.0, 3.0)}, "softmax_temperature must be"),
+    ("random", {"top_k": 0}, "top_k must be"),
+    ("random", {"guidance": -1.0}, "guidance must be"),
+    ("random", {"guidance": float("nan")}, "guidance must be"),
+    ("random", {"guidance_schedule": "exp"}, "unknown guidance schedule"),
+    ("confidence", {"choice_temperature": -1.0}, "choice_temperature must be"),
+    ("halton", {"roll": 1}, "roll must be"),
+])
+def test_bad_sampler_options_are_refused_by_name(name, fields, message):
+    with pytest.raises(ValueError, match=message):
+        build_sampler(name, **fields)

@@ -19,12 +19,12 @@ class CLIError(Exception):
 
 def build_parser() -> argparse.ArgumentParser:
     from maskgit import __version__
-    from maskgit.cli import convert, extract_tokens, generate, metrics, train
+    from maskgit.cli import convert, extract_tokens, generate, metrics, sample, train
 
     parser = argparse.ArgumentParser(prog="maskgit", description="MaskGIT in PyTorch.")
     parser.add_argument("--version", action="version", version=f"maskgit {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (generate, convert, extract_tokens, train, metrics):
+    for module in (generate, convert, extract_tokens, train, metrics, sample):
         module.register(subparsers)
     return parser
 

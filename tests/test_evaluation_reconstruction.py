@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -54,3 +56,10 @@ def test_psnr_matches_its_definition(pair):
     torch.testing.assert_close(psnr(noisy, clean), -10 * torch.log10(mse))
     half = torch.full((1, 3, 4, 4), 0.5)
     assert psnr(half, torch.zeros_like(half)).item() == pytest.approx(10 * np.log10(4))
+
+
+def test_ssim_without_torchmetrics_is_the_same_number(pair, monkeypatch):
+    noisy, clean = pair
+    with_library = ssim(noisy, clean)
+    monkeypatch.setitem(sys.modules, "torchmetrics.functional.image", None)  # import now fails
+    torch.testing.assert_close(ssim(noisy, clean), with_library, rtol=1e-9, atol=1e-12)

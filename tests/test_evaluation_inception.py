@@ -150,3 +150,18 @@ def test_offline_message_says_where_to_put_the_file(tmp_path):
         fetch_inception_weights(tmp_path, url=f"http://127.0.0.1:{port}/{WEIGHTS_FILENAME}", progress=False, timeout=5)
     message = str(caught.value)
     assert f"put it at {inception_weights_path(tmp_path)}" in message and "--inception-weights" in message
+
+
+def test_the_graphs_pooling_quirks_are_kept():
+    from maskgit.evaluation.inception import _tf_avg_pool
+
+    x = torch.arange(16, dtype=torch.float32).view(1, 1, 4, 4)
+    pooled = _tf_avg_pool(x)
+    # TF's SAME average pool divides by the real neighbours only: 4 at a corner, 6 on an edge.
+    assert pooled[0, 0, 0, 0] == (0 + 1 + 4 + 5) / 4
+    assert pooled[0, 0, 0, 1] == (0 + 1 + 2 + 4 + 5 + 6) / 6
+    model = FIDInceptionV3()
+    assert [model.Mixed_7b.max_pool, model.Mixed_7c.max_pool] == [False, True]  # the graph's last block max-pools
+    assert all(m.eps == 1e-3 for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    with pytest.raises(ValueError, match=r"must be \(B, 3, 299, 299\), got \(1, 3, 256, 256\)"):
+        model(torch.zeros(1, 3, 256, 256))

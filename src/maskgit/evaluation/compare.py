@@ -59,7 +59,8 @@ def input_statistics(side: EvaluationInput, extractor: FeatureExtractor, feature
     """The side's saved statistics, else those of its features."""
     if side.statistics is not None:
         return side.statistics
-    assert features is not None
+    if features is None:
+        raise ValueError(f"{side.path}: no statistics and no features")
     return FeatureStatistics.from_features(features.features, name=extractor.name)
 
 

@@ -20,7 +20,7 @@ Upsampling a 256 image to 299, the two protocols differ mainly in the sampling g
 512 image, in antialiasing (``legacy`` aliases, as the TF evaluators do).
 
 Why both: a number is only comparable with numbers measured the same way. ``legacy`` reproduces the
-TF evaluators bit for bit in the resize (so ADM-protocol FIDs, the ones most MaskGIT-family papers
+TF evaluators' resize to float32 rounding (so ADM-protocol FIDs, the ones most MaskGIT-family papers
 report, can be checked); ``clean`` is the better-behaved resize (antialiased, no quantisation) and the
 one behind clean-fid numbers such as the PyTorch port's.
 """

@@ -101,17 +101,17 @@ def test_sample_command_records_the_sampler_and_refuses_to_mix_runs(tmp_path, ca
     assert "wrote 4 image(s) (0 kept)" in capsys.readouterr().out
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["settings"]["sampler"]["sampler"] == "confidence"
-    assert manifest["settings"]["sampler"]["num_steps"] == 2 and manifest["settings"]["complete"] is True
+    assert manifest["settings"]["sampler"]["num_steps"] == 2 and manifest["complete"] is True
     assert manifest["outputs"] == ["0000/0000.png", "0000/0001.png", "0005/0000.png", "0005/0001.png"]
     with np.load(tmp_path / "set.npz") as data:
         assert data["arr_0"].shape == (4, 32, 32, 3)
 
     assert main(argv) == 2
-    assert "already holds a sample set; pass --resume" in capsys.readouterr().err
+    assert "is not empty; use --resume" in capsys.readouterr().err
     assert main([*argv, "--resume"]) == 0
     assert "wrote 0 image(s) (4 kept)" in capsys.readouterr().out
     assert main([*argv[:-2], "--guidance-schedule", "cosine", "--resume"]) == 2
-    assert "was written with different sampler" in capsys.readouterr().err
+    assert "sampler.guidance_schedule: 'linear' -> 'cosine'" in capsys.readouterr().err
     assert main([*argv, "--resume", "--batch-size", "0"]) == 2
     assert "--batch-size must be between 1 and 4096" in capsys.readouterr().err
 
@@ -137,6 +137,6 @@ def test_two_processes_under_torchrun_write_exactly_what_one_process_writes(tmp_
     assert len(one) == 9 and one == two
     assert "wrote 9 image(s) (0 kept)" in process.stdout  # the count summed over both ranks
     manifest = json.loads((tmp_path / "two" / "manifest.json").read_text())
-    assert manifest["settings"]["world_size"] == 2 and len(manifest["outputs"]) == 9
+    assert manifest["complete"] is True and len(manifest["outputs"]) == 9
     with np.load(tmp_path / "two.npz") as data:
         assert data["arr_0"].shape == (9, 32, 32, 3)

@@ -23,6 +23,7 @@ from torch import nn
 
 from maskgit.checkpoints.errors import CheckpointError
 from maskgit.class_names import resolve_class
+from maskgit.devices import resolve_device
 from maskgit.io import atomic_write_text
 from maskgit.models import VQGAN, MaskGITTransformer
 from maskgit.registry import PIPELINE_INDEX, resolve_pretrained
@@ -40,6 +41,7 @@ from maskgit.sampling.fill import fill_tokens
 from maskgit.sampling.noise import GeneratorNoise, InjectedNoise, NoiseFn, NoiseSource, SeededNoise
 from maskgit.sampling.samplers import ConfidenceSampler, Sampler, sampler_from_dict
 from maskgit.sampling.steps import MASK_ID
+from maskgit.validation import check_class_names, check_images
 
 __all__ = ["MaskGIT", "ClassLabel", "EDIT_STEPS"]
 
@@ -143,9 +145,11 @@ class MaskGIT(nn.Module):
                 sampler = sampler_from_dict(index["sampler"])
             except (TypeError, ValueError) as error:
                 raise CheckpointError(f"{index_path}: bad sampler ({error})") from None
+        device = resolve_device(device) if device is not None else None  # "auto" too; clear errors
         tokenizer = VQGAN.from_pretrained(path / "tokenizer", device=device)
         transformer = MaskGITTransformer.from_pretrained(path / "transformer", device=device)
-        return cls(tokenizer, transformer, index.get("class_names"), precision=precision, sampler=sampler).eval()
+        names = check_class_names(index.get("class_names"), transformer.config.num_classes, source=str(index_path))
+        return cls(tokenizer, transformer, names, precision=precision, sampler=sampler).eval()
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -242,8 +246,7 @@ class MaskGIT(nn.Module):
 
     def _images(self, image: torch.Tensor) -> torch.Tensor:
         """(3, H, W) or (B, 3, H, W) float in [0, 1] → (B, 3, H, W) on the model's device."""
-        if not isinstance(image, torch.Tensor):
-            raise TypeError(f"image must be a torch.Tensor, got {type(image).__name__}")
+        check_images(image)
         images = image[None] if image.dim() == 3 else image
         return images.to(self.device, torch.float32)
 

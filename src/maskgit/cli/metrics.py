@@ -11,9 +11,8 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-
 from maskgit.cli import CLIError
+from maskgit.devices import DEVICE_HELP, resolve_device
 
 MAX_BATCH_SIZE = 1024
 MAX_KID_SUBSETS = 10_000
@@ -31,11 +30,11 @@ def _add_feature_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--inception-weights", type=Path, default=None,
                         help="pt_inception-2015-12-05-6726825d.pth (default: the cache, $MASKGIT_HOME/downloads/fid-inception/)")
     parser.add_argument("--batch-size", type=int, default=50, help="images per forward pass (default 50)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
 
 
 def _device(args: argparse.Namespace) -> str:
-    return args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return str(resolve_device(args.device))
 
 
 def _feature_extractor(args: argparse.Namespace):

@@ -1,40 +1,42 @@
 """``maskgit sample``: the class-balanced sample set of an FID evaluation (50 per class by default).
 
 Runs alone or under ``torchrun`` (each rank writes its share, see ``maskgit.evaluation.samples``).
-The manifest records the model, classes, seed and the whole sampler; a run that finds a manifest
-continues it only if those match (``--resume``), so images of two settings never mix in one folder.
+The output folder works as ``generate``'s (``maskgit.outputs.OutputFolder``): the manifest records
+the model, classes, seed and the whole sampler, and ``--resume`` continues only a run with the same
+settings, so images of two settings never mix in one folder.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 from pathlib import Path
 
 from maskgit.cli import CLIError
 from maskgit.cli.generate import (
     _add_model_options,
     _load_pipeline,
+    _output_folder,
     _pipeline_sampler,
     _settings,
-    _write_manifest,
     add_sampler_options,
 )
 
 MAX_BATCH_SIZE = 4096
-# Settings that decide the images: a resumed run must match them.
-_IDENTITY = ("model", "classes", "per_class", "seed", "sampler", "precision")
 
 
 def run_sample(args: argparse.Namespace) -> int:
     from maskgit.class_names import parse_class_list
     from maskgit.evaluation.samples import SamplePlan, pack_npz, write_samples
+    from maskgit.io import check_output_dir
     from maskgit.training.distributed import setup_distributed
+    from maskgit.validation import check_count
 
     if not 1 <= args.batch_size <= MAX_BATCH_SIZE:
         raise CLIError(f"--batch-size must be between 1 and {MAX_BATCH_SIZE}, got {args.batch_size}")
     if args.npz is not None and args.npz.suffix != ".npz":
         raise CLIError(f"--npz must name an .npz file, got {args.npz}")
+    check_output_dir(args.out)
     process = setup_distributed(args.device)
     try:
         args.device = str(process.device)
@@ -43,48 +45,26 @@ def run_sample(args: argparse.Namespace) -> int:
         names = pipeline.class_names
         classes = parse_class_list(args.classes, names) if args.classes else list(range(len(names)))
         plan = SamplePlan(tuple(classes), args.num_per_class)
-        settings = _settings(args, sampler, classes=classes, per_class=args.num_per_class, world_size=process.world_size)
-        settings.pop("num_per_class")
-        settings = json.loads(json.dumps(settings))  # as a manifest reads back (tuples become lists)
-        _check_resume(args, plan, settings)
-        process.barrier()  # every rank has checked the folder before any rank writes to it
+        check_count(len(plan), args.max_images)
+        settings = _settings(args, sampler, classes=classes)
+        paths = [plan.path(args.out, index) for index in range(len(plan))]
+        # Rank 0 owns the folder (lock, checks, manifest); the others write their shares into it.
+        folder = _output_folder(args, settings, paths, []) if process.is_main else None
+        with folder.open() if folder is not None else contextlib.nullcontext():
+            process.barrier()  # the folder is checked and prepared before any rank writes to it
+            written = write_samples(pipeline, plan, args.out, sampler=sampler, seed=args.seed, batch_size=args.batch_size,
+                                    rank=process.rank, world_size=process.world_size, progress=process.is_main)
+            total = sum(process.gather_objects(len(written)))  # also waits for every rank to finish
+            if folder is not None:
+                if args.npz is not None:
+                    pack_npz(plan, args.out, args.npz)
+                folder.finish()
         if process.is_main:
-            _write_manifest(args.out, {**settings, "complete": False}, [])
-        written = write_samples(pipeline, plan, args.out, sampler=sampler, seed=args.seed, batch_size=args.batch_size,
-                                rank=process.rank, world_size=process.world_size, progress=process.is_main)
-        total = sum(process.gather_objects(len(written)))
-        process.barrier()
-        if process.is_main:
-            outputs = [str(plan.path(args.out, i).relative_to(args.out)) for i in range(len(plan))]
-            if args.npz is not None:
-                pack_npz(plan, args.out, args.npz)
-            _write_manifest(args.out, {**settings, "complete": True}, outputs)
             print(f"wrote {total} image(s) ({len(plan) - total} kept) to {args.out}: {len(classes)} classes x "
                   f"{args.num_per_class}" + (f"; packed into {args.npz}" if args.npz is not None else ""))
     finally:
         process.close()
     return 0
-
-
-def _check_resume(args: argparse.Namespace, plan, settings: dict) -> None:
-    manifest = args.out / "manifest.json"
-    existing = [plan.path(args.out, i) for i in range(len(plan)) if plan.path(args.out, i).is_file()]
-    if not args.resume:
-        if existing or manifest.is_file():
-            raise CLIError(f"{args.out} already holds a sample set; pass --resume to continue it")
-        return
-    if not manifest.is_file():
-        if existing:
-            raise CLIError(f"{args.out} has images but no manifest.json: cannot check they match this run")
-        return
-    try:
-        recorded = json.loads(manifest.read_text())["settings"]
-    except (OSError, ValueError, KeyError) as error:
-        raise CLIError(f"{manifest}: unreadable ({error})") from None
-    different = [key for key in _IDENTITY if recorded.get(key) != settings.get(key)]
-    if different:
-        raise CLIError(f"--resume: {manifest} was written with different {', '.join(different)} "
-                       f"({'; '.join(f'{k}: {recorded.get(k)!r}' for k in different)}); use another --out")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -11,6 +11,7 @@ Folder layout (written by ``save_pretrained``)::
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import numbers
 import os
@@ -26,6 +27,7 @@ from maskgit.class_names import resolve_class
 from maskgit.devices import resolve_device
 from maskgit.io import atomic_write_text
 from maskgit.models import VQGAN, MaskGITTransformer
+from maskgit.models.inference import CompiledLogits, check_precision, prepare_for_inference
 from maskgit.registry import PIPELINE_INDEX, resolve_pretrained
 from maskgit.sampling.editing import (
     Box,
@@ -45,7 +47,6 @@ from maskgit.validation import check_class_names, check_images
 
 __all__ = ["MaskGIT", "ClassLabel", "EDIT_STEPS"]
 
-PRECISIONS = ("fp32", "bf16")
 _FORMAT = "maskgit-pipeline"
 _VERSION = 1
 
@@ -65,6 +66,11 @@ class MaskGIT(nn.Module):
     ``class_names`` (one per class id) lets users and the CLI name classes; it defaults to
     ``class_0 .. class_{n-1}``. ``sampler`` is the model's default sampler (``pipe.sampler``),
     used when a method gets ``sampler=None``; it defaults to the official ``ConfidenceSampler()``.
+
+    ``precision`` is ``fp32``, ``bf16`` or ``fp16`` (CUDA only). Below fp32 the pipeline keeps its
+    own copies of the models with their weights in that dtype and a channels-last tokenizer (see
+    ``maskgit.models.inference``); the modules passed in are not changed. ``from_pretrained``
+    converts the loaded models without a copy.
 
     Every generation method shares one sampling signature: ``sampler``, then the randomness
     (``seed``, ``generator`` or ``noise``), then ``callback``.
@@ -89,15 +95,40 @@ class MaskGIT(nn.Module):
         names = tuple(class_names) if class_names is not None else tuple(f"class_{i}" for i in range(num_classes))
         if len(names) != num_classes:
             raise ValueError(f"{len(names)} class names for a transformer with {num_classes} classes")
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        check_precision(precision, next(transformer.parameters()).device)
         if sampler is not None and not isinstance(sampler, Sampler):
             raise TypeError(f"sampler must be a maskgit.sampling.Sampler, got {type(sampler).__name__}")
         self.tokenizer = tokenizer
         self.transformer = transformer
         self.class_names = names
-        self.precision = precision
+        self.precision = "fp32"
         self.sampler: Sampler = sampler or ConfidenceSampler()
+        self._compiled: CompiledLogits | None = None  # set by ``compile``
+        if precision != "fp32":
+            self.tokenizer, self.transformer = copy.deepcopy(tokenizer), copy.deepcopy(transformer)
+            self.to_precision(precision)
+
+    def to_precision(self, precision: str) -> MaskGIT:
+        """Convert this pipeline's models in place for inference in ``precision`` (weights in its
+        dtype, float32 where it matters, a channels-last tokenizer; ``maskgit.models.inference``).
+        Drops a ``compile``d step. Returns ``self``."""
+        check_precision(precision, self.device)
+        prepare_for_inference(self.tokenizer, self.transformer, precision)
+        self.precision = precision
+        self._compiled = None
+        return self
+
+    @property
+    def _logits_model(self) -> MaskGITTransformer | CompiledLogits:
+        """What the sampler calls for logits: the transformer, or its compiled form."""
+        return self._compiled or self.transformer
+
+    def compile(self, mode: str | None = None, **options) -> MaskGIT:
+        """Compile the transformer's step with ``torch.compile`` (shapes are static per batch
+        size; on CUDA ``mode="reduce-overhead"`` captures each step in a CUDA graph). The first
+        call of each batch shape pays the compilation. Returns ``self``."""
+        self._compiled = CompiledLogits(self.transformer, mode=mode, **options)
+        return self
 
     @property
     def image_size(self) -> int:
@@ -149,19 +180,25 @@ class MaskGIT(nn.Module):
         tokenizer = VQGAN.from_pretrained(path / "tokenizer", device=device)
         transformer = MaskGITTransformer.from_pretrained(path / "transformer", device=device)
         names = check_class_names(index.get("class_names"), transformer.config.num_classes, source=str(index_path))
-        return cls(tokenizer, transformer, names, precision=precision, sampler=sampler).eval()
+        pipeline = cls(tokenizer, transformer, names, sampler=sampler).eval()
+        # The loaded models are ours: converted in place, always (channels-last helps fp32 too).
+        return pipeline.to_precision(precision)
 
     # -- helpers ----------------------------------------------------------------------------------
 
     @contextlib.contextmanager
     def _inference(self) -> Iterator[None]:
-        """No autograd, and bf16 autocast when ``precision == "bf16"``. Sampling arithmetic in the
-        decoder stays float32 either way."""
-        device_type = self.device.type
-        with torch.no_grad(), torch.autocast(
-            device_type, dtype=torch.bfloat16, enabled=self.precision == "bf16"
-        ):
+        """Inference mode: no autograd records or version counters. The weights already hold the
+        compute dtype, so nothing is cast per step; the decoder's sampling arithmetic is float32.
+        Results that leave the pipeline are cloned out of it (``_released``), so that callers may
+        update them in place."""
+        with torch.inference_mode():
             yield
+
+    @staticmethod
+    def _released(tensor: torch.Tensor) -> torch.Tensor:
+        """An ordinary tensor with the values of an inference-mode tensor."""
+        return tensor.clone()
 
     def class_ids(self, class_labels: ClassLabel | Sequence[ClassLabel] | torch.Tensor) -> list[int]:
         """Class ids for labels given as ids, names, or a mix: ``["sneaker", 3]`` → ``[7, 3]``.
@@ -227,10 +264,11 @@ class MaskGIT(nn.Module):
             raise TypeError(f"sampler must be a maskgit.sampling.Sampler, got {type(sampler).__name__}")
         with self._inference():
             filled = fill_tokens(
-                self.transformer, canvas, class_tokens, latent_size=self.transformer.config.latent_size,
+                self._logits_model, canvas, class_tokens, latent_size=self.transformer.config.latent_size,
                 sampler=sampler, noise=noise, start_iter=start_iter, callback=callback,
             )
-            return self._decode_images(filled)
+            images = self._decode_images(filled)
+        return self._released(images)
 
     def default_sampler(self, editing: bool = False) -> Sampler:
         """What ``sampler=None`` means: ``self.sampler``, with ``EDIT_STEPS`` steps for the
@@ -242,7 +280,8 @@ class MaskGIT(nn.Module):
         if isinstance(num_samples, bool) or not isinstance(num_samples, numbers.Integral) or num_samples < 1:
             raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")
         with self._inference():
-            return self.tokenizer.encode_to_ids(images).repeat(num_samples, 1, 1)
+            ids = self.tokenizer.encode_to_ids(images).repeat(num_samples, 1, 1)
+        return self._released(ids)
 
     def _images(self, image: torch.Tensor) -> torch.Tensor:
         """(3, H, W) or (B, 3, H, W) float in [0, 1] → (B, 3, H, W) on the model's device."""
@@ -304,7 +343,8 @@ class MaskGIT(nn.Module):
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, 3, H, W) in [0, 1] → tokenizer round trip, clipped to [0, 1]."""
         with self._inference():
-            return self._decode_images(self.tokenizer.encode_to_ids(self._images(images)))
+            reconstructed = self._decode_images(self.tokenizer.encode_to_ids(self._images(images)))
+        return self._released(reconstructed)
 
     def edit(
         self,

@@ -47,6 +47,8 @@ def test_plan_order_paths_and_shards():
     assert sorted(sum(shards, [])) == list(range(6)) and shards[1] == [1, 5]
     with pytest.raises(ValueError, match="images per class must be at least 1"):
         SamplePlan((0,), 0)
+    with pytest.raises(ValueError, match=r"class\(es\) 3 listed more than once"):
+        SamplePlan((3, 1, 3), 2)
 
 
 def test_images_depend_on_the_index_only_whatever_the_sharding(tmp_path, pipeline, sampler):

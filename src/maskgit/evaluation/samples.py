@@ -38,6 +38,9 @@ class SamplePlan:
     def __post_init__(self) -> None:
         if not self.classes:
             raise ValueError("a sample set needs at least one class")
+        repeated = sorted({c for c in self.classes if self.classes.count(c) > 1})
+        if repeated:
+            raise ValueError(f"class(es) {', '.join(map(str, repeated))} listed more than once: a sample set has each class once")
         if self.per_class < 1:
             raise ValueError(f"images per class must be at least 1, got {self.per_class}")
 

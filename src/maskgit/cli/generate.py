@@ -15,7 +15,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -376,17 +375,13 @@ def run_inpaint(args: argparse.Namespace) -> int:
 
 def _resize_mask(mask: torch.Tensor, image_path: Path, size: int, max_pixels: int) -> torch.Tensor:
     """Take the mask through the image's resize and centre crop (nearest, so it stays binary)."""
-    from PIL import Image
-
-    from maskgit.data.transforms import center_crop, resize_short_side
+    from maskgit.data.transforms import resize_crop_mask
     from maskgit.imageio import open_image
 
     source = open_image(image_path, max_pixels=max_pixels)
     if mask.shape != (source.height, source.width):
         raise CLIError(f"mask is {mask.shape[0]}x{mask.shape[1]} but {image_path} is {source.height}x{source.width}")
-    picture = Image.fromarray(mask.numpy().astype(np.uint8) * 255)
-    picture = center_crop(resize_short_side(picture, size, Image.Resampling.NEAREST), size)
-    return torch.from_numpy(np.asarray(picture) > 127)
+    return resize_crop_mask(mask, size)
 
 
 def run_outpaint(args: argparse.Namespace) -> int:

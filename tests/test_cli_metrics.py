@@ -158,3 +158,28 @@ def test_eval_tokenizer_on_the_shipped_model(tmp_path, feature_module, capsys):
     numbers = json.loads(out.read_text())
     assert numbers["count"] == 6 and 5 < numbers["psnr"] < 60 and -1 <= numbers["ssim"] <= 1
     assert float(lines[-1].split()[1]) == pytest.approx(numbers["fid"], rel=1e-3)
+
+
+@pytest.mark.slow
+def test_the_offline_path_end_to_end_on_the_shipped_model(tmp_path, capsys):
+    """Sample with the shipped model, score with the shipped classifier's features: no download."""
+    from maskgit.evaluation.classifier import load_classifier
+
+    common = ["--model", "fashion-mnist", "--steps", "4", "--num-per-class", "3", "--device", "cpu"]
+    assert main(["sample", *common, "--seed", "0", "--out", str(tmp_path / "a"), "--npz", str(tmp_path / "a.npz")]) == 0
+    assert main(["sample", *common, "--seed", "1", "--out", str(tmp_path / "b")]) == 0
+    capsys.readouterr()
+    assert main(["fid", str(tmp_path / "a.npz"), str(tmp_path / "b"), "--features", "fashion-mnist", "--is", "--splits", "3",
+                 "--kid", "--kid-subset-size", "10", "--precision-recall", "--quiet"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["features", "IS", "KID", "precision", "recall", "FID"]
+    assert lines[0] == "features: fashion-mnist-classifier" and 1 <= float(lines[1].split()[1]) <= 10
+
+    classifier = load_classifier()
+    with np.load(tmp_path / "a.npz") as data:
+        a = torch.from_numpy(data["arr_0"]).permute(0, 3, 1, 2).float() / 255
+    b = torch.stack([torch.from_numpy(np.asarray(Image.open(p).convert("RGB"))).permute(2, 0, 1).float() / 255
+                     for p in sorted((tmp_path / "b").rglob("*.png"))])
+    with torch.no_grad():
+        expected = frechet_distance(*(FeatureStatistics.from_features(classifier.features(x)) for x in (a, b)))
+    assert float(lines[-1].split()[1]) == pytest.approx(expected, rel=1e-4, abs=1e-6)

@@ -23,8 +23,8 @@ def _add_feature_options(parser: argparse.ArgumentParser) -> None:
     from maskgit.evaluation.resize import RESIZE_PROTOCOLS
 
     parser.add_argument("--features", default="inception",
-                        help="feature network: inception (default; needs the weights file), a registered name, "
-                        "or the path of a TorchScript module taking float (B, 3, H, W) in [0, 1]")
+                        help="feature network: inception (default; needs the weights file), fashion-mnist (the shipped "
+                        "classifier, offline), or the path of a TorchScript module taking float (B, 3, H, W) in [0, 1]")
     parser.add_argument("--resize", choices=RESIZE_PROTOCOLS, default="clean",
                         help="how Inception inputs reach 299 px: clean (PIL bicubic, clean-fid; default) or "
                         "legacy (TensorFlow 1.x bilinear, the TF/ADM evaluators)")

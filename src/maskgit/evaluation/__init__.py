@@ -9,6 +9,8 @@
 - ``compare``: one input against another (what ``maskgit fid`` runs).
 - ``reconstruction``: PSNR, SSIM and reconstruction FID of a tokenizer.
 - ``samples``: class-balanced sample sets, sharded and resumable, and their ADM ``.npz``.
+- ``classifier``: the shipped Fashion-MNIST classifier (``--features fashion-mnist``), and
+  ``evaluate``: the scores ``maskgit evaluate`` reports with it (import them from their modules).
 """
 
 from maskgit.evaluation.compare import Comparison, MetricOptions, compare

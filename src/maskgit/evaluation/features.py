@@ -9,6 +9,9 @@ Built in:
 
 - ``inception``: the FID Inception-v3 (``maskgit.evaluation.inception``) with a resize protocol
   (``maskgit.evaluation.resize``); features 2048-d pool3, logits the 1008 unbiased logits.
+- ``fashion-mnist``: the shipped Fashion-MNIST classifier (``maskgit.evaluation.classifier``), its
+  penultimate features and its 10 logits; images of at most 32 px are zero-padded to 32, centred, as
+  Fashion-MNIST's 28 px items are padded for the model and the classifier.
 - a path to a TorchScript module (``torch.jit.save``): it receives float32 (B, 3, H, W) RGB in
   [0, 1] at the images' own size (so all images must share one size) and returns (B, D) features.
 
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from maskgit.evaluation.resize import RESIZE_PROTOCOLS, resize_for_inception
@@ -36,6 +40,7 @@ __all__ = [
     "Features",
     "InceptionFeatures",
     "TorchScriptFeatures",
+    "ClassifierFeatures",
     "register_feature_extractor",
     "feature_extractor_names",
     "build_feature_extractor",
@@ -125,13 +130,46 @@ class TorchScriptFeatures(FeatureExtractor):
         return features.float(), None
 
 
+class ClassifierFeatures(FeatureExtractor):
+    """An ``ImageClassifier``'s penultimate features and logits (the shipped Fashion-MNIST one)."""
+
+    has_logits = True
+
+    def __init__(self, classifier: torch.nn.Module, name: str, device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device)
+        self.classifier = classifier.to(self.device).eval()
+        self.size = classifier.config.image_size
+        self.name = name
+
+    def preprocess(self, image: torch.Tensor) -> torch.Tensor:
+        height, width = image.shape[-2:]
+        if height > self.size or width > self.size:
+            raise ValueError(f"{self.name} takes images of at most {self.size}x{self.size}, got {height}x{width}")
+        top, left = (self.size - height) // 2, (self.size - width) // 2
+        return F.pad(image.float() / 255.0, (left, self.size - width - left, top, self.size - height - top))
+
+    @torch.no_grad()
+    def __call__(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        features = self.classifier.features(batch.to(self.device))
+        return features, self.classifier.head(features)  # in eval mode the dropout before the head is the identity
+
+
+def _build_fashion_mnist(options: FeatureOptions) -> FeatureExtractor:
+    from maskgit.evaluation.classifier import SHIPPED_CLASSIFIER, load_classifier
+
+    return ClassifierFeatures(load_classifier(device=options.device), SHIPPED_CLASSIFIER, options.device)
+
+
 def _build_inception(options: FeatureOptions) -> FeatureExtractor:
     from maskgit.evaluation.inception import load_inception
 
     return InceptionFeatures(load_inception(options.inception_weights), options.resize, options.device)
 
 
-_REGISTRY: dict[str, Callable[[FeatureOptions], FeatureExtractor]] = {"inception": _build_inception}
+_REGISTRY: dict[str, Callable[[FeatureOptions], FeatureExtractor]] = {
+    "inception": _build_inception,
+    "fashion-mnist": _build_fashion_mnist,
+}
 
 
 def register_feature_extractor(name: str, builder: Callable[[FeatureOptions], FeatureExtractor]) -> None:

@@ -15,7 +15,7 @@ from PIL import Image, UnidentifiedImageError
 
 from maskgit.io import atomic_path
 
-__all__ = ["open_image", "load_image", "load_mask", "save_image", "make_grid", "to_uint8"]
+__all__ = ["open_image", "load_image", "load_mask", "mask_from_image", "save_image", "make_grid", "to_uint8", "to_pil_images"]
 
 
 def open_image(path: str | os.PathLike[str]) -> Image.Image:
@@ -39,7 +39,12 @@ def load_image(path: str | os.PathLike[str]) -> torch.Tensor:
 
 def load_mask(path: str | os.PathLike[str]) -> torch.Tensor:
     """A mask image → bool (H, W): white (luminance > 127) means regenerate."""
-    image = open_image(path)
+    return mask_from_image(open_image(path))
+
+
+def mask_from_image(image: Image.Image) -> torch.Tensor:
+    """A PIL mask → bool (H, W): white (luminance > 127), or the opaque pixels of a mask drawn on
+    a transparent layer, means regenerate."""
     if image.mode in ("RGBA", "LA") and image.getextrema()[-1][0] < 255:
         # A mask drawn on a transparent layer: the painted (opaque) pixels are the mask.
         return torch.from_numpy(np.asarray(image.getchannel("A")) > 127)
@@ -52,6 +57,12 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
         raise ValueError(f"image must be (3, H, W), got shape {tuple(image.shape)}")
     array = (image.detach().float().cpu().clamp(0, 1) * 255.0).round().to(torch.uint8)
     return array.permute(1, 2, 0).numpy()
+
+
+def to_pil_images(images: torch.Tensor) -> list[Image.Image]:
+    """(B, 3, H, W) or (3, H, W) float in [0, 1] → RGB PIL images, rounded as ``to_uint8``."""
+    batch = images[None] if images.dim() == 3 else images
+    return [Image.fromarray(to_uint8(image)) for image in batch]
 
 
 def save_image(image: torch.Tensor, path: str | os.PathLike[str]) -> None:

@@ -83,8 +83,8 @@ def prepare_image(image: ImageInput, size: int, *, factor: int, keep_size: bool 
     if keep_size:
         if height % factor or width % factor:
             raise ValueError(
-                f"image is {height}x{width}, not a multiple of the token size {factor} on each side; "
-                f"resize it, or leave keep_size off to resize it to the model's {size}x{size}"
+                f"image is {height}x{width}: kept at its own size, its sides must be multiples of the "
+                f"token size {factor}"
             )
         return tensor
     if (height, width) == (size, size):

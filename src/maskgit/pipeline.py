@@ -19,7 +19,6 @@ import json
 import math
 import numbers
 import os
-import secrets
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +48,7 @@ from maskgit.sampling.editing import (
 )
 from maskgit.sampling.engine import DecodeStep
 from maskgit.sampling.fill import fill_tokens
-from maskgit.sampling.noise import GeneratorNoise, InjectedNoise, NoiseFn, NoiseSource, SeededNoise
+from maskgit.sampling.noise import GeneratorNoise, InjectedNoise, NoiseFn, NoiseSource, SeededNoise, random_seed
 from maskgit.sampling.samplers import ConfidenceSampler, Sampler, sampler_from_dict
 from maskgit.sampling.steps import MASK_ID
 
@@ -314,7 +313,7 @@ class MaskGIT(nn.Module):
                 raise ValueError("give one source of randomness: seed, generator or noise")
             return None
         if seed is None:
-            return secrets.randbelow(2**32)
+            return random_seed()
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
         return int(seed)

@@ -2,19 +2,20 @@
 
 Every command validates all of its inputs before it writes anything, writes each PNG atomically,
 and records its settings in ``manifest.json``. ``--resume`` skips images already on disk; with a
-seed, the images it does write are the same as an uninterrupted run's.
+seed, the images it does write are the same as an uninterrupted run's. Without ``--seed`` a run draws
+a fresh random seed, prints it and records it in the manifest, and ``--resume`` reuses that one.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -116,7 +117,9 @@ def _pipeline_sampler(args: argparse.Namespace, pipeline: Any, editing: bool) ->
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seed", type=int, default=0, help="random seed; image i depends only on (seed, i) (default 0)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="random seed >= 0; image i depends only on (seed, i) (default: a fresh random seed, "
+                        "printed and recorded in manifest.json; --resume reuses the recorded one)")
     parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
 
 
@@ -136,6 +139,30 @@ def _load_pipeline(args: argparse.Namespace):
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     return MaskGIT.from_pretrained(args.model, device=device, precision=args.precision)
+
+
+def _run_seed(args: argparse.Namespace) -> int:
+    """``--seed``, else the seed recorded in --out's manifest when resuming, else a fresh random
+    seed, printed so that even an interrupted run can be repeated."""
+    from maskgit.sampling import random_seed
+
+    if args.seed is not None:
+        if args.seed < 0:
+            raise CLIError(f"--seed must be >= 0, got {args.seed}")
+        return args.seed
+    if args.resume:
+        manifest = args.out / "manifest.json"
+        try:
+            seed = json.loads(manifest.read_text())["settings"]["seed"]
+        except (OSError, ValueError, KeyError, TypeError):
+            seed = None
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise CLIError(f"--resume without --seed needs the seed of the first run, and {manifest} has none; "
+                           "give the --seed that run printed")
+        return seed
+    seed = random_seed()
+    print(f"seed {seed} (drawn at random; --seed {seed} repeats this run)", file=sys.stderr)
+    return seed
 
 
 def _check_counts(args: argparse.Namespace) -> None:
@@ -166,19 +193,16 @@ def _write_manifest(out: Path, settings: dict[str, Any], outputs: list[str]) -> 
     atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
 
 
-def _prepare_image(path: Path, size: int | None, factor: int) -> torch.Tensor:
-    """Load an image; resize its short side to ``size`` and centre-crop, unless ``size`` is None."""
-    from maskgit.data.transforms import eval_transform, to_tensor
+def _prepare_image(args: argparse.Namespace, pipeline: Any) -> torch.Tensor:
+    """``--image`` as the editing modes take it: ``maskgit.inputs.prepare_image``, the API's rule."""
     from maskgit.imageio import open_image
+    from maskgit.inputs import prepare_image
 
-    picture = open_image(path).convert("RGB")
-    if size is not None:
-        return eval_transform(size)(picture)
-    image = to_tensor(picture)
-    height, width = image.shape[-2:]
-    if height % factor or width % factor:
-        raise CLIError(f"{path}: {height}x{width} is not a multiple of {factor} on each side (drop --keep-size to resize)")
-    return image
+    factor = pipeline.tokenizer.config.downsample_factor
+    try:
+        return prepare_image(open_image(args.image), pipeline.image_size, factor=factor, keep_size=args.keep_size)
+    except ValueError as error:
+        raise CLIError(f"{args.image}: {error} (drop --keep-size to resize it to the model's size)") from None
 
 
 def _save_all(images: torch.Tensor, paths: list[Path]) -> None:
@@ -204,8 +228,10 @@ def run_generate(args: argparse.Namespace) -> int:
 
     _check_counts(args)
     pipeline = _load_pipeline(args)
+    pipeline.set_progress_bar_config(disable=True)  # the command counts images instead
     sampler = _pipeline_sampler(args, pipeline, editing=False)
     classes = parse_class_list(args.classes, pipeline.class_names)
+    args.seed = _run_seed(args)
     jobs = [(c, k) for c in classes for k in range(args.num)]  # image i = jobs[i]
     paths = [args.out / f"{c:04d}" / f"{k:04d}.png" for c, k in jobs]
     todo = [i for i, p in enumerate(paths) if not (args.resume and p.exists())]
@@ -278,9 +304,9 @@ def _run_editing(
     classes = parse_class_list(args.classes, pipeline.class_names)
     if len(classes) != 1:
         raise CLIError(f"give exactly one --class for {args.command}, got {len(classes)}")
-    factor = pipeline.tokenizer.config.downsample_factor
-    image = _prepare_image(args.image, None if args.keep_size else pipeline.image_size, factor)
+    image = _prepare_image(args, pipeline)
     extra = validate(pipeline, image, sampler)  # raises before anything is written
+    args.seed = _run_seed(args)
     paths = [args.out / f"{args.command}_{k:04d}.png" for k in range(args.num)]
     if not (args.resume and all(p.exists() for p in paths)):
         images = call(pipeline, image, classes[0], extra, sampler)
@@ -296,7 +322,8 @@ def _run_editing(
 
 
 def _sampling_kwargs(args: argparse.Namespace, sampler: Any) -> dict[str, Any]:
-    return dict(num_samples=args.num, sampler=sampler, seed=args.seed)
+    # keep_size: the image is already prepared, so the library must not resize a --keep-size one.
+    return dict(num_samples=args.num, sampler=sampler, seed=args.seed, keep_size=args.keep_size)
 
 
 def run_edit(args: argparse.Namespace) -> int:
@@ -315,37 +342,22 @@ def run_edit(args: argparse.Namespace) -> int:
 
 
 def run_inpaint(args: argparse.Namespace) -> int:
-    from maskgit.imageio import load_mask
+    from maskgit.imageio import load_mask, open_image
+    from maskgit.inputs import prepare_mask
 
     def validate(pipeline: Any, image: torch.Tensor, sampler: Any) -> dict[str, Any]:
-        mask = load_mask(args.mask)
-        if not args.keep_size:
+        try:
             # The mask follows the image through the same resize and crop (nearest keeps it binary).
-            mask = _resize_mask(mask, args.image, pipeline.image_size)
-        if tuple(mask.shape) != tuple(image.shape[-2:]):
-            raise CLIError(f"{args.mask}: mask is {mask.shape[0]}x{mask.shape[1]} but the image is "
-                           f"{image.shape[1]}x{image.shape[2]}")
+            mask = prepare_mask(load_mask(args.mask), open_image(args.image), pipeline.image_size,
+                                keep_size=args.keep_size)
+        except ValueError as error:
+            raise CLIError(f"{args.mask}: {error}") from None
         if not mask.any():
             raise CLIError(f"{args.mask}: mask is empty (no white pixels): nothing to inpaint")
         return {"mask": mask}
 
     return _run_editing(args, validate, lambda p, image, c, extra, sampler: p.inpaint(
         image, extra["mask"], c, **_sampling_kwargs(args, sampler)))
-
-
-def _resize_mask(mask: torch.Tensor, image_path: Path, size: int) -> torch.Tensor:
-    """Take the mask through the image's resize and centre crop (nearest, so it stays binary)."""
-    from PIL import Image
-
-    from maskgit.data.transforms import center_crop, resize_short_side
-    from maskgit.imageio import open_image
-
-    source = open_image(image_path)
-    if mask.shape != (source.height, source.width):
-        raise CLIError(f"mask is {mask.shape[0]}x{mask.shape[1]} but {image_path} is {source.height}x{source.width}")
-    picture = Image.fromarray(mask.numpy().astype(np.uint8) * 255)
-    picture = center_crop(resize_short_side(picture, size, Image.Resampling.NEAREST), size)
-    return torch.from_numpy(np.asarray(picture) > 127)
 
 
 def run_outpaint(args: argparse.Namespace) -> int:

@@ -3,7 +3,7 @@
 from maskgit.checkpoints import CheckpointError
 from maskgit.configs import ConfigError, TokenizerConfig, TransformerConfig
 from maskgit.models import VQGAN, MaskGITTransformer, load_model
-from maskgit.pipeline import MaskGIT
+from maskgit.pipeline import MaskGIT, MaskGITOutput
 from maskgit.sampling import decode
 
 __version__ = "0.1.0"
@@ -12,6 +12,7 @@ __all__ = [
     "VQGAN",
     "MaskGITTransformer",
     "MaskGIT",
+    "MaskGITOutput",
     "decode",
     "TokenizerConfig",
     "TransformerConfig",

@@ -60,3 +60,91 @@ def _single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# -- disks that fail: a small tmpfs when this process may mount one (root), else a patched writer --
+
+
+def _mount_tmpfs(folder: Path, options: str) -> bool:
+    import subprocess
+
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+                              capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
+
+
+def _unmount(folder: Path) -> None:
+    import subprocess
+
+    subprocess.run(["umount", "-l", str(folder)], capture_output=True, timeout=10)
+
+
+def _failing_writes(monkeypatch, folder: Path, code: int) -> None:
+    """Make every maskgit write under ``folder`` fail with OSError ``code``, as the disk would."""
+    import contextlib
+    import os
+    import tempfile
+
+    import maskgit.imageio
+    import maskgit.io
+
+    original_atomic = maskgit.io.atomic_path
+    original_temporary = tempfile.TemporaryFile
+
+    def inside(path) -> bool:
+        return Path(os.path.abspath(path)).is_relative_to(folder)
+
+    @contextlib.contextmanager
+    def atomic_path(path):
+        if inside(path):
+            raise OSError(code, os.strerror(code), str(path))
+        with original_atomic(path) as temp:
+            yield temp
+
+    def temporary_file(*args, dir=None, **kwargs):
+        if code != 28 and dir is not None and inside(dir):  # a full disk still creates empty files
+            raise OSError(code, os.strerror(code), str(dir))
+        return original_temporary(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(maskgit.io, "atomic_path", atomic_path)
+    monkeypatch.setattr(maskgit.imageio, "atomic_path", atomic_path)
+    monkeypatch.setattr(tempfile, "TemporaryFile", temporary_file)
+
+
+@pytest.fixture
+def full_disk(tmp_path, monkeypatch):
+    """A folder on a disk with no space left: a 256 KiB tmpfs filled to the brim, or (where
+    mounting is not allowed) a patched writer that fails with ENOSPC under it."""
+    folder = tmp_path / "full"
+    if _mount_tmpfs(folder, "size=256k"):
+        try:
+            with open(folder / "filler", "wb") as handle:
+                while True:
+                    handle.write(b"\0" * 4096)
+                    handle.flush()
+        except OSError:
+            pass
+        yield folder
+        _unmount(folder)
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "filler").write_bytes(b"\0")
+        _failing_writes(monkeypatch, folder, 28)
+        yield folder
+
+
+@pytest.fixture
+def read_only_dir(tmp_path, monkeypatch):
+    """An empty folder on a read-only file system: a read-only tmpfs, or a patched writer."""
+    folder = tmp_path / "read-only"
+    if _mount_tmpfs(folder, "size=64k,ro"):
+        yield folder
+        _unmount(folder)
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        _failing_writes(monkeypatch, folder, 30)
+        yield folder

@@ -65,6 +65,34 @@ def test_reader_handles_scalars_chunks_and_bfloat16(tmp_path):
     np.testing.assert_array_equal(read_flax_msgpack(path)["params"]["w"], [1.5, -2.0])
 
 
+@pytest.mark.parametrize("chunked, message", [
+    ({"__msgpack_chunked_array__": True, "shape": {"0": 4}}, "lacks its 'chunks' or 'shape' map"),
+    ({"__msgpack_chunked_array__": True, "chunks": {"0": np.zeros(4, np.float32)}}, "lacks its 'chunks' or 'shape' map"),
+    ({"__msgpack_chunked_array__": True, "shape": {"0": 5}, "chunks": {"0": np.zeros(4, np.float32)}}, "is malformed"),
+    ({"__msgpack_chunked_array__": True, "shape": {"0": 4}, "chunks": {"1": np.zeros(4, np.float32)}}, "is malformed"),
+])
+def test_malformed_chunked_arrays_are_checkpoint_errors(tmp_path, chunked, message):
+    path = tmp_path / "ckpt"
+    write_flax_msgpack({"params": {"a": {"kernel": chunked}}}, path)
+    with pytest.raises(CheckpointError, match=f"ckpt: chunked array /params/a/kernel {message}"):
+        read_flax_msgpack(path)
+
+
+def test_integer_weights_are_refused_in_every_format(tmp_path, small_tokenizer):
+    from safetensors.torch import load_file, save_file
+
+    small_tokenizer.save_pretrained(tmp_path / "tok")
+    weights = tmp_path / "tok" / "model.safetensors"
+    save_file({k: v.to(torch.int8) for k, v in load_file(weights).items()}, weights)
+    with pytest.raises(CheckpointError, match=r"tok: .* has dtype torch.int8; weights must be floating point"):
+        VQGAN.from_pretrained(tmp_path / "tok")
+    tree = read_flax_msgpack(TRANSFORMER_MSGPACK)
+    tree["params"]["MlmLayer_0"]["mlm_bias"]["bias"] = tree["params"]["MlmLayer_0"]["mlm_bias"]["bias"].astype(np.int8)
+    write_flax_msgpack(tree, tmp_path / "int8.msgpack")
+    with pytest.raises(CheckpointError, match=r"params/MlmLayer_0/mlm_bias/bias has dtype int8"):
+        MaskGITTransformer.from_pretrained(tmp_path / "int8.msgpack")
+
+
 def test_truncated_file_is_a_clear_error(tmp_path):
     path = tmp_path / "truncated"
     path.write_bytes(TRANSFORMER_MSGPACK.read_bytes()[:5000])

@@ -237,6 +237,8 @@ def test_eval_transform_converts_modes_to_rgb():
     for mode in ("L", "RGBA"):
         image = random_image(40, 40, seed=3, mode=mode)
         result = eval_transform(40)(image)
+        if mode == "RGBA":  # transparency is shown over white, as a viewer would
+            image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image)
         expected = np.asarray(image.convert("RGB"), dtype=np.float32) / 255
         np.testing.assert_array_equal(result.permute(1, 2, 0).numpy(), expected)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import http.server
 import re
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import TOKENIZER_MSGPACK, TRANSFORMER_MSGPACK
 from maskgit.checkpoints.errors import CheckpointError, DownloadError
 from maskgit.checkpoints.hub import (
     OFFICIAL_BASE_URL,
@@ -182,9 +184,17 @@ def test_existing_destination_is_kept_without_a_request(server, tmp_path):
     destination.write_bytes(b"local copy")
     assert download_file(f"{server.url}/a.bin", destination, progress=False) == destination
     assert destination.read_bytes() == b"local copy"
-    with pytest.raises(CheckpointError, match=r"has 10 bytes, expected 11; delete it"):
-        download_file(f"{server.url}/a.bin", destination, expected_size=11, progress=False)
     assert server.requests == []
+
+
+def test_a_wrong_existing_file_is_replaced_by_a_fresh_download(server, tmp_path):
+    # A bad file in the cache (left by an older version, or copied by hand) must not fail every run.
+    server.files["/a.bin"] = PAYLOAD
+    destination = tmp_path / "a.bin"
+    destination.write_bytes(b"<html>nope</html>")
+    with pytest.warns(UserWarning, match=r"has 17 bytes, expected 300000; deleting it"):
+        download_file(f"{server.url}/a.bin", destination, expected_size=len(PAYLOAD), progress=False, timeout=5)
+    assert destination.read_bytes() == PAYLOAD
 
 
 def test_progress_bar_goes_to_stderr(server, tmp_path, capsys):
@@ -222,6 +232,105 @@ def test_concurrent_download_waits_and_then_reuses_the_finished_file(server, tmp
     assert server.requests == []
 
 
+# -- downloads that are not the checkpoint ------------------------------------------------------
+
+
+class _NoLengthHandler(http.server.BaseHTTPRequestHandler):
+    """Sends its body with no Content-Length (HTTP/1.0, the end of the body is the end of the
+    connection), so a body cut short looks complete; ignores ranges."""
+
+    def do_GET(self) -> None:  # noqa: N802
+        state = self.server.state  # type: ignore[attr-defined]
+        state.requests.append((self.path, self.headers.get("Range")))
+        data = state.files[self.path]
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html" if data.startswith(b"<") else "application/octet-stream")
+        self.end_headers()
+        self.wfile.write(data)
+        self.close_connection = True
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def no_length_server():
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NoLengthHandler)
+    httpd.state = _State()  # type: ignore[attr-defined]
+    httpd.state.url = f"http://127.0.0.1:{httpd.server_address[1]}"  # type: ignore[attr-defined]
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield httpd.state  # type: ignore[attr-defined]
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(timeout=5)
+
+
+@pytest.fixture
+def small_registry(monkeypatch):
+    """The imagenet256 entry with the fixture checkpoints' sizes as its lower bounds; returns the
+    bytes to serve for each official file name."""
+    from maskgit.checkpoints import hub
+
+    files = {"tokenizer_imagenet256_checkpoint": TOKENIZER_MSGPACK.read_bytes(),
+             "maskgit_imagenet256_checkpoint": TRANSFORMER_MSGPACK.read_bytes()}
+    entry = hub.REGISTRY["imagenet256"]
+    small = dataclasses.replace(entry, files=tuple(
+        dataclasses.replace(file, min_size=len(files[file.filename]) // 2) for file in entry.files))
+    monkeypatch.setitem(hub.REGISTRY, "imagenet256", small)
+    return files
+
+
+def test_registry_records_a_lower_bound_for_every_official_file():
+    # 4 bytes per float32 parameter of the official listings (fixture README); no exact size is published.
+    sizes = {(name, file.role): file.min_size for name in checkpoint_names() for file in get_checkpoint(name).files}
+    assert sizes == {
+        ("imagenet256", "tokenizer"): 4 * 54_515_587, ("imagenet256", "transformer"): 4 * 172_457_193,
+        ("imagenet512", "tokenizer"): 4 * 54_515_587, ("imagenet512", "transformer"): 4 * 173_047_017,
+    }
+
+
+def test_an_html_page_is_not_cached(no_length_server, small_registry, tmp_path):
+    no_length_server.files["/tokenizer_imagenet256_checkpoint"] = b"<html>Service Unavailable</html>"[:27]
+    with pytest.raises(DownloadError, match=r"sent 27 bytes that are not a checkpoint: it starts with b'<html>"):
+        fetch_official("imagenet256", cache_dir=tmp_path, base_url=no_length_server.url, progress=False, timeout=5)
+    folder = tmp_path / "downloads" / "imagenet256"
+    assert sorted(p.name for p in folder.iterdir() if not p.name.endswith(".lock")) == []
+
+
+def test_a_short_body_without_content_length_stays_a_part_and_a_good_server_then_completes_it(
+    no_length_server, server, small_registry, tmp_path
+):
+    tokenizer = small_registry["tokenizer_imagenet256_checkpoint"]
+    no_length_server.files["/tokenizer_imagenet256_checkpoint"] = tokenizer[:1000]
+    with pytest.raises(DownloadError, match=r"interrupted after 1000 bytes .*at least .*kept and the next attempt resumes"):
+        fetch_official("imagenet256", cache_dir=tmp_path, base_url=no_length_server.url, progress=False, timeout=5)
+    folder = tmp_path / "downloads" / "imagenet256"
+    assert not (folder / "tokenizer_imagenet256_checkpoint").exists()
+    assert (folder / "tokenizer_imagenet256_checkpoint.part").stat().st_size == 1000
+
+    # A good server: the tokenizer resumes from byte 1000, both files end up whole and readable.
+    for name, data in small_registry.items():
+        server.files[f"/{name}"] = data
+    paths = fetch_official("imagenet256", cache_dir=tmp_path, base_url=server.url, progress=False, timeout=5)
+    assert paths["tokenizer"].read_bytes() == tokenizer
+    assert ("/tokenizer_imagenet256_checkpoint", "bytes=1000-") in server.requests
+
+
+def test_a_file_of_the_wrong_kind_is_deleted(server, small_registry, tmp_path, monkeypatch):
+    from maskgit.checkpoints import hub
+
+    # The transformer's file served under the tokenizer's name (lower bounds small enough to pass).
+    entry = hub.REGISTRY["imagenet256"]
+    monkeypatch.setitem(hub.REGISTRY, "imagenet256", dataclasses.replace(
+        entry, files=tuple(dataclasses.replace(f, min_size=100) for f in entry.files)))
+    server.files["/tokenizer_imagenet256_checkpoint"] = small_registry["maskgit_imagenet256_checkpoint"]
+    with pytest.raises(DownloadError, match=r"not usable \(holds a transformer checkpoint, expected the tokenizer\); the file was deleted"):
+        fetch_official("imagenet256", cache_dir=tmp_path, base_url=server.url, progress=False, timeout=5)
+    folder = tmp_path / "downloads" / "imagenet256"
+    assert [p.name for p in folder.iterdir() if p.name.startswith("tokenizer")] == ["tokenizer_imagenet256_checkpoint.lock"]
+
+
 def test_registry_has_the_official_files():
     assert checkpoint_names() == ("imagenet256", "imagenet512")
     for size in (256, 512):
@@ -248,9 +357,9 @@ def test_cache_dir_comes_from_maskgit_home(monkeypatch, tmp_path):
     assert default_cache_dir() == tmp_path / "user" / ".cache" / "maskgit"
 
 
-def test_fetch_official_downloads_from_a_mirror_into_the_cache(server, tmp_path, monkeypatch):
-    server.files["/mirror/tokenizer_imagenet256_checkpoint"] = PAYLOAD[:1000]
-    server.files["/mirror/maskgit_imagenet256_checkpoint"] = PAYLOAD[1000:]
+def test_fetch_official_downloads_from_a_mirror_into_the_cache(server, tmp_path, monkeypatch, small_registry):
+    for name, data in small_registry.items():
+        server.files[f"/mirror/{name}"] = data
     monkeypatch.setenv("MASKGIT_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("MASKGIT_BASE_URL", f"{server.url}/mirror/")
     paths = fetch_official("imagenet256", progress=False)
@@ -259,8 +368,8 @@ def test_fetch_official_downloads_from_a_mirror_into_the_cache(server, tmp_path,
         "tokenizer": folder / "tokenizer_imagenet256_checkpoint",
         "transformer": folder / "maskgit_imagenet256_checkpoint",
     }
-    assert paths["tokenizer"].read_bytes() == PAYLOAD[:1000]
-    assert paths["transformer"].read_bytes() == PAYLOAD[1000:]
+    assert paths["tokenizer"].read_bytes() == small_registry["tokenizer_imagenet256_checkpoint"]
+    assert paths["transformer"].read_bytes() == small_registry["maskgit_imagenet256_checkpoint"]
     assert len(server.requests) == 2
 
     # Second call: everything is cached, so no request at all (even with a reachable server).
@@ -268,13 +377,13 @@ def test_fetch_official_downloads_from_a_mirror_into_the_cache(server, tmp_path,
     assert len(server.requests) == 2
 
 
-def test_fetch_official_reuses_local_files_without_network(server, tmp_path):
-    folder = tmp_path / "downloads" / "imagenet512"
+def test_fetch_official_reuses_local_files_without_network(server, tmp_path, small_registry):
+    folder = tmp_path / "downloads" / "imagenet256"
     folder.mkdir(parents=True)
-    (folder / "tokenizer_imagenet512_checkpoint").write_bytes(b"tok")
-    (folder / "maskgit_imagenet512_checkpoint").write_bytes(b"trans")
-    paths = fetch_official("imagenet512", cache_dir=tmp_path, base_url=server.url, progress=False)
-    assert paths["tokenizer"].read_bytes() == b"tok" and paths["transformer"].read_bytes() == b"trans"
+    for name, data in small_registry.items():
+        (folder / name).write_bytes(data)
+    paths = fetch_official("imagenet256", cache_dir=tmp_path, base_url=server.url, progress=False)
+    assert paths["tokenizer"].read_bytes() == small_registry["tokenizer_imagenet256_checkpoint"]
     assert server.requests == []
 
 
@@ -291,20 +400,26 @@ def test_offline_error_says_which_urls_to_put_where(tmp_path, closed_port):
     assert not folder.exists() or not any(folder.glob("*_checkpoint"))
 
     # With the tokenizer already copied in, only the transformer is listed.
+    from maskgit.checkpoints import hub
+
+    entry = hub.REGISTRY["imagenet512"]
+    hub_entry = dataclasses.replace(entry, files=tuple(dataclasses.replace(f, min_size=None) for f in entry.files))
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "tokenizer_imagenet512_checkpoint").write_bytes(b"tok")
-    with pytest.raises(DownloadError) as error:
+    (folder / "tokenizer_imagenet512_checkpoint").write_bytes(TOKENIZER_MSGPACK.read_bytes())
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(DownloadError) as error:
+        patch.setitem(hub.REGISTRY, "imagenet512", hub_entry)
         fetch_official("imagenet512", cache_dir=tmp_path, base_url=mirror, progress=False, timeout=5)
     message = str(error.value)
     assert "maskgit_imagenet512_checkpoint" in message
     assert "tokenizer_imagenet512_checkpoint" not in message
 
 
-def test_fetch_keeps_the_finished_file_when_the_second_fails(server, tmp_path):
-    server.files["/tokenizer_imagenet256_checkpoint"] = PAYLOAD[:500]  # the transformer is missing: 404
+def test_fetch_keeps_the_finished_file_when_the_second_fails(server, tmp_path, small_registry):
+    tokenizer = small_registry["tokenizer_imagenet256_checkpoint"]
+    server.files["/tokenizer_imagenet256_checkpoint"] = tokenizer  # the transformer is missing: 404
     with pytest.raises(DownloadError, match=r"HTTP 404") as error:
         fetch_official("imagenet256", cache_dir=tmp_path, base_url=server.url, progress=False, timeout=5)
     folder = tmp_path / "downloads" / "imagenet256"
-    assert (folder / "tokenizer_imagenet256_checkpoint").read_bytes() == PAYLOAD[:500]
+    assert (folder / "tokenizer_imagenet256_checkpoint").read_bytes() == tokenizer
     assert str(folder / "maskgit_imagenet256_checkpoint") in str(error.value)
     assert f"-> {folder / 'tokenizer_imagenet256_checkpoint'}" not in str(error.value)

@@ -60,3 +60,74 @@ def test_to_pil_images_rounds_like_to_uint8():
     assert [p.size for p in pictures] == [(7, 5), (7, 5)] and pictures[0].mode == "RGB"
     np.testing.assert_array_equal(np.asarray(pictures[1]), to_uint8(images[1]))
     assert len(to_pil_images(images[0])) == 1
+
+
+# -- every mode read faithfully -------------------------------------------------------------------
+
+
+def test_16_bit_grayscale_is_scaled_not_clipped(tmp_path):
+    ramp = np.linspace(0, 65535, 64 * 64).reshape(64, 64).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "g16.png")
+    assert Image.open(tmp_path / "g16.png").mode.startswith("I")
+    image = load_image(tmp_path / "g16.png")
+    # Pillow's own convert("RGB") clips everything above 255: a mean near 254 instead of 127.5.
+    assert abs(float(image.mean()) * 255 - 127.5) < 0.6
+    np.testing.assert_allclose(image[0].numpy() * 255, np.round(ramp / 257.0), atol=0)
+    assert torch.equal(image[0], image[2])
+
+
+def test_palette_alpha_and_cmyk_images(tmp_path):
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (6, 5, 3), dtype=np.uint8)
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.tif")
+    np.testing.assert_array_equal(to_uint8(load_image(tmp_path / "cmyk.tif")), rgb)
+
+    palette = Image.fromarray(rgb).quantize(8)
+    palette.save(tmp_path / "p.png")
+    np.testing.assert_array_equal(to_uint8(load_image(tmp_path / "p.png")), np.asarray(palette.convert("RGB")))
+
+    # Transparent pixels are shown over white; opaque ones keep their colour; half-transparent blend.
+    rgba = np.concatenate([rgb, np.zeros((6, 5, 1), np.uint8)], axis=2)
+    rgba[0, 0, 3], rgba[0, 1, 3] = 255, 128
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    result = to_uint8(load_image(tmp_path / "rgba.png"))
+    assert (result[1:] == 255).all() and (result[0, 0] == rgb[0, 0]).all()
+    np.testing.assert_allclose(result[0, 1], rgb[0, 1].astype(float) * 128 / 255 + 255 * 127 / 255, atol=1)
+    la = np.stack([rgb[..., 0], np.full((6, 5), 0, np.uint8)], axis=2)
+    Image.fromarray(la, "LA").save(tmp_path / "la.png")
+    assert (to_uint8(load_image(tmp_path / "la.png")) == 255).all()
+    transparent = palette.copy()
+    transparent.info["transparency"] = 0
+    transparent.save(tmp_path / "pt.png", transparency=0)
+    hidden = np.asarray(palette) == 0
+    assert hidden.any() and (to_uint8(load_image(tmp_path / "pt.png"))[hidden] == 255).all()
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    pixels = np.zeros((4, 8, 3), np.uint8)
+    pixels[0, 0] = 255  # top-left marker of a landscape image
+    picture = Image.fromarray(pixels)
+    exif = picture.getexif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    picture.save(tmp_path / "rotated.jpg", exif=exif, quality=100)
+    image = load_image(tmp_path / "rotated.jpg")
+    assert image.shape == (3, 8, 4)  # portrait, as a viewer shows it
+    assert float(image[:, 0, -1].mean()) > 0.8  # the marker went to the top-right corner
+
+
+def test_pixel_limit_is_checked_before_decoding(tmp_path):
+    Image.new("L", (300, 200)).save(tmp_path / "big.png")
+    with pytest.raises(ValueError, match=r"big.png: 300x200 = 60,000 pixels is over the limit of 59,999 .*--max-input-pixels"):
+        load_image(tmp_path / "big.png", max_pixels=59_999)
+    assert load_image(tmp_path / "big.png", max_pixels=60_000).shape == (3, 200, 300)
+
+
+def test_truncated_and_foreign_files_are_value_errors(tmp_path):
+    Image.new("RGB", (64, 64), (10, 20, 30)).save(tmp_path / "full.png")
+    (tmp_path / "cut.png").write_bytes((tmp_path / "full.png").read_bytes()[:60])
+    (tmp_path / "page.png").write_bytes(b"<html>not an image</html>")
+    for name in ("cut.png", "page.png"):
+        with pytest.raises(ValueError, match=f"{name}: cannot read image"):
+            load_image(tmp_path / name)
+    with pytest.raises(FileNotFoundError, match="no such image file"):
+        load_image(tmp_path / "missing.png")

@@ -1,45 +1,96 @@
 """Image files ↔ tensors: reading inputs and masks, writing PNGs (rounded, atomically) and grids.
 
-Tensors are float32 (3, H, W) in [0, 1]; masks are bool (H, W).
+Tensors are float32 (3, H, W) in [0, 1]; masks are bool (H, W). Reading is faithful to the file:
+the EXIF orientation is applied, 16-bit images are scaled (not clipped) to 8 bits, palette and
+CMYK images are converted to RGB, and transparent pixels are shown over white, as a viewer would.
+Files are decoded only when their pixel count is within a limit (``MAX_INPUT_PIXELS`` by default).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from maskgit.io import atomic_path
+from maskgit.validation import MAX_INPUT_PIXELS
 
-__all__ = ["open_image", "load_image", "load_mask", "mask_from_image", "save_image", "make_grid", "to_uint8", "to_pil_images"]
+__all__ = [
+    "open_image", "to_rgb", "load_image", "load_mask", "mask_from_image", "save_image", "make_grid", "to_uint8",
+    "to_pil_images",
+]
+
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 
 
-def open_image(path: str | os.PathLike[str]) -> Image.Image:
-    """Open and fully decode an image file; FileNotFoundError or a ValueError naming the file."""
+def open_image(path: str | os.PathLike[str], *, max_pixels: int = MAX_INPUT_PIXELS) -> Image.Image:
+    """Open and fully decode an image file, turned upright by its EXIF orientation.
+
+    Raises FileNotFoundError, or ValueError naming the file when it is not a readable image or has
+    more than ``max_pixels`` pixels (checked from the header, before decoding).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such image file")
     try:
-        image = Image.open(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we check the size ourselves
+            image = Image.open(path)
+        width, height = image.size
+        if width * height > max_pixels:
+            image.close()
+            raise _TooLarge(
+                f"{path}: {width}x{height} = {width * height:,} pixels is over the limit of {max_pixels:,} "
+                "for an input image; raise it with --max-input-pixels"
+            )
         image.load()  # decode now, so that a truncated file fails here
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        return ImageOps.exif_transpose(image)
+    except _TooLarge as error:
+        raise ValueError(str(error)) from None
+    except Image.DecompressionBombError as error:
+        raise ValueError(f"{path}: too many pixels to decode safely ({error})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, TypeError, EOFError, struct.error) as error:
+        # Pillow's decoders raise any of these for damaged files.
         raise ValueError(f"{path}: cannot read image ({type(error).__name__}: {error})") from None
-    return image
 
 
-def load_image(path: str | os.PathLike[str]) -> torch.Tensor:
-    """An image file → float32 (3, H, W) in [0, 1] (converted to RGB)."""
-    array = np.asarray(open_image(path).convert("RGB"), dtype=np.float32) / 255.0
+class _TooLarge(Exception):
+    pass
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL image → 8-bit RGB, without the clipping ``Image.convert("RGB")`` does to 16-bit data.
+
+    16-bit and 32-bit integer grayscale (``I;16*``, ``I``) is taken as 0..65535 and scaled to 0..255;
+    palette, CMYK, 1-bit and the other modes go through Pillow's conversion; transparency (alpha or a
+    palette's transparent colour) is composited over white.
+    """
+    if image.mode in _SIXTEEN_BIT_MODES:
+        levels = np.asarray(image).astype(np.float64)
+        gray = np.clip(np.rint(levels / 257.0), 0, 255).astype(np.uint8)
+        return Image.fromarray(gray, "L").convert("RGB")
+    if image.mode in _ALPHA_MODES or (image.mode == "P" and "transparency" in image.info):
+        white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, image.convert("RGBA")).convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def load_image(path: str | os.PathLike[str], *, max_pixels: int = MAX_INPUT_PIXELS) -> torch.Tensor:
+    """An image file → float32 (3, H, W) in [0, 1] (see ``to_rgb`` for the modes)."""
+    array = np.asarray(to_rgb(open_image(path, max_pixels=max_pixels)), dtype=np.float32) / 255.0
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 
-def load_mask(path: str | os.PathLike[str]) -> torch.Tensor:
+def load_mask(path: str | os.PathLike[str], *, max_pixels: int = MAX_INPUT_PIXELS) -> torch.Tensor:
     """A mask image → bool (H, W): white (luminance > 127) means regenerate."""
-    return mask_from_image(open_image(path))
+    return mask_from_image(open_image(path, max_pixels=max_pixels))
 
 
 def mask_from_image(image: Image.Image) -> torch.Tensor:
@@ -48,7 +99,7 @@ def mask_from_image(image: Image.Image) -> torch.Tensor:
     if image.mode in ("RGBA", "LA") and image.getextrema()[-1][0] < 255:
         # A mask drawn on a transparent layer: the painted (opaque) pixels are the mask.
         return torch.from_numpy(np.asarray(image.getchannel("A")) > 127)
-    return torch.from_numpy(np.asarray(image.convert("L")) > 127)
+    return torch.from_numpy(np.asarray(to_rgb(image).convert("L")) > 127)
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:

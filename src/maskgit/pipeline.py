@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from maskgit.checkpoints.errors import CheckpointError
 from maskgit.class_names import imagenet_class_names, resolve_class
+from maskgit.devices import resolve_device
 from maskgit.imageio import to_pil_images
 from maskgit.inputs import ImageInput, MaskInput, prepare_image, prepare_mask
 from maskgit.io import atomic_write_text
@@ -51,6 +52,7 @@ from maskgit.sampling.fill import fill_tokens
 from maskgit.sampling.noise import GeneratorNoise, InjectedNoise, NoiseFn, NoiseSource, SeededNoise, random_seed
 from maskgit.sampling.samplers import ConfidenceSampler, Sampler, sampler_from_dict
 from maskgit.sampling.steps import MASK_ID
+from maskgit.validation import check_class_names, check_images
 
 __all__ = ["MaskGIT", "MaskGITOutput", "ClassLabel", "EDIT_STEPS", "OUTPUT_TYPES", "PRECISIONS"]
 
@@ -201,6 +203,7 @@ class MaskGIT(nn.Module):
         the models under bfloat16 autocast. Other dtypes are refused.
         """
         precision = _precision(precision, torch_dtype)
+        device = resolve_device(device) if device is not None else None  # "auto" too; clear errors
         if name_or_path is None:
             if tokenizer is None or transformer is None:
                 raise ValueError("give a model name or folder, or both tokenizer= and transformer= checkpoints")
@@ -231,8 +234,9 @@ class MaskGIT(nn.Module):
                 raise CheckpointError(f"{index_path}: bad sampler ({error})") from None
         vqgan = VQGAN.from_pretrained(path / "tokenizer", device=device)
         model = MaskGITTransformer.from_pretrained(path / "transformer", device=device)
-        names = index.get("class_names") if class_names is None else class_names
-        return cls(vqgan, model, names, precision=precision, sampler=sampler).eval()
+        if class_names is None:
+            class_names = check_class_names(index.get("class_names"), model.config.num_classes, source=str(index_path))
+        return cls(vqgan, model, class_names, precision=precision, sampler=sampler).eval()
 
     def __repr__(self) -> str:
         """A few lines: the models' sizes, the image size, the classes, the sampler and where it runs
@@ -390,8 +394,7 @@ class MaskGIT(nn.Module):
 
     def _images(self, image: torch.Tensor) -> torch.Tensor:
         """(3, H, W) or (B, 3, H, W) float in [0, 1] → (B, 3, H, W) on the model's device."""
-        if not isinstance(image, torch.Tensor):
-            raise TypeError(f"image must be a torch.Tensor, got {type(image).__name__}")
+        check_images(image)
         images = image[None] if image.dim() == 3 else image
         return images.to(self.device, torch.float32)
 

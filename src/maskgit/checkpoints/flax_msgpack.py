@@ -48,14 +48,19 @@ def _ext_hook(code: int, payload: bytes) -> Any:
     return msgpack.ExtType(code, payload)
 
 
-def _restore_chunks(tree: Any) -> Any:
+def _restore_chunks(tree: Any, source: str, scope: str = "") -> Any:
     if not isinstance(tree, dict):
         return tree
     if _CHUNKED in tree:
-        chunks = tree["chunks"]
-        flat = np.concatenate([chunks[str(i)] for i in range(len(chunks))])
-        return flat.reshape(tuple(tree["shape"][str(i)] for i in range(len(tree["shape"]))))
-    return {key: _restore_chunks(value) for key, value in tree.items()}
+        chunks, shape = tree.get("chunks"), tree.get("shape")
+        if not isinstance(chunks, dict) or not isinstance(shape, dict) or not chunks:
+            raise CheckpointError(f"{source}: chunked array {scope or '/'} lacks its 'chunks' or 'shape' map")
+        try:
+            flat = np.concatenate([np.asarray(chunks[str(i)]).reshape(-1) for i in range(len(chunks))])
+            return flat.reshape(tuple(int(shape[str(i)]) for i in range(len(shape))))
+        except (KeyError, ValueError, TypeError) as error:
+            raise CheckpointError(f"{source}: chunked array {scope or '/'} is malformed ({type(error).__name__}: {error})") from None
+    return {key: _restore_chunks(value, source, f"{scope}/{key}") for key, value in tree.items()}
 
 
 def read_flax_msgpack(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -74,7 +79,7 @@ def read_flax_msgpack(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not a readable flax msgpack checkpoint ({error}); is the file truncated?") from None
     if not isinstance(tree, dict):
         raise CheckpointError(f"{path}: expected a msgpack map at the top level, got {type(tree).__name__}")
-    return _restore_chunks(tree)
+    return _restore_chunks(tree, str(path))
 
 
 def _encode_array(array: np.ndarray) -> msgpack.ExtType:

@@ -5,9 +5,11 @@ Files are kept as ``<cache>/downloads/<name>/<file name on the server>``, where 
 access, so an offline machine works once the files are copied in by hand; when a download fails the
 error says which URLs to fetch and where to put them.
 
-Downloads go to ``<file>.part`` first and are renamed into place only when complete and of the right
-size (and hash, when the registry knows it); an interrupted download resumes from the ``.part`` file
-with an HTTP Range request. ``$MASKGIT_BASE_URL`` (or ``base_url=``) points every download at a mirror
+Downloads go to ``<file>.part`` first and are renamed into place only when complete: of the size
+the server announced, at least the registry's minimum size, of the registry's hash when it knows
+one, and readable as a checkpoint of the expected kind (tokenizer or transformer). A download cut
+short resumes from the ``.part`` file with an HTTP Range request; anything that is not the
+checkpoint (an HTML error page, a file of the wrong kind) is deleted with a message that says so. ``$MASKGIT_BASE_URL`` (or ``base_url=``) points every download at a mirror
 that serves the same file names.
 
 This module only moves files: turning the official files into our folder format is the pipeline's job.
@@ -15,7 +17,6 @@ This module only moves files: turning the official files into our folder format 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import http.client
 import os
@@ -23,18 +24,15 @@ import re
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from maskgit.checkpoints.errors import CheckpointError, DownloadError
-
-try:  # POSIX only; elsewhere concurrent downloads of one file are not guarded
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
+from maskgit.io import file_lock
 
 __all__ = [
     "RemoteFile",
@@ -62,12 +60,15 @@ _CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)")
 @dataclass(frozen=True)
 class RemoteFile:
     """One file of a registered checkpoint: its ``role`` (``"tokenizer"`` or ``"transformer"``), its
-    name on the server and in the cache, and, when known, its size in bytes and SHA-256 hex digest."""
+    name on the server and in the cache, and what we know of its size: the exact ``size`` and
+    SHA-256 hex digest when published, else ``min_size``, a lower bound (the bytes of its float32
+    weights)."""
 
     role: str
     filename: str
     size: int | None = None
     sha256: str | None = None
+    min_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -85,16 +86,28 @@ class RegisteredCheckpoint:
         return f"{base}/{urllib.parse.quote(file.filename)}"
 
 
+# Parameter counts of the official checkpoints, from the listings of every parameter path and shape
+# that the official JAX code wrote (../shared/fixtures/official/*_imagenet*_params.json); all float32.
+_OFFICIAL_PARAMETERS = {
+    ("tokenizer", 256): 54_515_587,
+    ("tokenizer", 512): 54_515_587,
+    ("transformer", 256): 172_457_193,
+    ("transformer", 512): 173_047_017,
+}
+
+
 def _official(image_size: int) -> RegisteredCheckpoint:
-    # The official release (google-research/maskgit README) publishes neither sizes nor hashes, so the
-    # server's Content-Length is the size check for these files.
+    # The official release (google-research/maskgit README) publishes neither sizes nor hashes, and
+    # no trustworthy published size was found; the files may hold collections besides "params". So
+    # the registry records a lower bound (4 bytes per float32 parameter), the server's
+    # Content-Length is the exact size check, and a finished file must parse as the right model.
     return RegisteredCheckpoint(
         name=f"imagenet{image_size}",
         description=f"official class-conditional ImageNet {image_size}x{image_size} tokenizer and transformer",
         base_url=OFFICIAL_BASE_URL,
-        files=(
-            RemoteFile("tokenizer", f"tokenizer_imagenet{image_size}_checkpoint"),
-            RemoteFile("transformer", f"maskgit_imagenet{image_size}_checkpoint"),
+        files=tuple(
+            RemoteFile(role, f"{prefix}_imagenet{image_size}_checkpoint", min_size=4 * _OFFICIAL_PARAMETERS[role, image_size])
+            for role, prefix in (("tokenizer", "tokenizer"), ("transformer", "maskgit"))
         ),
     )
 
@@ -152,12 +165,37 @@ def fetch_official(
     for file, url, path in planned:
         try:
             paths[file.role] = download_file(
-                url, path, expected_size=file.size, sha256=file.sha256, progress=progress, timeout=timeout
+                url, path, expected_size=file.size, min_size=file.min_size, sha256=file.sha256,
+                verify=_official_checker(file.role), progress=progress, timeout=timeout,
             )
         except DownloadError as error:
             missing = [(other_url, other_path) for _, other_url, other_path in planned if not other_path.is_file()]
             raise DownloadError(_manual_instructions(checkpoint.name, error, missing)) from error
     return paths
+
+
+_KINDS = {"tokenizer": "vqgan", "transformer": "transformer"}
+
+
+def _official_checker(role: str) -> Callable[[Path, bool], None]:
+    """``check(path, partial)``: a partial file must start like a flax msgpack map; a whole one must
+    read as an official checkpoint of ``role``'s kind. Raises CheckpointError saying what it is."""
+
+    def check(path: Path, partial: bool) -> None:
+        from maskgit.checkpoints.formats import read_checkpoint
+
+        with open(path, "rb") as handle:
+            head = handle.read(64)
+        # A msgpack map starts with 0x80-0x8f (fixmap), 0xde (map 16) or 0xdf (map 32).
+        if not head or not (0x80 <= head[0] <= 0x8F or head[0] in (0xDE, 0xDF)):
+            raise CheckpointError(f"not a checkpoint: it starts with {head[:32]!r}")
+        if partial:
+            return
+        raw = read_checkpoint(path)
+        if raw.kind != _KINDS[role]:
+            raise CheckpointError(f"holds a {raw.kind} checkpoint, expected the {role}")
+
+    return check
 
 
 def _manual_instructions(name: str, error: DownloadError, missing: list[tuple[str, Path]]) -> str:
@@ -177,11 +215,20 @@ def download_file(
     destination: str | os.PathLike[str],
     *,
     expected_size: int | None = None,
+    min_size: int | None = None,
     sha256: str | None = None,
+    verify: Callable[[Path, bool], None] | None = None,
     progress: bool = True,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> Path:
     """Download ``url`` (http or https) to ``destination`` and return ``destination`` as a Path.
+
+    ``min_size`` is a lower bound on the file's size; ``verify(path, partial)`` raises
+    CheckpointError when the file at ``path`` is not what we want (``partial``: only its first
+    bytes are there). A file shorter than ``min_size`` that ``verify`` accepts as a beginning is
+    an interrupted download (kept as ``.part``, resumed next time); one it rejects is deleted.
+    An existing ``destination`` that is too short or fails ``verify`` is deleted and downloaded
+    again.
 
     An existing ``destination`` is returned as it is, with no network access (its size is checked
     against ``expected_size`` when given, CheckpointError if it differs; its hash is not re-read). Otherwise the bytes go to ``<destination>.part``: a ``.part``
@@ -197,15 +244,16 @@ def download_file(
     """
     _check_url(url)
     destination = Path(destination)
-    if destination.is_file():
-        return _checked_existing(destination, expected_size)
+    if destination.is_file() and _usable_existing(destination, expected_size, min_size, verify):
+        return destination
     destination.parent.mkdir(parents=True, exist_ok=True)
-    with _exclusive(destination):
-        if destination.is_file():  # another process finished it while we waited for the lock
-            return _checked_existing(destination, expected_size)
+    with file_lock(destination.with_name(destination.name + ".lock")):
+        # Another process may have finished it while we waited for the lock.
+        if destination.is_file() and _usable_existing(destination, expected_size, min_size, verify):
+            return destination
         part = destination.with_name(destination.name + ".part")
         _download_part(url, part, expected_size=expected_size, progress=progress, timeout=timeout)
-        _verify(url, part, expected_size=expected_size, sha256=sha256)
+        _verify(url, part, expected_size=expected_size, min_size=min_size, sha256=sha256, verify=verify)
         # The .part file is the temporary beside the target (like maskgit.io.atomic_path), but with a
         # fixed name so that an interrupted download can be resumed.
         os.replace(part, destination)
@@ -218,25 +266,27 @@ def _check_url(url: str) -> None:
         raise ValueError(f"download URL must be http:// or https:// with a host, got {url!r}")
 
 
-def _checked_existing(path: Path, expected_size: int | None) -> Path:
+def _usable_existing(
+    path: Path, expected_size: int | None, min_size: int | None, verify: Callable[[Path, bool], None] | None
+) -> bool:
+    """True when a file already at ``path`` passes the checks; else it is deleted (with a warning),
+    so that it is downloaded again rather than failing every later run."""
     size = path.stat().st_size
+    problem = None
     if expected_size is not None and size != expected_size:
-        raise CheckpointError(f"{path} has {size} bytes, expected {expected_size}; delete it to download it again")
-    return path
-
-
-@contextlib.contextmanager
-def _exclusive(destination: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``<destination>.lock`` so that two processes never append to one .part."""
-    if fcntl is None:  # pragma: no cover - Windows
-        yield
-        return
-    with open(destination.with_name(destination.name + ".lock"), "ab") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        problem = f"has {size} bytes, expected {expected_size}"
+    elif min_size is not None and size < min_size:
+        problem = f"has {size} bytes, fewer than the {min_size} of the real file"
+    elif verify is not None:
         try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            verify(path, False)
+        except CheckpointError as error:
+            problem = str(error).removeprefix(f"{path}: ")
+    if problem is None:
+        return True
+    warnings.warn(f"{path} {problem}; deleting it to download it again", stacklevel=3)
+    path.unlink(missing_ok=True)
+    return False
 
 
 def _download_part(url: str, part: Path, *, expected_size: int | None, progress: bool, timeout: float) -> None:
@@ -331,12 +381,30 @@ def _interrupted(url: str, part: Path, total: int | None, reason: object) -> str
     )
 
 
-def _verify(url: str, part: Path, *, expected_size: int | None, sha256: str | None) -> None:
-    """Check the finished ``part`` against the registry; a file that fails is deleted, not kept."""
+def _verify(
+    url: str,
+    part: Path,
+    *,
+    expected_size: int | None,
+    min_size: int | None,
+    sha256: str | None,
+    verify: Callable[[Path, bool], None] | None,
+) -> None:
+    """Check the finished ``part``. One cut short (shorter than ``min_size`` but a plausible
+    beginning) is kept to be resumed; one that is not the file we want is deleted."""
     size = part.stat().st_size
     if expected_size is not None and size != expected_size:
         part.unlink()
-        raise DownloadError(f"{url}: downloaded {size} bytes, expected {expected_size}")
+        raise DownloadError(f"{url}: downloaded {size} bytes, expected {expected_size}; the file was deleted")
+    if min_size is not None and size < min_size:
+        try:
+            if verify is not None:
+                verify(part, True)
+        except CheckpointError as error:
+            part.unlink()
+            raise DownloadError(f"{url}: the server sent {size} bytes that are {error}; the file was deleted") from None
+        # Without a Content-Length a dropped connection looks like the end of the file.
+        raise DownloadError(_interrupted(url, part, None, f"the real file has at least {min_size} bytes"))
     if sha256 is not None:
         digest = hashlib.sha256()
         with open(part, "rb") as handle:
@@ -344,4 +412,11 @@ def _verify(url: str, part: Path, *, expected_size: int | None, sha256: str | No
                 digest.update(block)
         if digest.hexdigest() != sha256.lower():
             part.unlink()
-            raise DownloadError(f"{url}: SHA-256 is {digest.hexdigest()}, expected {sha256.lower()}")
+            raise DownloadError(f"{url}: SHA-256 is {digest.hexdigest()}, expected {sha256.lower()}; the file was deleted")
+    if verify is not None:
+        try:
+            verify(part, False)
+        except CheckpointError as error:
+            part.unlink()
+            message = str(error).removeprefix(f"{part}: ")
+            raise DownloadError(f"{url}: the downloaded file is not usable ({message}); the file was deleted") from None

@@ -235,6 +235,8 @@ def official_to_state_dict(
     state: dict[str, torch.Tensor] = {}
     for entry in entries:
         array = np.asarray(flat[entry.official])
+        if array.dtype.kind != "f":
+            raise CheckpointError(f"{source}: params/{entry.official} has dtype {array.dtype}; weights must be floating point")
         want = tuple(expected_shapes[entry.ours])
         try:
             converted = entry.to_torch(array)

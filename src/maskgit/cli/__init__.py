@@ -1,20 +1,40 @@
 """The ``maskgit`` command line. Each command group lives in its own module with a
-``register(subparsers)`` function; the commands only parse arguments, call the library and report."""
+``register(subparsers)`` function; the commands only parse arguments, call the library and report.
+
+``main`` is the one error boundary: every expected failure (a bad flag value, a missing, unreadable
+or malformed file, an unwritable output, a full disk, a device that does not exist, memory running
+out) is printed as one line, ``maskgit COMMAND: error: ...``, with exit status 2. Anything else is
+a bug and keeps its traceback, so that it gets reported.
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
+import re
 import sys
 from collections.abc import Sequence
 
 from maskgit.checkpoints.errors import CheckpointError
 from maskgit.configs import ConfigError
 
-__all__ = ["main", "build_parser", "CLIError"]
+__all__ = ["main", "build_parser", "CLIError", "user_error_message"]
 
 
 class CLIError(Exception):
     """A user error found by a command; printed without a traceback, exit status 2."""
+
+
+# OS errors that come from the user's paths, disks and permissions rather than from our code.
+_USER_ERRNOS = {
+    errno.ENOENT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EISDIR,
+    errno.ENOTDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.EWOULDBLOCK, errno.EFBIG, errno.ELOOP,
+    errno.ENOTEMPTY, errno.EXDEV, errno.EIO,
+}
+_PATH_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
+# A DataLoader worker re-raises its error with the worker's whole traceback in the message.
+_WORKER_TRACEBACK = "Original Traceback (most recent call last):"
+_EXCEPTION_PREFIX = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception): ")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,14 +49,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def user_error_message(error: BaseException) -> str | None:
+    """The one-line message for an expected failure, or None for a bug (which keeps its traceback)."""
+    import torch
+
+    if isinstance(error, (CLIError, CheckpointError, ConfigError, ValueError)):
+        return _without_worker_traceback(str(error))
+    if isinstance(error, (MemoryError, torch.OutOfMemoryError)):
+        detail = str(error).split("\n")[0].strip()
+        return "out of memory" + (f" ({detail})" if detail else "") + "; lower --batch-size or the image size"
+    if isinstance(error, OSError):
+        if error.errno is None:
+            return str(error) if isinstance(error, _PATH_ERRORS) else None
+        if error.errno in _USER_ERRNOS:
+            reason = error.strerror or str(error)
+            return f"{error.filename}: {reason}" if error.filename else reason
+    return None
+
+
+def _without_worker_traceback(message: str) -> str:
+    if _WORKER_TRACEBACK not in message:
+        return message
+    lines = [line for line in message.splitlines() if line.strip()]
+    return _EXCEPTION_PREFIX.sub("", lines[-1].strip()) if lines else message
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from maskgit.devices import resolve_device
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if hasattr(args, "device"):  # validated before any work; stored as text for manifests
+            args.device = str(resolve_device(args.device))
         return int(args.run(args) or 0)
-    except (CLIError, CheckpointError, ConfigError, ValueError, FileNotFoundError) as error:
-        print(f"maskgit {args.command}: error: {error}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"maskgit {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:
+        message = user_error_message(error)
+        if message is None:
+            raise
+        print(f"maskgit {args.command}: error: {message}", file=sys.stderr)
+        return 2

@@ -21,8 +21,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from maskgit.io import check_output_dir
     from maskgit.models import load_model
 
+    check_output_dir(args.destination)
     source_format = detect_format(args.source)
     model = load_model(args.source)
     model.save_pretrained(args.destination)

@@ -7,6 +7,9 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from maskgit.devices import DEVICE_HELP
+from maskgit.validation import MAX_PIXELS
+
 if TYPE_CHECKING:
     from maskgit.models import VQGAN
 
@@ -45,9 +48,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_false",
         help="do not add each image's horizontal mirror (use for digits, where a mirror is not a digit)",
     )
-    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes (default: 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
+                        help=f"largest image the tokenizer encodes, in pixels (default {MAX_PIXELS:,} = 2048x2048)")
     parser.set_defaults(run=run)
 
 
@@ -66,16 +71,19 @@ def _load_tokenizer(path: Path) -> tuple[VQGAN, int | None]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from maskgit.cli import CLIError
     from maskgit.data import build_dataset, extract_tokens
+    from maskgit.io import check_output_file
+    from maskgit.validation import check_pixels
 
     if args.batch_size <= 0:
         raise CLIError(f"--batch-size must be positive, got {args.batch_size}")
+    if args.image_size is not None:
+        check_pixels(args.image_size, args.image_size, args.max_pixels, what="--image-size")
+    check_output_file(args.out)
     tokenizer, pipeline_size = _load_tokenizer(args.tokenizer)
     image_size = args.image_size or pipeline_size or tokenizer.config.image_size
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    check_pixels(image_size, image_size, args.max_pixels, what="image size")
     dataset = build_dataset(args.data, split=args.split, image_size=image_size, train=False)
     tokens = extract_tokens(
         tokenizer,
@@ -83,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         args.out,
         batch_size=args.batch_size,
         flips=args.flips,
-        device=device,
+        device=args.device,
         progress=not args.quiet,
         num_workers=args.num_workers,
     )

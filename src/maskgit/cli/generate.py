@@ -1,9 +1,12 @@
 """``maskgit generate | reconstruct | edit | inpaint | outpaint``.
 
-Every command validates all of its inputs before it writes anything, writes each PNG atomically,
-and records its settings in ``manifest.json``. ``--resume`` skips images already on disk; with a
-seed, the images it does write are the same as an uninterrupted run's. Without ``--seed`` a run draws
-a fresh random seed, prints it and records it in the manifest, and ``--resume`` reuses that one.
+Every command validates all of its inputs (and its limits: ``--max-pixels``, ``--max-input-pixels``,
+``--max-images``) before it writes anything, writes each PNG atomically, and records its settings in
+``manifest.json`` through ``maskgit.outputs.OutputFolder``: ``--resume`` continues only a run with
+the same settings and skips images already on disk (with a seed, the images it does write are the
+same as an uninterrupted run's); a folder with files in it is refused unless ``--resume`` or
+``--overwrite``; a lock stops a second writer. Without ``--seed`` a run draws a fresh random seed,
+prints it and records it in the manifest, and ``--resume`` reuses that one.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,12 @@ from tqdm import tqdm
 
 from maskgit.cli import CLIError
 from maskgit.data.datasets import IMAGE_EXTENSIONS
-from maskgit.io import atomic_write_text
+from maskgit.devices import DEVICE_HELP
+from maskgit.io import check_output_dir
+from maskgit.outputs import OutputFolder
+from maskgit.validation import MAX_IMAGES, MAX_INPUT_PIXELS, MAX_PIXELS, check_count, check_pixels
+
+GRID_IMAGES = 64  # grid.png shows the first images only, so that its size stays bounded
 
 # -- shared options -------------------------------------------------------------------------------
 
@@ -30,10 +37,18 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="fashion-mnist",
                         help="a saved pipeline folder, a shipped model (fashion-mnist, the default) or a registered name "
                         "(imagenet256, imagenet512)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="autocast precision of the models")
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--resume", action="store_true", help="skip images that already exist in --out")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (empty, or new)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out (same settings), skipping images already written")
+    parser.add_argument("--overwrite", action="store_true", help="delete the files of the earlier run in --out first")
+    parser.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
+                        help=f"largest image the models work on, in pixels (default {MAX_PIXELS:,} = 2048x2048)")
+    parser.add_argument("--max-input-pixels", type=int, default=MAX_INPUT_PIXELS,
+                        help=f"largest image file read, in pixels (default {MAX_INPUT_PIXELS:,} = 8192x8192)")
+    parser.add_argument("--max-images", type=int, default=MAX_IMAGES,
+                        help=f"most images one run writes (default {MAX_IMAGES:,})")
 
 
 def add_sampler_options(parser: argparse.ArgumentParser) -> None:
@@ -137,8 +152,7 @@ def _add_edit_options(parser: argparse.ArgumentParser) -> None:
 def _load_pipeline(args: argparse.Namespace):
     from maskgit.pipeline import MaskGIT
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return MaskGIT.from_pretrained(args.model, device=device, precision=args.precision)
+    return MaskGIT.from_pretrained(args.model, device=args.device, precision=args.precision)
 
 
 def _run_seed(args: argparse.Namespace) -> int:
@@ -170,6 +184,7 @@ def _check_counts(args: argparse.Namespace) -> None:
         raise CLIError(f"--batch-size must be at least 1, got {args.batch_size}")
     if getattr(args, "num", 1) < 1:
         raise CLIError(f"--num must be at least 1, got {args.num}")
+    check_count(getattr(args, "num", 1), args.max_images)
 
 
 # The sampler flags are recorded as the whole sampler they built (``settings["sampler"]``).
@@ -185,12 +200,9 @@ def _settings(args: argparse.Namespace, sampler: Any = None, **extra: Any) -> di
     return {"command": args.command, **settings, **extra}
 
 
-def _write_manifest(out: Path, settings: dict[str, Any], outputs: list[str]) -> None:
-    from maskgit import __version__
-
-    manifest = {"maskgit_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "settings": settings, "outputs": outputs}
-    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+def _output_folder(args: argparse.Namespace, settings: dict[str, Any], outputs: list[Path], extras: list[str]) -> OutputFolder:
+    names = [str(p.relative_to(args.out)) for p in outputs]
+    return OutputFolder(args.out, settings, names, [*names, *extras], resume=args.resume, overwrite=args.overwrite)
 
 
 def _prepare_image(args: argparse.Namespace, pipeline: Any) -> torch.Tensor:
@@ -198,9 +210,12 @@ def _prepare_image(args: argparse.Namespace, pipeline: Any) -> torch.Tensor:
     from maskgit.imageio import open_image
     from maskgit.inputs import prepare_image
 
+    picture = open_image(args.image, max_pixels=args.max_input_pixels)
+    if args.keep_size:
+        check_pixels(picture.height, picture.width, args.max_pixels, what=f"{args.image} (--keep-size)")
     factor = pipeline.tokenizer.config.downsample_factor
     try:
-        return prepare_image(open_image(args.image), pipeline.image_size, factor=factor, keep_size=args.keep_size)
+        return prepare_image(picture, pipeline.image_size, factor=factor, keep_size=args.keep_size)
     except ValueError as error:
         raise CLIError(f"{args.image}: {error} (drop --keep-size to resize it to the model's size)") from None
 
@@ -213,41 +228,54 @@ def _save_all(images: torch.Tensor, paths: list[Path]) -> None:
 
 
 def _save_grid(paths: list[Path], destination: Path) -> None:
-    """Tile the written images (all of them, including those kept by --resume) into one PNG."""
+    """Tile the first ``GRID_IMAGES`` images of the run (including those kept by --resume) into one PNG."""
     from maskgit.imageio import load_image, make_grid, save_image
 
     if paths:
-        save_image(make_grid(torch.stack([load_image(p) for p in paths])), destination)
+        save_image(make_grid(torch.stack([load_image(p) for p in paths[:GRID_IMAGES]])), destination)
 
 
 # -- generate -------------------------------------------------------------------------------------
+
+
+def _image_jobs(classes: list[int], num: int) -> list[tuple[int, int]]:
+    """(class, k) for each image: k counts the images of a class over the whole run, so a class
+    given twice (``--class 8 --class bag``) gets distinct files."""
+    made: dict[int, int] = {}
+    jobs = []
+    for c in classes:
+        jobs += [(c, made.get(c, 0) + k) for k in range(num)]
+        made[c] = made.get(c, 0) + num
+    return jobs
 
 
 def run_generate(args: argparse.Namespace) -> int:
     from maskgit.class_names import parse_class_list
 
     _check_counts(args)
+    check_output_dir(args.out)
     pipeline = _load_pipeline(args)
     pipeline.set_progress_bar_config(disable=True)  # the command counts images instead
     sampler = _pipeline_sampler(args, pipeline, editing=False)
     classes = parse_class_list(args.classes, pipeline.class_names)
+    check_count(len(classes) * args.num, args.max_images)
     args.seed = _run_seed(args)
-    jobs = [(c, k) for c in classes for k in range(args.num)]  # image i = jobs[i]
+    jobs = _image_jobs(classes, args.num)  # image i = jobs[i]
     paths = [args.out / f"{c:04d}" / f"{k:04d}.png" for c, k in jobs]
-    todo = [i for i, p in enumerate(paths) if not (args.resume and p.exists())]
-    with tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="img", desc="generate") as bar:
-        # Missing images keep their index in the run, and so their seed.
-        for start in range(0, len(todo), args.batch_size):
-            batch = todo[start : start + args.batch_size]
-            images = pipeline.generate(
-                [jobs[i][0] for i in batch], sampler=sampler, seed=args.seed, image_indices=batch,
-            )
-            _save_all(images, [paths[i] for i in batch])
-            bar.update(len(batch))
-    _save_grid(paths, args.out / "grid.png")
-    _write_manifest(args.out, _settings(args, sampler, classes=classes,
-                                        class_names=[pipeline.class_names[c] for c in classes]),
-                    [str(p.relative_to(args.out)) for p in paths])
+    settings = _settings(args, sampler, classes=classes, class_names=[pipeline.class_names[c] for c in classes])
+    with _output_folder(args, settings, paths, ["grid.png"]).open() as folder:
+        todo = [i for i, p in enumerate(paths) if not (args.resume and p.exists())]
+        with tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="img", desc="generate") as bar:
+            # Missing images keep their index in the run, and so their seed.
+            for start in range(0, len(todo), args.batch_size):
+                batch = todo[start : start + args.batch_size]
+                images = pipeline.generate(
+                    [jobs[i][0] for i in batch], sampler=sampler, seed=args.seed, image_indices=batch,
+                )
+                _save_all(images, [paths[i] for i in batch])
+                bar.update(len(batch))
+        _save_grid(paths, args.out / "grid.png")
+        folder.finish()
     print(f"wrote {len(todo)} image(s) ({len(jobs) - len(todo)} kept) to {args.out}")
     return 0
 
@@ -257,10 +285,13 @@ def run_generate(args: argparse.Namespace) -> int:
 
 def run_reconstruct(args: argparse.Namespace) -> int:
     from maskgit.data.transforms import eval_transform
-    from maskgit.imageio import open_image, save_image
+    from maskgit.imageio import open_image
 
     if args.batch_size < 1:
         raise CLIError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.image_size is not None:
+        check_pixels(args.image_size, args.image_size, args.max_pixels, what="--image-size")
+    check_output_dir(args.out)
     if not args.images.is_dir():
         raise CLIError(f"{args.images}: not a folder")
     files = sorted(
@@ -270,20 +301,27 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     )
     if not files:
         raise CLIError(f"{args.images}: no images found (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
+    check_count(len(files), args.max_images)
     pipeline = _load_pipeline(args)
     size = args.image_size or pipeline.image_size
+    check_pixels(size, size, args.max_pixels, what="image size")
     transform = eval_transform(size)
     outputs = [args.out / "reconstructions" / p.relative_to(args.images).with_suffix(".png") for p in files]
+    inputs_of = {p: args.out / "inputs" / p.relative_to(args.out / "reconstructions") for p in outputs}
+    extras = [str(p.relative_to(args.out)) for p in inputs_of.values()] if args.write_inputs else []
     todo = [i for i, p in enumerate(outputs) if not (args.resume and p.exists())]
-    with tqdm(total=len(files), initial=len(files) - len(todo), unit="img", desc="reconstruct") as bar:
-        for start in range(0, len(todo), args.batch_size):
-            batch = todo[start : start + args.batch_size]
-            inputs = torch.stack([transform(open_image(files[i]).convert("RGB")) for i in batch])
-            _save_all(pipeline.reconstruct(inputs), [outputs[i] for i in batch])
-            if args.write_inputs:
-                _save_all(inputs, [args.out / "inputs" / outputs[i].relative_to(args.out / "reconstructions") for i in batch])
-            bar.update(len(batch))
-    _write_manifest(args.out, _settings(args, image_size=size), [str(p.relative_to(args.out)) for p in outputs])
+    for i in tqdm(todo, unit="img", desc="check inputs", leave=False):
+        open_image(files[i], max_pixels=args.max_input_pixels).close()  # every input reads before any output
+    with _output_folder(args, _settings(args, image_size=size), outputs, extras).open() as folder:
+        with tqdm(total=len(files), initial=len(files) - len(todo), unit="img", desc="reconstruct") as bar:
+            for start in range(0, len(todo), args.batch_size):
+                batch = todo[start : start + args.batch_size]
+                inputs = torch.stack([transform(open_image(files[i], max_pixels=args.max_input_pixels)) for i in batch])
+                _save_all(pipeline.reconstruct(inputs), [outputs[i] for i in batch])
+                if args.write_inputs:
+                    _save_all(inputs, [inputs_of[outputs[i]] for i in batch])
+                bar.update(len(batch))
+        folder.finish()
     print(f"reconstructed {len(todo)} image(s) ({len(files) - len(todo)} kept) into {args.out}")
     return 0
 
@@ -298,7 +336,10 @@ def _run_editing(
 ) -> int:
     from maskgit.class_names import parse_class_list
 
+    from maskgit.imageio import save_image
+
     _check_counts(args)
+    check_output_dir(args.out)
     pipeline = _load_pipeline(args)
     sampler = _pipeline_sampler(args, pipeline, editing=True)
     classes = parse_class_list(args.classes, pipeline.class_names)
@@ -308,15 +349,14 @@ def _run_editing(
     extra = validate(pipeline, image, sampler)  # raises before anything is written
     args.seed = _run_seed(args)
     paths = [args.out / f"{args.command}_{k:04d}.png" for k in range(args.num)]
-    if not (args.resume and all(p.exists() for p in paths)):
-        images = call(pipeline, image, classes[0], extra, sampler)
-        _save_all(images, paths)
-    from maskgit.imageio import save_image
-
-    save_image(image, args.out / "input.png")
-    _save_grid(paths, args.out / "grid.png")
-    _write_manifest(args.out, _settings(args, sampler, class_id=classes[0], class_name=pipeline.class_names[classes[0]]),
-                    [str(p.relative_to(args.out)) for p in paths])
+    settings = _settings(args, sampler, class_id=classes[0], class_name=pipeline.class_names[classes[0]])
+    with _output_folder(args, settings, paths, ["input.png", "grid.png"]).open() as folder:
+        if not (args.resume and all(p.exists() for p in paths)):
+            images = call(pipeline, image, classes[0], extra, sampler)
+            _save_all(images, paths)
+        save_image(image, args.out / "input.png")
+        _save_grid(paths, args.out / "grid.png")
+        folder.finish()
     print(f"wrote {len(paths)} image(s) to {args.out}")
     return 0
 
@@ -346,9 +386,10 @@ def run_inpaint(args: argparse.Namespace) -> int:
     from maskgit.inputs import prepare_mask
 
     def validate(pipeline: Any, image: torch.Tensor, sampler: Any) -> dict[str, Any]:
+        mask = load_mask(args.mask, max_pixels=args.max_input_pixels)
         try:
             # The mask follows the image through the same resize and crop (nearest keeps it binary).
-            mask = prepare_mask(load_mask(args.mask), open_image(args.image), pipeline.image_size,
+            mask = prepare_mask(mask, open_image(args.image, max_pixels=args.max_input_pixels), pipeline.image_size,
                                 keep_size=args.keep_size)
         except ValueError as error:
             raise CLIError(f"{args.mask}: {error}") from None
@@ -366,7 +407,11 @@ def run_outpaint(args: argparse.Namespace) -> int:
     extend = Extend.parse(args.extend)
 
     def validate(pipeline: Any, image: torch.Tensor, sampler: Any) -> dict[str, Any]:
-        extend.in_tokens(pipeline.tokenizer.config.downsample_factor)
+        factor = pipeline.tokenizer.config.downsample_factor
+        tokens = extend.in_tokens(factor)
+        height, width = image.shape[-2:]
+        check_pixels(height + (tokens.top + tokens.bottom) * factor, width + (tokens.left + tokens.right) * factor,
+                     args.max_pixels, what="the outpainting canvas")
         return {}
 
     return _run_editing(args, validate, lambda p, image, c, _, sampler: p.outpaint(

@@ -2,7 +2,9 @@
 
 Both take a config (``--config`` preset name or YAML/JSON file), overridden by flags and by
 ``--set KEY=VALUE`` (dotted keys such as ``model.filters=64``). ``--resume`` continues a run from
-its latest checkpoint (or a given one) with the config stored there; flags still override it.
+its newest readable checkpoint (or a given one) with the config stored there; flags still override
+it. ``--resume`` with the ``--config`` that started the run is accepted when the two configs agree,
+and refused with the differences when they do not.
 Run under ``torchrun --nproc_per_node N -m maskgit.cli ...`` for several processes.
 """
 
@@ -10,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from maskgit.cli import CLIError
 from maskgit.data import build_dataset
+from maskgit.io import check_output_dir
 
 __all__ = ["register", "run_tokenizer", "run_transformer"]
 
@@ -30,12 +34,13 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, logs, samples, exported model")
     parser.add_argument("--steps", type=int, help="total optimizer steps")
     parser.add_argument("--batch-size", type=int, help="global batch size per optimizer step")
+    parser.add_argument("--seed", type=int, help="random seed of the run (weights, data order, sampling)")
     parser.add_argument(
         "--resume",
         nargs="?",
         const="latest",
         metavar="CHECKPOINT",
-        help="continue from a checkpoint file, or (no value) from the latest one in --out",
+        help="continue from a checkpoint file, or (no value) from the newest readable one in --out",
     )
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     parser.add_argument(
@@ -72,26 +77,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _config(stage: str, args: argparse.Namespace) -> tuple[Any, Path | None]:
-    from maskgit.training import find_latest_checkpoint, load_train_config, read_checkpoint_config
-    from maskgit.training.config import parse_override
+    from maskgit.training import load_train_config
+    from maskgit.training.checkpoint import find_readable_checkpoint
+    from maskgit.training.config import config_differences, config_from_dict, parse_override
 
+    check_output_dir(args.out)
     overrides: dict[str, Any] = {}
-    for key, flag in (("data", "data"), ("eval_data", "eval_data"), ("steps", "steps"), ("batch_size", "batch_size")):
-        if getattr(args, flag) is not None:
-            overrides[key] = getattr(args, flag)
+    for key in ("data", "eval_data", "steps", "batch_size", "seed"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
     if getattr(args, "tokenizer", None) is not None:
         overrides["tokenizer"] = args.tokenizer
     for text in args.overrides:
         key, value = parse_override(text)
         overrides[key] = value
     if args.resume is not None:
+        checkpoint, state, skipped = find_readable_checkpoint(args.out if args.resume == "latest" else args.resume)
+        for problem in skipped:
+            print(f"maskgit {args.command}: skipping an unreadable checkpoint: {problem}", file=sys.stderr)
+        if skipped:
+            print(f"maskgit {args.command}: resuming from {checkpoint}", file=sys.stderr)
+        if state["stage"] != stage:
+            raise CLIError(f"{checkpoint} is a {state['stage']} checkpoint, not a {stage} one")
+        stored = config_from_dict(stage, json.loads(state["config"]), source=str(checkpoint))
         if args.config is not None:
-            raise CLIError("--resume takes the config stored in the checkpoint; drop --config (flags still override it)")
-        checkpoint = find_latest_checkpoint(args.out if args.resume == "latest" else args.resume)
-        config = read_checkpoint_config(checkpoint)
-        if config.stage != stage:
-            raise CLIError(f"{checkpoint} is a {config.stage} checkpoint, not a {stage} one")
-        return (config.updated(overrides, source="flags") if overrides else config), checkpoint
+            # The command that started the run, repeated with --resume: fine if it means the same run.
+            wanted = load_train_config(stage, args.config, overrides)
+            differences = config_differences(stored, wanted)
+            if differences:
+                raise CLIError(
+                    f"--config {args.config} does not match the run in {checkpoint}: {'; '.join(differences)}; "
+                    "drop --config to resume with the stored config (flags still override it)"
+                )
+            return wanted, checkpoint
+        return (stored.updated(overrides, source="flags") if overrides else stored), checkpoint
     if args.config is None:
         raise CLIError("--config is required: a preset (tiny, fashion-mnist, imagenet256) or a YAML/JSON file")
     return load_train_config(stage, args.config, overrides), None

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from maskgit.imageio import open_image
+from maskgit.imageio import open_image, to_rgb
 from maskgit.data.idx import FASHION_MNIST_ROOT, IdxImages, load_fashion_mnist, load_mnist
 from maskgit.data.transforms import PadTransform, TrainTransform, eval_transform
 
@@ -100,7 +100,7 @@ class ImageFolder:
 
     def load(self, index: int) -> tuple[Image.Image, int]:
         """(RGB PIL image, label) of sample ``index``."""
-        return open_image(self.path(index)).convert("RGB"), int(self.labels[index])
+        return to_rgb(open_image(self.path(index))), int(self.labels[index])
 
 
 class ImageDataset(Dataset):

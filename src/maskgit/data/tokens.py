@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from maskgit.devices import resolve_device
 from maskgit.io import atomic_path
 
 __all__ = ["TOKEN_FILE_MAGIC", "TokenFileWriter", "write_token_file", "TokenDataset", "extract_tokens"]
@@ -331,9 +332,9 @@ def extract_tokens(
 
     from tqdm import tqdm
 
+    device = resolve_device(device)  # "auto", "cpu", "cuda:N"; ValueError for a device we lack
     was_training = tokenizer.training
     tokenizer.to(device).eval()
-    device = torch.device(device)
     loader = DataLoader(
         dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, pin_memory=device.type == "cuda"
     )

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from maskgit.imageio import to_rgb
+
 __all__ = [
     "to_tensor",
     "resize_short_side",
@@ -43,9 +45,9 @@ def _check_size(size: int) -> int:
 
 
 def to_tensor(image: Image.Image) -> torch.Tensor:
-    """PIL image of any mode → float32 (3, H, W) RGB in [0, 1] (grayscale is replicated)."""
-    if image.mode != "RGB":
-        image = image.convert("RGB")
+    """PIL image of any mode → float32 (3, H, W) RGB in [0, 1] (grayscale is replicated; 16-bit,
+    palette and transparent images as ``maskgit.imageio.to_rgb`` reads them)."""
+    image = to_rgb(image)
     array = np.asarray(image, dtype=np.uint8)
     return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255.0)
 
@@ -118,7 +120,7 @@ class EvalTransform:
 
     def __call__(self, image: Image.Image, generator: torch.Generator | None = None) -> torch.Tensor:
         """PIL image → float32 (3, S, S) in [0, 1]. ``generator`` is accepted and unused."""
-        return to_tensor(center_crop(resize_short_side(image, self.image_size), self.image_size))
+        return to_tensor(center_crop(resize_short_side(to_rgb(image), self.image_size), self.image_size))
 
     def __repr__(self) -> str:
         return f"EvalTransform(image_size={self.image_size})"
@@ -133,7 +135,7 @@ class TrainTransform:
 
     def __call__(self, image: Image.Image, generator: torch.Generator | None = None) -> torch.Tensor:
         """PIL image → float32 (3, S, S) in [0, 1]; random draws from ``generator`` or torch's global RNG."""
-        image = random_crop(resize_short_side(image, self.image_size), self.image_size, generator)
+        image = random_crop(resize_short_side(to_rgb(image), self.image_size), self.image_size, generator)
         tensor = to_tensor(image)
         return random_horizontal_flip(tensor, generator=generator) if self.flip else tensor
 

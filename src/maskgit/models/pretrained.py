@@ -63,6 +63,7 @@ class PretrainedMixin:
             assert raw.state_dict is not None
             state = raw.state_dict
             _check_state(state, expected, str(path))
+        _check_dtypes(state, str(path))
         model.load_state_dict(state, strict=True, assign=True)
         model.eval()
         return model.to(device) if device is not None else model  # type: ignore[return-value]
@@ -81,3 +82,11 @@ def _check_state(state: dict[str, torch.Tensor], expected: dict[str, tuple[int, 
     for name, shape in expected.items():
         if tuple(state[name].shape) != shape:
             raise CheckpointError(f"{source}: {name} has shape {tuple(state[name].shape)}, expected {shape}")
+
+
+def _check_dtypes(state: dict[str, torch.Tensor], source: str) -> None:
+    """Weights must be floating point: an int8 or bool tensor would load and then fail (or compute
+    nonsense) deep inside a forward pass."""
+    for name, tensor in state.items():
+        if not tensor.is_floating_point():
+            raise CheckpointError(f"{source}: {name} has dtype {tensor.dtype}; weights must be floating point")

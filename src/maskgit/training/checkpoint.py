@@ -30,6 +30,7 @@ __all__ = [
     "restore_rng_state",
     "seed_everything",
     "find_latest_checkpoint",
+    "find_readable_checkpoint",
     "load_checkpoint_file",
     "read_checkpoint_config",
 ]
@@ -99,6 +100,31 @@ def find_latest_checkpoint(path: str | os.PathLike[str]) -> Path:
     return found[-1][1]
 
 
+def find_readable_checkpoint(path: str | os.PathLike[str]) -> tuple[Path, dict[str, Any], list[str]]:
+    """The newest checkpoint that reads: ``(file, state, skipped)``.
+
+    ``path`` is a checkpoint file (read as it is, no fallback) or a run folder, whose ``step_*.pt``
+    are tried from the highest step down: a corrupt or truncated one (a crash during its save, a
+    damaged disk) is skipped, and ``skipped`` says why, one line per file. Raises
+    FileNotFoundError when there is no checkpoint, CheckpointError when none reads.
+    """
+    path = Path(path)
+    if path.is_file():
+        return path, load_checkpoint_file(path), []
+    newest = find_latest_checkpoint(path)
+    candidates = sorted(
+        ((int(match.group(1)), item) for item in newest.parent.iterdir() if (match := CHECKPOINT_PATTERN.fullmatch(item.name))),
+        reverse=True,
+    )
+    skipped: list[str] = []
+    for _, candidate in candidates:
+        try:
+            return candidate, load_checkpoint_file(candidate), skipped
+        except CheckpointError as error:
+            skipped.append(str(error))
+    raise CheckpointError(f"{newest.parent}: no readable checkpoint ({'; '.join(skipped)})")
+
+
 def load_checkpoint_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a training checkpoint safely (``weights_only=True``: no code is unpickled)."""
     path = Path(path)
@@ -117,6 +143,5 @@ def load_checkpoint_file(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def read_checkpoint_config(path: str | os.PathLike[str]) -> Any:
     """The training config stored in a checkpoint (file or run folder → its latest checkpoint)."""
-    file = find_latest_checkpoint(path)
-    state = load_checkpoint_file(file)
+    file, state, _ = find_readable_checkpoint(path)
     return config_from_dict(state["stage"], json.loads(state["config"]), source=str(file))

@@ -484,6 +484,13 @@ def load_train_config(
     return config
 
 
+def config_differences(old: TrainConfig, new: TrainConfig) -> list[str]:
+    """One ``key: old -> new`` line per setting (dotted for model keys) that differs."""
+    from maskgit.outputs import differences
+
+    return differences(old.to_dict(), new.to_dict())
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """``"model.filters=64"`` → ``("model.filters", 64)``. The value is read as YAML (or JSON if
     PyYAML is missing), so ``null``, ``true``, ``1e-4`` and ``[1, 2]`` work; anything else stays a

@@ -18,6 +18,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from maskgit.devices import resolve_device
+
 __all__ = ["Distributed", "setup_distributed", "all_reduce_gradients"]
 
 
@@ -74,15 +76,9 @@ def setup_distributed(device: str | torch.device | None = None) -> Distributed:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device is None or str(device) == "auto":
-        resolved = torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
-    else:
-        resolved = torch.device(device)
-        if resolved.type == "cuda":
-            if not torch.cuda.is_available():
-                raise ValueError(f"device {device!r} requested but CUDA is not available")
-            if resolved.index is None:
-                resolved = torch.device("cuda", local_rank)
+    resolved = resolve_device(device)  # ValueError for an unknown or missing device
+    if resolved.type == "cuda" and resolved.index is None:
+        resolved = torch.device("cuda", local_rank)
     if resolved.type == "cuda":
         torch.cuda.set_device(resolved)
     owns_group = False

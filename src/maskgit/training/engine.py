@@ -26,14 +26,13 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from maskgit.checkpoints.errors import CheckpointError
-from maskgit.io import atomic_path, atomic_write_text
+from maskgit.io import atomic_torch_save, atomic_write_text, remove_temp_files
 from maskgit.training.checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_PATTERN,
     CHECKPOINT_VERSION,
     capture_rng_state,
-    find_latest_checkpoint,
-    load_checkpoint_file,
+    find_readable_checkpoint,
     restore_rng_state,
     seed_everything,
 )
@@ -127,6 +126,8 @@ class Trainer(abc.ABC):
         seed_everything(config.seed)
         self.build()
         seed_everything(mix_seed(config.seed, self.dist.rank, RANK_TAG))
+        if self.dist.is_main:  # temporary files of writes cut short by a kill
+            remove_temp_files(self.out_dir, recursive=True)
         if resume is not None:
             self.load_checkpoint(resume)
         elif self.checkpoint_dir.is_dir() and any(
@@ -255,8 +256,7 @@ class Trainer(abc.ABC):
                 "rng": rng_states,
                 "trainer": self.state_dict(),
             }
-            with atomic_path(path) as temp:
-                torch.save(state, temp)
+            atomic_torch_save(path, state)  # a full disk is an OSError naming the file
             old = sorted(
                 item for item in self.checkpoint_dir.iterdir() if CHECKPOINT_PATTERN.fullmatch(item.name)
             )
@@ -266,8 +266,9 @@ class Trainer(abc.ABC):
         return path if self.dist.is_main else None
 
     def load_checkpoint(self, path: str | os.PathLike[str]) -> None:
-        file = find_latest_checkpoint(path)
-        state = load_checkpoint_file(file)
+        file, state, skipped = find_readable_checkpoint(path)
+        if skipped and self.dist.is_main:
+            warnings.warn(f"resuming from {file}; skipped unreadable checkpoint(s): {'; '.join(skipped)}", stacklevel=2)
         if state["stage"] != self.stage:
             raise CheckpointError(f"{file}: is a {state['stage']} checkpoint, this is a {self.stage} trainer")
         saved = json.loads(state["config"])

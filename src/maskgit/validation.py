@@ -1,0 +1,94 @@
+"""Checks on what users hand the library: image tensors, class-name lists, and the size
+limits that keep one mistyped number from exhausting memory.
+
+Every check raises ValueError (or CheckpointError for a model file) with a message that names the
+argument and says what was expected, before anything is allocated or written.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from maskgit.checkpoints.errors import CheckpointError
+
+__all__ = [
+    "MAX_PIXELS",
+    "MAX_INPUT_PIXELS",
+    "MAX_IMAGES",
+    "check_images",
+    "check_class_names",
+    "check_pixels",
+    "check_count",
+]
+
+# Largest image the models work on (an --image-size squared, an outpainting canvas): the VQGAN's
+# first activations take about 2.5 KB per pixel, so 2048 x 2048 needs roughly 10 GB.
+MAX_PIXELS = 2048 * 2048
+# Largest image file decoded (pixels), like Pillow's decompression-bomb guard but with our own error.
+MAX_INPUT_PIXELS = 8192 * 8192
+# Most images one run makes (classes x --num): the job list and the manifest grow with it.
+MAX_IMAGES = 100_000
+
+
+def check_pixels(height: int, width: int, limit: int = MAX_PIXELS, *, what: str = "image", flag: str = "--max-pixels") -> None:
+    """ValueError when ``height * width`` is not positive or exceeds ``limit`` (which ``flag`` raises)."""
+    if height <= 0 or width <= 0:
+        raise ValueError(f"{what} must have a positive size, got {height}x{width}")
+    if height * width > limit:
+        raise ValueError(
+            f"{what} of {height}x{width} = {height * width:,} pixels is over the limit of {limit:,}; "
+            f"raise it with {flag} if you have the memory"
+        )
+
+
+def check_count(count: int, limit: int = MAX_IMAGES, *, what: str = "images", flag: str = "--max-images") -> None:
+    """ValueError when ``count`` exceeds ``limit`` (which ``flag`` raises)."""
+    if count > limit:
+        raise ValueError(f"{count:,} {what} is over the limit of {limit:,} per run; raise it with {flag}")
+
+
+def check_images(images: Any, *, name: str = "image") -> torch.Tensor:
+    """Check an image tensor: float, finite, values in [0, 1], shape (3, H, W) or (B, 3, H, W).
+
+    Returns it unchanged. Raises TypeError for a non-tensor and ValueError naming ``name`` for an
+    integer dtype (uint8 images must be divided by 255 first), a wrong shape, NaN/inf or values
+    outside [0, 1].
+    """
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(images).__name__}")
+    if not images.is_floating_point():
+        hint = " (divide uint8 images by 255)" if images.dtype == torch.uint8 else ""
+        raise ValueError(f"{name} must be a float tensor with values in [0, 1], got dtype {images.dtype}{hint}")
+    if images.dim() not in (3, 4) or images.shape[-3] != 3:
+        raise ValueError(f"{name} must be (3, H, W) or (B, 3, H, W) RGB, got shape {tuple(images.shape)}")
+    if images.numel() == 0:
+        raise ValueError(f"{name} is empty: shape {tuple(images.shape)}")
+    if not bool(torch.isfinite(images).all()):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    low, high = float(images.min()), float(images.max())
+    if low < 0.0 or high > 1.0:
+        hint = " (divide 0-255 images by 255)" if high > 1.0 else ""
+        raise ValueError(f"{name} values must be in [0, 1], got [{low:g}, {high:g}]{hint}")
+    return images
+
+
+def check_class_names(value: Any, num_classes: int, *, source: str) -> tuple[str, ...] | None:
+    """The ``class_names`` of a model index: None (absent) or one non-empty string per class.
+
+    Raises CheckpointError naming ``source`` for any other value.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(name, str) and name.strip() for name in value):
+        shown = repr(value) if not isinstance(value, list) else f"a list with {_first_bad(value)!r}"
+        raise CheckpointError(f"{source}: class_names must be a list of non-empty strings, got {shown}")
+    if len(value) != num_classes:
+        raise CheckpointError(f"{source}: {len(value)} class_names for a transformer with {num_classes} classes")
+    return tuple(value)
+
+
+def _first_bad(values: list[Any]) -> Any:
+    return next(v for v in values if not (isinstance(v, str) and v.strip()))
+

@@ -372,7 +372,13 @@ def run_edit(args: argparse.Namespace) -> int:
     box = Box.parse(args.box)
 
     def validate(pipeline: Any, image: torch.Tensor, sampler: Any) -> dict[str, Any]:
-        box.check_inside(*image.shape[-2:])
+        try:
+            box.check_inside(*image.shape[-2:])
+        except ValueError as error:
+            hint = "" if args.keep_size else (
+                " (--box is in pixels of the image resized to the model's size; --keep-size keeps the image's own)"
+            )
+            raise CLIError(f"--box: {error}{hint}") from None
         if not 0 <= args.start_iter < sampler.num_steps:
             raise CLIError(f"--start-iter must be in [0, --steps={sampler.num_steps}), got {args.start_iter}")
         return {}
@@ -445,7 +451,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    description="Regenerate a box of the image as --class and blend it back.")
     _add_model_options(parser)
     _add_edit_options(parser)
-    parser.add_argument("--box", required=True, help="TOP,LEFT,HEIGHT,WIDTH in pixels of the (resized) image")
+    parser.add_argument("--box", required=True, help="TOP,LEFT,HEIGHT,WIDTH in pixels of the image resized to the "
+                        "model's size (of the image as it is with --keep-size)")
     parser.add_argument("--start-iter", type=int, default=2, help="first decoding step (official: 2 of 12)")
     add_sampler_options(parser)
     _add_run_options(parser)

@@ -51,6 +51,11 @@ def test_bad_images_are_refused():
         image_tensor(np.zeros((3, 8, 8), np.float32))
     with pytest.raises(ValueError, match=r"one \(3, H, W\) image at a time"):
         image_tensor(torch.rand(2, 3, 8, 8))
+    # Values are checked before a resize could clip them into range.
+    with pytest.raises(ValueError, match=r"values must be in \[0, 1\], got \[0, 255\]"):
+        prepare_image(torch.full((3, 8, 8), 255.0).index_fill_(1, torch.tensor([0]), 0.0), 32, factor=2)
+    with pytest.raises(ValueError, match="divide uint8 images by 255"):
+        prepare_image(torch.zeros(3, 8, 8, dtype=torch.uint8), 32, factor=2)
 
 
 def test_the_mask_follows_the_image():

@@ -22,6 +22,7 @@ from PIL import Image
 
 from maskgit.data.transforms import center_crop, eval_transform, resize_short_side, to_tensor
 from maskgit.imageio import mask_from_image
+from maskgit.validation import check_images
 
 __all__ = ["ImageInput", "MaskInput", "image_tensor", "mask_tensor", "prepare_image", "prepare_mask"]
 
@@ -36,12 +37,14 @@ def image_tensor(image: ImageInput) -> torch.Tensor:
     """A PIL image or an image tensor → (3, H, W) float32, at its own size.
 
     PIL images are converted to RGB in [0, 1] (``maskgit.data.transforms.to_tensor``); a tensor
-    keeps its device and values (the pipeline checks them).
+    keeps its device and values, which are checked first (``maskgit.validation.check_images``:
+    float, finite, in [0, 1]), before any resampling could hide bad ones.
     """
     if isinstance(image, Image.Image):
         return to_tensor(image)
     if not isinstance(image, torch.Tensor):
         raise TypeError(f"image must be a PIL image or a torch.Tensor, got {type(image).__name__}")
+    check_images(image)
     if image.dim() == 4 and image.shape[0] == 1:
         image = image[0]
     if image.dim() != 3 or image.shape[0] != 3:

@@ -355,8 +355,6 @@ class MaskGIT(nn.Module):
     def _edit_input(self, image: ImageInput, keep_size: bool) -> torch.Tensor:
         """The image an editing mode works on, (1, 3, H, W) on the model's device: resized to the
         model's size unless ``keep_size`` (``maskgit.inputs``)."""
-        if isinstance(image, torch.Tensor):
-            image = self._single_image(image)  # checked before any resampling could hide bad values
         factor = self.tokenizer.config.downsample_factor
         return self._single_image(prepare_image(image, self.image_size, factor=factor, keep_size=keep_size))
 

@@ -156,14 +156,18 @@ def test_save_and_load_round_trip(tmp_path, small_pipeline):
 def test_bf16_precision_runs_the_models_in_bf16(small_pipeline):
     bf16 = MaskGIT(small_pipeline.tokenizer, small_pipeline.transformer, precision="bf16")
     dtypes = []
-    handle = small_pipeline.transformer.mlm_dense.register_forward_hook(lambda m, i, o: dtypes.append(o.dtype))
+    hooks = [pipe.transformer.mlm_dense.register_forward_hook(lambda m, i, o: dtypes.append(o.dtype))
+             for pipe in (bf16, small_pipeline)]
     try:
         images = bf16.generate([1, 2], sampler=ConfidenceSampler(num_steps=2), seed=0)
         small_pipeline.generate([1], sampler=ConfidenceSampler(num_steps=1), seed=0)
     finally:
-        handle.remove()
+        for hook in hooks:
+            hook.remove()
     assert dtypes == [torch.bfloat16, torch.bfloat16, torch.float32]
     assert images.dtype == torch.float32 and images.shape == (2, 3, 128, 128)
+    # The bf16 pipeline has its own copies: the modules it was built from stay float32.
+    assert small_pipeline.transformer.mlm_dense.weight.dtype == torch.float32
     with pytest.raises(ValueError, match="precision"):
         MaskGIT(small_pipeline.tokenizer, small_pipeline.transformer, precision="fp8")
 

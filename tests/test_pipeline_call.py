@@ -156,11 +156,19 @@ def test_the_editing_modes_resize_to_the_model_size_unless_keep_size(pipe):
 
 def test_torch_dtype_maps_to_the_precision():
     folder = shipped_model_dir("fashion-mnist")
-    assert MaskGIT.from_pretrained(folder, torch_dtype=torch.bfloat16).precision == "bf16"
-    assert MaskGIT.from_pretrained(folder, torch_dtype=torch.float32).precision == "fp32"
+    bf16 = MaskGIT.from_pretrained(folder, torch_dtype=torch.bfloat16)
+    assert bf16.precision == "bf16" and bf16.transformer.mlm_dense.weight.dtype == torch.bfloat16
+    fp32 = MaskGIT.from_pretrained(folder, torch_dtype=torch.float32)
+    assert fp32.precision == "fp32" and fp32.transformer.mlm_dense.weight.dtype == torch.float32
     assert MaskGIT.from_pretrained(folder, precision="bf16", torch_dtype=torch.bfloat16).precision == "bf16"
-    with pytest.raises(ValueError, match="torch.float16 is not supported"):
-        MaskGIT.from_pretrained(folder, torch_dtype=torch.float16)
+    two_files = MaskGIT.from_pretrained(tokenizer=TOKENIZER_MSGPACK, transformer=TRANSFORMER_MSGPACK,
+                                        torch_dtype=torch.bfloat16)
+    assert two_files.precision == "bf16" and two_files.transformer.mlm_dense.weight.dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="torch.float64 is not supported"):
+        MaskGIT.from_pretrained(folder, torch_dtype=torch.float64)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
+            MaskGIT.from_pretrained(folder, torch_dtype=torch.float16)
     with pytest.raises(ValueError, match="contradicts"):
         MaskGIT.from_pretrained(folder, precision="fp32", torch_dtype=torch.bfloat16)
 

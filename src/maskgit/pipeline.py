@@ -15,6 +15,7 @@ made again, as the CLI records it in ``manifest.json``.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import numbers
@@ -37,6 +38,8 @@ from maskgit.imageio import to_pil_images
 from maskgit.inputs import ImageInput, MaskInput, prepare_image, prepare_mask
 from maskgit.io import atomic_write_text
 from maskgit.models import VQGAN, MaskGITTransformer
+from maskgit.models.inference import PRECISIONS as INFERENCE_PRECISIONS
+from maskgit.models.inference import CompiledLogits, check_precision, prepare_for_inference
 from maskgit.registry import PIPELINE_INDEX, resolve_pretrained
 from maskgit.sampling.editing import (
     Box,
@@ -54,11 +57,10 @@ from maskgit.sampling.samplers import ConfidenceSampler, Sampler, sampler_from_d
 from maskgit.sampling.steps import MASK_ID
 from maskgit.validation import check_class_names, check_images
 
-__all__ = ["MaskGIT", "MaskGITOutput", "ClassLabel", "EDIT_STEPS", "OUTPUT_TYPES", "PRECISIONS"]
+__all__ = ["MaskGIT", "MaskGITOutput", "ClassLabel", "EDIT_STEPS", "OUTPUT_TYPES"]
 
-PRECISIONS = ("fp32", "bf16")
-#: ``torch_dtype`` → precision: the weights stay float32; bf16 runs them under bfloat16 autocast.
-_DTYPE_PRECISIONS = {torch.float32: "fp32", torch.bfloat16: "bf16"}
+#: ``torch_dtype`` → precision (``maskgit.models.inference``).
+_DTYPE_PRECISIONS = {dtype: precision for precision, dtype in INFERENCE_PRECISIONS.items()}
 OUTPUT_TYPES = ("pil", "np", "pt")
 _FORMAT = "maskgit-pipeline"
 _VERSION = 1
@@ -93,13 +95,14 @@ class MaskGITOutput:
 
 
 def _precision(precision: str | None, torch_dtype: torch.dtype | None) -> str:
-    """``precision`` ("fp32", "bf16") or ``torch_dtype`` (torch.float32, torch.bfloat16) → precision."""
+    """``precision`` ("fp32", "bf16", "fp16") or ``torch_dtype`` (torch.float32, torch.bfloat16,
+    torch.float16) → precision."""
     if torch_dtype is None:
         return "fp32" if precision is None else precision
     if torch_dtype not in _DTYPE_PRECISIONS:
         raise ValueError(
-            f"torch_dtype {torch_dtype} is not supported: use torch.float32, or torch.bfloat16 "
-            "(bfloat16 autocast over float32 weights)"
+            f"torch_dtype {torch_dtype} is not supported: use torch.float32, torch.bfloat16 or "
+            "torch.float16 (CUDA only)"
         )
     if precision is not None and precision != _DTYPE_PRECISIONS[torch_dtype]:
         raise ValueError(f"precision={precision!r} contradicts torch_dtype={torch_dtype}; give one of them")
@@ -116,6 +119,11 @@ class MaskGIT(nn.Module):
     ``class_names`` (one per class id) lets users and the CLI name classes; it defaults to
     ``class_0 .. class_{n-1}``. ``sampler`` is the model's default sampler (``pipe.sampler``),
     used when a method gets ``sampler=None``; it defaults to the official ``ConfidenceSampler()``.
+
+    ``precision`` is ``fp32``, ``bf16`` or ``fp16`` (CUDA only). Below fp32 the pipeline keeps its
+    own copies of the models with their weights in that dtype and a channels-last tokenizer (see
+    ``maskgit.models.inference``); the modules passed in are not changed. ``from_pretrained``
+    converts the loaded models without a copy.
 
     Every generation method shares one sampling signature: ``sampler``, then the randomness
     (``seed``, ``generator`` or ``noise``; a fresh random seed when none is given), then
@@ -145,16 +153,41 @@ class MaskGIT(nn.Module):
         names = tuple(class_names) if class_names is not None else tuple(f"class_{i}" for i in range(num_classes))
         if len(names) != num_classes:
             raise ValueError(f"{len(names)} class names for a transformer with {num_classes} classes")
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        check_precision(precision, next(transformer.parameters()).device)
         if sampler is not None and not isinstance(sampler, Sampler):
             raise TypeError(f"sampler must be a maskgit.sampling.Sampler, got {type(sampler).__name__}")
         self.tokenizer = tokenizer
         self.transformer = transformer
         self.class_names = names
-        self.precision = precision
+        self.precision = "fp32"
         self.sampler: Sampler = sampler or ConfidenceSampler()
         self._progress_bar_config: dict[str, Any] = {}
+        self._compiled: CompiledLogits | None = None  # set by ``compile``
+        if precision != "fp32":
+            self.tokenizer, self.transformer = copy.deepcopy(tokenizer), copy.deepcopy(transformer)
+            self.to_precision(precision)
+
+    def to_precision(self, precision: str) -> MaskGIT:
+        """Convert this pipeline's models in place for inference in ``precision`` (weights in its
+        dtype, float32 where it matters, a channels-last tokenizer; ``maskgit.models.inference``).
+        Drops a ``compile``d step. Returns ``self``."""
+        check_precision(precision, self.device)
+        prepare_for_inference(self.tokenizer, self.transformer, precision)
+        self.precision = precision
+        self._compiled = None
+        return self
+
+    @property
+    def _logits_model(self) -> MaskGITTransformer | CompiledLogits:
+        """What the sampler calls for logits: the transformer, or its compiled form."""
+        return self._compiled or self.transformer
+
+    def compile(self, mode: str | None = None, **options) -> MaskGIT:
+        """Compile the transformer's step with ``torch.compile`` (shapes are static per batch
+        size; on CUDA ``mode="reduce-overhead"`` captures each step in a CUDA graph). The first
+        call of each batch shape pays the compilation. Returns ``self``."""
+        self._compiled = CompiledLogits(self.transformer, mode=mode, **options)
+        return self
 
     @property
     def image_size(self) -> int:
@@ -198,9 +231,10 @@ class MaskGIT(nn.Module):
         Two files carry no class names: ``class_names`` names them (the ImageNet names are used for
         1000 classes), and it replaces a folder's names too.
 
-        ``precision`` ("fp32" or "bf16") or, equivalently, ``torch_dtype`` (torch.float32 or
-        torch.bfloat16) sets the inference precision: the weights stay float32 and "bf16" runs
-        the models under bfloat16 autocast. Other dtypes are refused.
+        ``precision`` ("fp32", "bf16" or "fp16", CUDA only) or, equivalently, ``torch_dtype``
+        (torch.float32, torch.bfloat16 or torch.float16) sets the inference precision
+        (``maskgit.models.inference``: the weights in that dtype, float32 where it matters).
+        Other dtypes are refused.
         """
         precision = _precision(precision, torch_dtype)
         device = resolve_device(device) if device is not None else None  # "auto" too; clear errors
@@ -213,7 +247,7 @@ class MaskGIT(nn.Module):
             )
             if class_names is None and model.config.num_classes == 1000:
                 class_names = imagenet_class_names()
-            return cls(vqgan, model, class_names, precision=precision).eval()
+            return cls(vqgan, model, class_names).eval().to_precision(precision)
         if tokenizer is not None or transformer is not None:
             raise ValueError("give a model name or folder, or tokenizer= and transformer=, not both")
         path = resolve_pretrained(name_or_path, cache_dir)
@@ -236,7 +270,8 @@ class MaskGIT(nn.Module):
         model = MaskGITTransformer.from_pretrained(path / "transformer", device=device)
         if class_names is None:
             class_names = check_class_names(index.get("class_names"), model.config.num_classes, source=str(index_path))
-        return cls(vqgan, model, class_names, precision=precision, sampler=sampler).eval()
+        # The loaded models are ours: converted in place, always (channels-last helps fp32 too).
+        return cls(vqgan, model, class_names, sampler=sampler).eval().to_precision(precision)
 
     def __repr__(self) -> str:
         """A few lines: the models' sizes, the image size, the classes, the sampler and where it runs
@@ -263,13 +298,17 @@ class MaskGIT(nn.Module):
 
     @contextlib.contextmanager
     def _inference(self) -> Iterator[None]:
-        """No autograd, and bf16 autocast when ``precision == "bf16"``. Sampling arithmetic in the
-        decoder stays float32 either way."""
-        device_type = self.device.type
-        with torch.no_grad(), torch.autocast(
-            device_type, dtype=torch.bfloat16, enabled=self.precision == "bf16"
-        ):
+        """Inference mode: no autograd records or version counters. The weights already hold the
+        compute dtype, so nothing is cast per step; the decoder's sampling arithmetic is float32.
+        Results that leave the pipeline are cloned out of it (``_released``), so that callers may
+        update them in place."""
+        with torch.inference_mode():
             yield
+
+    @staticmethod
+    def _released(tensor: torch.Tensor) -> torch.Tensor:
+        """An ordinary tensor with the values of an inference-mode tensor."""
+        return tensor.clone()
 
     def class_ids(self, class_labels: ClassLabel | Sequence[ClassLabel] | torch.Tensor) -> list[int]:
         """Class ids for labels given as ids, names, or a mix: ``["sneaker", 3]`` → ``[7, 3]``.
@@ -373,10 +412,11 @@ class MaskGIT(nn.Module):
             raise TypeError(f"sampler must be a maskgit.sampling.Sampler, got {type(sampler).__name__}")
         with self._inference():
             filled = fill_tokens(
-                self.transformer, canvas, class_tokens, latent_size=self.transformer.config.latent_size,
+                self._logits_model, canvas, class_tokens, latent_size=self.transformer.config.latent_size,
                 sampler=sampler, noise=noise, start_iter=start_iter, callback=callback,
             )
-            return self._decode_images(filled)
+            images = self._decode_images(filled)
+        return self._released(images)
 
     def default_sampler(self, editing: bool = False) -> Sampler:
         """What ``sampler=None`` means: ``self.sampler``, with ``EDIT_STEPS`` steps for the
@@ -388,7 +428,8 @@ class MaskGIT(nn.Module):
         if isinstance(num_samples, bool) or not isinstance(num_samples, numbers.Integral) or num_samples < 1:
             raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")
         with self._inference():
-            return self.tokenizer.encode_to_ids(images).repeat(num_samples, 1, 1)
+            ids = self.tokenizer.encode_to_ids(images).repeat(num_samples, 1, 1)
+        return self._released(ids)
 
     def _images(self, image: torch.Tensor) -> torch.Tensor:
         """(3, H, W) or (B, 3, H, W) float in [0, 1] → (B, 3, H, W) on the model's device."""
@@ -509,7 +550,8 @@ class MaskGIT(nn.Module):
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, 3, H, W) in [0, 1] → tokenizer round trip, clipped to [0, 1]."""
         with self._inference():
-            return self._decode_images(self.tokenizer.encode_to_ids(self._images(images)))
+            reconstructed = self._decode_images(self.tokenizer.encode_to_ids(self._images(images)))
+        return self._released(reconstructed)
 
     def _edit_fill(
         self,

@@ -73,12 +73,14 @@ class Encoder(nn.Module):
         self.conv_out = nn.Conv2d(channels, config.embedding_dim, 1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        h = self.conv_in(images)
+        # Inputs follow the weights' dtype; the output layers may be kept in float32 for inference
+        # (``maskgit.models.inference``), so the latents that quantization compares stay precise.
+        h = self.conv_in(images.to(self.conv_in.weight.dtype))
         for index, block in enumerate(self.res_blocks):
             h = block(h)
             if index in self._downsample_after:
                 h = F.avg_pool2d(h, 2)
-        return self.conv_out(F.silu(self.norm_out(h)))
+        return self.conv_out(F.silu(self.norm_out(h.to(self.norm_out.weight.dtype))))
 
 
 class Decoder(nn.Module):
@@ -106,13 +108,14 @@ class Decoder(nn.Module):
         self.conv_out = nn.Conv2d(channels, 3, 3, padding=1)
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
-        h = self.conv_in(latents)
+        # As in the encoder: the body runs in its weights' dtype, the output layers in theirs.
+        h = self.conv_in(latents.to(self.conv_in.weight.dtype))
         upsample_convs = iter(self.upsample_convs)
         for index, block in enumerate(self.res_blocks):
             h = block(h)
             if index in self._upsample_after:
                 h = next(upsample_convs)(F.interpolate(h, scale_factor=2.0, mode="nearest"))
-        return self.conv_out(F.silu(self.norm_out(h)))
+        return self.conv_out(F.silu(self.norm_out(h.to(self.norm_out.weight.dtype))))
 
 
 class QuantizerOutput(NamedTuple):

@@ -131,8 +131,8 @@ class MaskGITTransformer(PretrainedMixin, nn.Module):
                 f"are the mask), got values in [{low}, {high}]"
             )
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        """ids (B, L) int in [-1, vocab_size) (see ``check_ids``) → logits (B, L, vocab_size)."""
+    def _hidden(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids (B, L) → the head's input (B, L, hidden), in the weights' dtype."""
         self._check_shape(ids)
         # JAX's take wraps -1 to the last row; nn.Embedding would raise on it.
         ids = torch.where(ids < 0, self.config.mask_token_id, ids).long()
@@ -140,5 +140,14 @@ class MaskGITTransformer(PretrainedMixin, nn.Module):
         x = self.dropout(self.embedding_norm(self.word_embeddings(ids) + positions))
         for layer in self.layers:
             x = layer(x)
-        h = self.mlm_norm(_gelu(self.mlm_dense(x)))
-        return F.linear(h, self.word_embeddings.weight, self.mlm_bias)
+        return self.mlm_norm(_gelu(self.mlm_dense(x)))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids (B, L) int in [-1, vocab_size) (see ``check_ids``) → logits (B, L, vocab_size)."""
+        return F.linear(self._hidden(ids), self.word_embeddings.weight, self.mlm_bias)
+
+    def codebook_logits(self, ids: torch.Tensor) -> torch.Tensor:
+        """Logits over the image tokens only, (B, L, codebook_size): what decoding reads. The same
+        values as ``forward(ids)[..., :codebook_size]``, without computing the class and mask rows."""
+        size = self.config.codebook_size
+        return F.linear(self._hidden(ids), self.word_embeddings.weight[:size], self.mlm_bias[:size])

@@ -162,6 +162,9 @@ def run_sampler(
     row_ratios = mask_ratio(schedule, step_ratio(steps, num_iter)[:, None], total_unknown).to(device)
     scheduled = scheduled_num_masked(schedule, steps[:, None], num_iter, total_unknown).to(device)
 
+    # Only the codebook rows of the head are read: a transformer that can compute just those
+    # (MaskGITTransformer.codebook_logits) is asked for them.
+    model_logits = getattr(transformer, "codebook_logits", transformer)
     final = ids.unsqueeze(1).repeat(1, num_iter, 1)
     current = torch.where(unknown, MASK_ID, ids)
     with torch.no_grad(), _eval_mode(transformer):
@@ -171,12 +174,12 @@ def run_sampler(
             if scale:
                 unconditional = current.clone()
                 unconditional[:, 0] = null_class_id
-                both = transformer(torch.cat([current, unconditional]))
+                both = model_logits(torch.cat([current, unconditional]))
                 _check_logits(both, 2 * batch, length, codebook_size)
                 conditional, free = both[..., :codebook_size].float().chunk(2)
                 logits = conditional + scale * (conditional - free)
             else:
-                logits = transformer(current)
+                logits = model_logits(current)
                 _check_logits(logits, batch, length, codebook_size)
                 logits = logits[..., :codebook_size].float()
             logits = sampler.shape_logits(logits, step)

@@ -1,0 +1,247 @@
+"""Sampling speed of full-size MaskGIT models: the reference path against our fast paths, timed in
+one run on one machine, each path in its own process (so that its peak memory is its own).
+
+Paths:
+- ``reference``: what the existing PyTorch ports do: float32, eager, autograd left on, plain
+  math attention, logits over the whole vocabulary, an NCHW float32 decoder.
+- ``fp32``: ``MaskGIT.to_precision("fp32")``: inference mode, codebook-only logits, a channels-last
+  decoder.
+- ``bf16``: the same with the weights in bfloat16 (quantizer and output layers float32).
+- ``fp16`` (CUDA only), and any path with ``+compile`` (``MaskGIT.compile``).
+
+Cases: ImageNet 256 / 512 architectures with random weights (the speed does not depend on the
+values), batch sizes and step counts from the flags, and the shipped ``fashion-mnist`` model at its
+own defaults (80 images: 8 of each class).
+
+For each case and path it reports images/s, the split between the transformer steps and the
+decoder, the process's peak memory, the achieved GFLOP/s (FLOPs counted by
+``torch.utils.flop_counter`` on one step and one decode) as a fraction of the matmul peak measured
+in the same run, and the speed-up over ``reference``. It writes everything to a JSON file.
+
+    python benchmarks/sampling_speed.py --threads 2 --json benchmarks/results/cpu.json
+    python benchmarks/sampling_speed.py --sizes 256 512 --batches 1 8 --steps 8 16 --device cuda --paths reference bf16 fp16 bf16+compile
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from typing import Any
+
+import torch
+
+PRESETS = {256: "imagenet256", 512: "imagenet512"}
+
+
+# -- in the worker process ------------------------------------------------------------------------
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _models(case: dict[str, Any], device: torch.device):
+    from maskgit import VQGAN, MaskGIT, MaskGITTransformer
+    from maskgit.configs import TOKENIZER_PRESETS, TRANSFORMER_PRESETS
+
+    if case["model"] == "fashion-mnist":
+        pipe = MaskGIT.from_pretrained("fashion-mnist", device=device)
+        return pipe.tokenizer, pipe.transformer, pipe.sampler
+    torch.manual_seed(0)
+    preset = PRESETS[case["size"]]
+    tokenizer = VQGAN(TOKENIZER_PRESETS[preset]).to(device).eval()
+    transformer = MaskGITTransformer(TRANSFORMER_PRESETS[preset]).to(device).eval()
+    from maskgit.sampling import ConfidenceSampler
+
+    return tokenizer, transformer, ConfidenceSampler(num_steps=case["steps"])
+
+
+def _reference_generate(tokenizer, transformer, classes: torch.Tensor, num_steps: int) -> tuple[torch.Tensor, float]:
+    """The ports' loop: grad on, math attention, full-vocabulary logits, multinomial draws and
+    Gumbel re-masking, an NCHW float32 decoder. Returns images and the decoder's share of time."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from maskgit.sampling import MASK_ID, clamp_num_masked, scheduled_num_masked
+
+    config = transformer.config
+    batch, length = classes.shape[0], config.num_tokens + 1
+    ids = torch.full((batch, length), MASK_ID, dtype=torch.long, device=classes.device)
+    ids[:, 0] = classes + config.codebook_size
+    unknown0 = torch.full((batch,), config.num_tokens)
+    scheduled = scheduled_num_masked("cosine", torch.arange(num_steps)[:, None], num_steps, unknown0)
+    gumbel = torch.distributions.Gumbel(0.0, 1.0)
+    with sdpa_kernel(SDPBackend.MATH):
+        for step in range(num_steps):
+            logits = transformer(ids)[..., : config.codebook_size]
+            probs = torch.softmax(logits, dim=-1)
+            sampled = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1).view(batch, length)
+            unknown = ids == MASK_ID
+            sampled = torch.where(unknown, sampled, ids)
+            picked = torch.gather(probs, -1, sampled.clamp(max=config.codebook_size - 1)[..., None])[..., 0]
+            picked = torch.where(unknown, picked, torch.inf)
+            ratio = 1.0 - (step + 1) / num_steps
+            confidence = torch.log(picked) + 4.5 * ratio * gumbel.sample(picked.shape).to(picked.device)
+            mask_len = clamp_num_masked(scheduled[step].to(ids.device), unknown.sum(-1))
+            cut = torch.sort(confidence, dim=-1).values.gather(-1, mask_len[:, None])
+            ids = torch.where(confidence < cut, MASK_ID, sampled)
+    _sync(classes.device)
+    start = time.perf_counter()
+    images = tokenizer.decode_ids(sampled[:, 1:].reshape(batch, config.latent_size, config.latent_size))
+    _sync(classes.device)
+    return images, time.perf_counter() - start
+
+
+def _run_worker(case: dict[str, Any], path: str, device_name: str, threads: int) -> dict[str, Any]:
+    from maskgit import MaskGIT
+
+    torch.set_num_threads(threads)
+    device = torch.device(device_name)
+    precision, _, compiled = path.partition("+")
+    tokenizer, transformer, sampler = _models(case, device)
+    classes = torch.arange(case["batch"], device=device) % transformer.config.num_classes
+    if precision == "reference":
+        transformer.requires_grad_(True)  # as the ports leave it
+        tokenizer.requires_grad_(True)
+        run = lambda: _reference_generate(tokenizer, transformer, classes, sampler.num_steps)  # noqa: E731
+    else:
+        pipe = MaskGIT(tokenizer, transformer, sampler=sampler).to_precision(precision)
+        if compiled:
+            pipe.compile()
+        ids = torch.randint(0, transformer.config.codebook_size,
+                            (case["batch"], transformer.config.latent_size, transformer.config.latent_size), device=device)
+
+        def run():
+            images = pipe.generate(classes, seed=0)
+            with torch.inference_mode():
+                _sync(device)
+                start = time.perf_counter()
+                pipe.tokenizer.decode_ids(ids)
+                _sync(device)
+            return images, time.perf_counter() - start
+
+    warmup = None
+    if compiled:  # compilation happens on the first call of a shape: timed apart
+        start = time.perf_counter()
+        run()
+        warmup = time.perf_counter() - start
+    _sync(device)
+    start = time.perf_counter()
+    _, decoder_s = run()
+    _sync(device)
+    total = time.perf_counter() - start
+    if precision != "reference":
+        total -= decoder_s  # the extra timed decode of the fast paths is not part of generation
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    result = {"seconds": total, "decoder_s": decoder_s, "transformer_s": total - decoder_s, "peak_rss_bytes": peak,
+              "compile_s": warmup}
+    if device.type == "cuda":
+        result["peak_cuda_bytes"] = torch.cuda.max_memory_allocated(device)
+    return result
+
+
+# -- in the parent process ------------------------------------------------------------------------
+
+
+def matmul_peak(dtype: torch.dtype, device: torch.device, size: int = 2048, repeats: int = 10) -> float:
+    """Best achieved GFLOP/s of a square matmul, measured now."""
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    best = float("inf")
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        torch.mm(a, b)
+        _sync(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def count_flops(case: dict[str, Any]) -> float:
+    """FLOPs of one image: ``steps`` transformer passes (codebook logits) and one decode."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    tokenizer, transformer, sampler = _models(case, torch.device("cpu"))
+    ids = torch.zeros(1, transformer.config.num_tokens + 1, dtype=torch.long)
+    grid = torch.zeros(1, transformer.config.latent_size, transformer.config.latent_size, dtype=torch.long)
+    with torch.inference_mode():
+        with FlopCounterMode(display=False) as step:
+            transformer.codebook_logits(ids)
+        with FlopCounterMode(display=False) as decode:
+            tokenizer.decode_ids(grid)
+    return sampler.num_steps * step.get_total_flops() + decode.get_total_flops()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="MaskGIT sampling speed: reference path vs fast paths")
+    parser.add_argument("--sizes", type=int, nargs="*", default=[256], choices=sorted(PRESETS))
+    parser.add_argument("--batches", type=int, nargs="*", default=[8])
+    parser.add_argument("--steps", type=int, nargs="*", default=[8])
+    parser.add_argument("--paths", nargs="*", default=["reference", "fp32", "bf16"])
+    parser.add_argument("--no-shipped", action="store_true", help="skip the shipped fashion-mnist model")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--json", default=None, help="write the results here")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        job = json.loads(args.worker)
+        print(json.dumps(_run_worker(job["case"], job["path"], job["device"], job["threads"])))
+        return
+
+    device = torch.device(args.device)
+    torch.set_num_threads(args.threads)
+    cases = [{"model": f"imagenet{size}", "size": size, "batch": batch, "steps": steps}
+             for size in args.sizes for batch in args.batches for steps in args.steps]
+    if not args.no_shipped:
+        cases.append({"model": "fashion-mnist", "size": 32, "batch": 80, "steps": None})
+    peaks = {"fp32": matmul_peak(torch.float32, device), "bf16": matmul_peak(torch.bfloat16, device)}
+    if device.type == "cuda":
+        peaks["fp16"] = matmul_peak(torch.float16, device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or platform.machine()} CPU"
+    report: dict[str, Any] = {"device": f"{name}, {args.threads} threads", "torch": torch.__version__,
+                              "matmul_peak_gflops": peaks, "cases": []}
+    print(f"{report['device']}, torch {torch.__version__}; matmul peak GFLOP/s: "
+          + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items()))
+    for case in cases:
+        flops = count_flops(case)
+        if case["steps"] is None:
+            case["steps"] = _models(case, torch.device("cpu"))[2].num_steps
+        rows = []
+        for path in args.paths:
+            job = json.dumps({"case": case, "path": path, "device": args.device, "threads": args.threads})
+            output = subprocess.run([sys.executable, __file__, "--worker", job], capture_output=True, text=True)
+            if output.returncode != 0:
+                print(f"  {path}: failed: {output.stderr.strip().splitlines()[-1] if output.stderr else ''}")
+                continue
+            result = json.loads(output.stdout.strip().splitlines()[-1])
+            precision = path.split("+")[0]
+            peak = peaks["fp32" if precision in ("reference", "fp32") else precision]
+            result.update(path=path, images_per_s=case["batch"] / result["seconds"],
+                          gflops=flops * case["batch"] / result["seconds"] / 1e9)
+            result["fraction_of_peak"] = result["gflops"] / peak
+            rows.append(result)
+        reference = next((r for r in rows if r["path"] == "reference"), None)
+        print(f"\n{case['model']} batch {case['batch']}, {case['steps']} steps, {flops / 1e9:.0f} GFLOP per image")
+        print(f"  {'path':<14}{'time s':>9}{'img/s':>9}{'transf. s':>11}{'decoder s':>11}{'peak GB':>9}"
+              f"{'GFLOP/s':>9}{'of peak':>9}{'speed-up':>10}")
+        for row in rows:
+            row["speedup"] = reference["seconds"] / row["seconds"] if reference else None
+            print(f"  {row['path']:<14}{row['seconds']:>9.2f}{row['images_per_s']:>9.2f}{row['transformer_s']:>11.2f}"
+                  f"{row['decoder_s']:>11.2f}{row['peak_rss_bytes'] / 1e9:>9.2f}{row['gflops']:>9.0f}"
+                  f"{row['fraction_of_peak']:>9.0%}" + (f"{row['speedup']:>9.2f}x" if row["speedup"] else ""))
+        report["cases"].append({**case, "gflop_per_image": flops / 1e9, "paths": rows})
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as handle:
+            json.dump(report, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()

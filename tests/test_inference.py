@@ -1,0 +1,93 @@
+"""Inference preparation: weights in the compute dtype with the sensitive layers in float32, the
+channels-last tokenizer, codebook-only logits, compilation, and the fast fp32 path's parity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TOKENIZER_MSGPACK, TRANSFORMER_MSGPACK, load_npz
+from maskgit import VQGAN, MaskGIT, MaskGITTransformer
+from maskgit.models.inference import CompiledLogits, prepare_for_inference
+from maskgit.sampling import ConfidenceSampler
+
+
+@pytest.fixture(scope="module")
+def fixture_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pipe")
+    MaskGIT(VQGAN.from_pretrained(TOKENIZER_MSGPACK), MaskGITTransformer.from_pretrained(TRANSFORMER_MSGPACK)
+            ).save_pretrained(folder)
+    return folder
+
+
+def test_codebook_logits_are_the_first_rows_of_the_full_logits(small_transformer):
+    ids = torch.from_numpy(load_npz("transformer_small_io.npz")["input_ids"]).long()
+    with torch.no_grad():
+        full = small_transformer(ids)
+        codebook = small_transformer.codebook_logits(ids)
+    size = small_transformer.config.codebook_size
+    assert codebook.shape == (*ids.shape, size)
+    torch.testing.assert_close(codebook, full[..., :size], rtol=0, atol=1e-6)
+
+
+def test_bf16_keeps_the_quantizer_and_output_layers_in_float32(fixture_folder):
+    pipe = MaskGIT.from_pretrained(fixture_folder, precision="bf16")
+    transformer_dtypes = {p.dtype for p in pipe.transformer.parameters()}
+    assert transformer_dtypes == {torch.bfloat16}
+    tokenizer = pipe.tokenizer
+    assert tokenizer.quantizer.codebook.weight.dtype == torch.float32
+    for part in (tokenizer.encoder, tokenizer.decoder):
+        assert part.conv_in.weight.dtype == torch.bfloat16
+        assert part.norm_out.weight.dtype == part.conv_out.weight.dtype == torch.float32
+    assert tokenizer.decoder.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    images = pipe.generate([1, 2], sampler=ConfidenceSampler(num_steps=4), seed=0)
+    assert images.dtype == torch.float32 and torch.isfinite(images).all()
+    # Encoding quantizes float32 latents: bf16 ids agree with fp32 ids on most tokens.
+    fp32 = MaskGIT.from_pretrained(fixture_folder)
+    with torch.no_grad():
+        ids32 = fp32.tokenizer.encode_to_ids(images)
+        ids16 = pipe.tokenizer.encode_to_ids(images)
+    assert (ids32 == ids16).float().mean() > 0.8
+
+
+def test_fast_fp32_path_gives_the_official_tokens_and_images(fixture_folder):
+    # from_pretrained prepares fp32 models too (channels-last tokenizer, inference mode,
+    # codebook-only logits): with the official noise replayed, the official run comes out.
+    from test_pipeline import IMAGE_TOL, replay
+
+    pipe = MaskGIT.from_pretrained(fixture_folder)
+    assert pipe.tokenizer.decoder.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    trace = load_npz("decode_small_generate.npz")
+    tokens = []
+    images = pipe.generate([int(trace["label"])] * 2, sampler=ConfidenceSampler(num_steps=16), noise=replay(trace),
+                           callback=lambda step: tokens.append(step.sampled_ids))
+    np.testing.assert_array_equal(tokens[-1].numpy(), trace["final_seqs_official"][:, -1])
+    expected = np.clip(trace["images"], 0, 1).transpose(0, 3, 1, 2)
+    np.testing.assert_allclose(images.numpy(), expected, **IMAGE_TOL)
+    images[0, 0, 0, 0] = 0.5  # results are ordinary tensors, not inference-mode ones
+
+
+def test_fp16_needs_cuda_and_unknown_precisions_are_refused(fixture_folder, small_tokenizer, small_transformer):
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
+        MaskGIT.from_pretrained(fixture_folder, precision="fp16")
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16, fp16"):
+        MaskGIT(small_tokenizer, small_transformer, precision="int8")
+    # The fp16 conversion itself (the CUDA path) keeps the whole tokenizer in float32.
+    tokenizer, transformer = VQGAN(small_tokenizer.config), MaskGITTransformer(small_transformer.config)
+    prepare_for_inference(tokenizer, transformer, "fp16")
+    assert {p.dtype for p in transformer.parameters()} == {torch.float16}
+    assert {p.dtype for p in tokenizer.parameters()} == {torch.float32}
+
+
+@pytest.mark.slow
+def test_compiled_transformer_gives_the_same_tokens(fixture_folder):
+    pipe = MaskGIT.from_pretrained(fixture_folder)
+    sampler = ConfidenceSampler(num_steps=3)
+    eager = []
+    pipe.generate([3, 4], sampler=sampler, seed=1, callback=lambda s: eager.append(s.sampled_ids))
+    assert isinstance(pipe.compile()._logits_model, CompiledLogits)
+    compiled = []
+    pipe.generate([3, 4], sampler=sampler, seed=1, callback=lambda s: compiled.append(s.sampled_ids))
+    for a, b in zip(eager, compiled):
+        assert torch.equal(a, b)

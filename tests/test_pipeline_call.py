@@ -106,6 +106,19 @@ def test_the_progress_bar_counts_the_steps_of_the_whole_call(pipe):
     assert _bar_output(pipe, lambda: pipe([1], seed=0), disable=True) == ""
 
 
+def test_counting_steps_computes_no_step_probabilities(pipe, monkeypatch):
+    from maskgit.sampling import engine
+
+    calls = []
+    original = engine.selected_probs
+    monkeypatch.setattr(engine, "selected_probs", lambda *args: calls.append(1) or original(*args))
+    _bar_output(pipe, lambda: pipe([1, 2], seed=0))
+    assert calls == []  # the bar counts steps; the softmax of DecodeStep.selected_probs is never run
+    seen = []
+    pipe([1, 2], seed=0, callback=lambda step: seen.append(step.selected_probs))
+    assert len(calls) == 3 and seen[0].shape == (2, 65) and seen[0].dtype == torch.float32
+
+
 # -- the editing inputs ---------------------------------------------------------------------------
 
 

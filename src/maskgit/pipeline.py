@@ -374,12 +374,16 @@ class MaskGIT(nn.Module):
         return SeededNoise.for_images(seed, indices, device=self.device)
 
     @contextlib.contextmanager
-    def _steps(self, total: int, callback: Callback | None) -> Iterator[Callback]:
+    def _steps(self, total: int, callback: Callback | None) -> Iterator[Callback | None]:
         """The step callback of one call: the progress bar over its ``total`` decoding steps, then
-        the caller's ``callback``. A canvas larger than the model's token grid is filled window by
-        window, and each window beyond the first adds its steps to the bar when it starts."""
+        the caller's ``callback`` (None when there is neither, so the engine builds no step
+        records). A canvas larger than the model's token grid is filled window by window, and each
+        window beyond the first adds its steps to the bar when it starts."""
         config = {"desc": "decoding", "unit": "step", "dynamic_ncols": True, **self._progress_bar_config}
         with tqdm(total=total, **config) as bar:
+            if bar.disable and callback is None:
+                yield None
+                return
 
             def on_step(step: DecodeStep) -> None:
                 if not bar.disable:

@@ -25,7 +25,7 @@ from maskgit.data import (
     read_idx,
     train_transform,
 )
-from maskgit.data.transforms import center_crop, center_pad, resize_short_side
+from maskgit.data.transforms import center_crop, center_pad, resize_crop_mask, resize_short_side
 
 IDX_CODES = {np.uint8: 0x08, np.int8: 0x09, np.int16: 0x0B, np.int32: 0x0C, np.float32: 0x0D, np.float64: 0x0E}
 
@@ -304,6 +304,20 @@ def test_center_pad():
     padded = np.asarray(center_pad(Image.fromarray(np.full((28, 28), 200, np.uint8)), 32))
     assert padded.shape == (32, 32)
     assert (padded[2:30, 2:30] == 200).all() and padded.sum() == 200 * 28 * 28
+
+
+def test_resize_crop_mask_follows_the_eval_transform():
+    # 40x80 → short side 20 (20x40) → centre crop at column 10: original columns 20..40 → 0..10.
+    mask = torch.zeros(40, 80, dtype=torch.bool)
+    mask[:, 20:40] = True
+    fitted = resize_crop_mask(mask, 20)
+    assert fitted.dtype == torch.bool and fitted.shape == (20, 20)
+    assert fitted[:, :10].all() and not fitted[:, 10:].any()
+    # The same geometry as the image transform: a white stripe lands where the mask does.
+    stripe = Image.fromarray(mask.numpy().astype(np.uint8) * 255).convert("RGB")
+    assert ((eval_transform(20)(stripe)[0] > 0.5) == fitted).float().mean() > 0.9
+    with pytest.raises(ValueError, match=r"\(H, W\)"):
+        resize_crop_mask(torch.zeros(1, 4, 4, dtype=torch.bool), 2)
 
 
 # -- build_dataset on idx sources --------------------------------------------------------------

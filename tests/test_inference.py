@@ -91,3 +91,27 @@ def test_compiled_transformer_gives_the_same_tokens(fixture_folder):
     pipe.generate([3, 4], sampler=sampler, seed=1, callback=lambda s: compiled.append(s.sampled_ids))
     for a, b in zip(eager, compiled):
         assert torch.equal(a, b)
+
+
+def test_bf16_on_cpu_fuses_the_linears_without_changing_the_state_dict(small_transformer, small_tokenizer):
+    from maskgit.models.inference import FusedLinear
+
+    if not FusedLinear.available():
+        pytest.skip("this torch build has no oneDNN linear primitive")
+    transformer = MaskGITTransformer(small_transformer.config).eval()
+    transformer.load_state_dict(small_transformer.state_dict())
+    plain = MaskGITTransformer(small_transformer.config).eval()
+    plain.load_state_dict(small_transformer.state_dict())
+    plain.to(torch.bfloat16)
+    prepare_for_inference(VQGAN(small_tokenizer.config), transformer, "bf16")
+    assert isinstance(transformer.layers[0].mlp_intermediate, FusedLinear)
+    assert transformer.layers[0].mlp_intermediate.gelu and not transformer.layers[0].mlp_intermediate.training
+    assert list(transformer.state_dict()) == list(plain.state_dict())
+    ids = torch.from_numpy(load_npz("transformer_small_io.npz")["input_ids"]).long()
+    with torch.inference_mode():
+        fused, plain_bf16 = transformer.codebook_logits(ids).float(), plain.codebook_logits(ids).float()
+        exact = small_transformer.codebook_logits(ids)
+    # Both are bf16 computations of the same function: the fused one is as close to float32.
+    fused_error, plain_error = (fused - exact).abs(), (plain_bf16 - exact).abs()
+    assert fused_error.max() <= 2 * plain_error.max() and fused_error.mean() <= 1.5 * plain_error.mean()
+    assert not torch.equal(fused, plain_bf16)  # the fused primitive did run

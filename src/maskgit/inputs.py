@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from maskgit.data.transforms import center_crop, eval_transform, resize_short_side, to_tensor
+from maskgit.data.transforms import center_crop, eval_transform, resize_crop_mask, resize_short_side, to_tensor
 from maskgit.imageio import mask_from_image
 from maskgit.validation import check_images
 
@@ -120,6 +120,4 @@ def prepare_mask(mask: MaskInput, image: ImageInput, size: int, *, keep_size: bo
         raise ValueError(f"mask is {pixels.shape[0]}x{pixels.shape[1]} but the image is {image_shape[0]}x{image_shape[1]}")
     if keep_size or tuple(image_shape) == (size, size):
         return pixels
-    picture = Image.fromarray(pixels.cpu().numpy().astype(np.uint8) * 255)
-    picture = center_crop(resize_short_side(picture, size, Image.Resampling.NEAREST), size)
-    return torch.from_numpy(np.asarray(picture) > 127)
+    return resize_crop_mask(pixels, size)

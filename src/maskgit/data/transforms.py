@@ -29,6 +29,7 @@ __all__ = [
     "center_crop",
     "random_crop",
     "center_pad",
+    "resize_crop_mask",
     "random_horizontal_flip",
     "EvalTransform",
     "TrainTransform",
@@ -101,6 +102,16 @@ def center_pad(image: Image.Image, size: int) -> Image.Image:
         raise ValueError(f"cannot pad a {width}x{height} image to {size}x{size}")
     left, top = (size - width) // 2, (size - height) // 2
     return ImageOps.expand(image, border=(left, top, size - width - left, size - height - top), fill=0)
+
+
+def resize_crop_mask(mask: torch.Tensor, size: int) -> torch.Tensor:
+    """bool (H, W) → bool (S, S): the evaluation transform's short-side resize and centre crop,
+    with nearest-neighbour resampling so the mask stays binary and follows its image exactly."""
+    if mask.dim() != 2:
+        raise ValueError(f"mask must be (H, W), got shape {tuple(mask.shape)}")
+    picture = Image.fromarray(mask.cpu().numpy().astype(np.uint8) * 255)
+    picture = center_crop(resize_short_side(picture, size, Image.Resampling.NEAREST), size)
+    return torch.from_numpy(np.asarray(picture) > 127)
 
 
 def random_horizontal_flip(

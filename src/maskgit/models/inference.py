@@ -10,6 +10,11 @@ in bfloat16 (or float16) removes those copies. Precision is kept where it matter
 - with ``fp16`` the tokenizer stays float32 altogether: float16 VQ decoders are known to overflow
   into NaNs, and bfloat16 has float32's range.
 
+On a CPU in bf16 the transformer's linear layers run as oneDNN linear primitives with the bias
+(and, after ``mlp_intermediate`` and ``mlm_dense``, the tanh GELU) fused in: measured on this
+project's CPU, ``F.linear`` plus ``F.gelu(approximate="tanh")`` in bf16 takes about 2.7x as long as
+the fused call, whose bf16 GELU kernel is the slow part, and a 768-wide linear about 2.5x.
+
 The decoding arithmetic (softmax, sampling, schedules) is float32 in every precision.
 """
 
@@ -19,10 +24,13 @@ from typing import Any
 
 import torch
 
+import torch.nn.functional as F
+from torch import nn
+
 from maskgit.models.tokenizer import VQGAN
 from maskgit.models.transformer import MaskGITTransformer
 
-__all__ = ["PRECISIONS", "compute_dtype", "check_precision", "prepare_for_inference", "CompiledLogits"]
+__all__ = ["PRECISIONS", "compute_dtype", "check_precision", "prepare_for_inference", "CompiledLogits", "FusedLinear"]
 
 #: Supported inference precisions and their compute dtypes.
 PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -56,6 +64,52 @@ def prepare_for_inference(tokenizer: VQGAN, transformer: MaskGITTransformer, pre
     tokenizer.quantizer.float()
     # oneDNN (CPU) and cuDNN run NHWC convolutions fastest, bfloat16 above all.
     tokenizer.to(memory_format=torch.channels_last)
+    device = next(transformer.parameters()).device
+    if precision == "bf16" and device.type == "cpu" and FusedLinear.available():
+        _fuse_linears(transformer)
+
+
+class FusedLinear(nn.Linear):
+    """An ``nn.Linear`` (same parameters, same state dict) computed by oneDNN's linear primitive
+    on the CPU, with its bias and optionally a tanh GELU fused in."""
+
+    def __init__(self, linear: nn.Linear, gelu: bool = False) -> None:
+        super().__init__(linear.in_features, linear.out_features, bias=linear.bias is not None,
+                         device=linear.weight.device, dtype=linear.weight.dtype)
+        self.weight, self.bias = linear.weight, linear.bias
+        self.gelu = gelu
+        self.train(linear.training)
+
+    @staticmethod
+    def available() -> bool:
+        """Whether this torch build has the oneDNN linear primitive with bf16 support."""
+        try:
+            x = torch.ones(1, 2, dtype=torch.bfloat16)
+            torch.ops.mkldnn._linear_pointwise(x, torch.ones(2, 2, dtype=torch.bfloat16), None, "none", [], "")
+            return True
+        except (AttributeError, RuntimeError):
+            return False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training or x.device.type != "cpu" or x.dtype != torch.bfloat16:
+            y = F.linear(x, self.weight, self.bias)
+            return F.gelu(y, approximate="tanh") if self.gelu else y
+        if self.gelu:
+            return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "gelu", [], "tanh")
+        return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
+
+
+def _fuse_linears(transformer: MaskGITTransformer) -> None:
+    """Swap every linear layer for a ``FusedLinear``, folding each tanh GELU into the linear that
+    feeds it."""
+    for layer in transformer.layers:
+        for name in ("query", "key", "value", "out"):
+            setattr(layer.attention, name, FusedLinear(getattr(layer.attention, name)))
+        layer.mlp_intermediate = FusedLinear(layer.mlp_intermediate, gelu=True)
+        layer.mlp_activation = nn.Identity()
+        layer.mlp_output = FusedLinear(layer.mlp_output)
+    transformer.mlm_dense = FusedLinear(transformer.mlm_dense, gelu=True)
+    transformer.mlm_activation = nn.Identity()
 
 
 class CompiledLogits:

@@ -24,9 +24,11 @@ def _layer_norm(size: int) -> nn.LayerNorm:
     return nn.LayerNorm(size, eps=LAYER_NORM_EPS)
 
 
-def _gelu(x: torch.Tensor) -> torch.Tensor:
+def _gelu() -> nn.GELU:
     # jax.nn.gelu defaults to the tanh approximation; exact erf GELU drifts by ~2e-3 in the logits.
-    return F.gelu(x, approximate="tanh")
+    # A module (with no parameters), so that inference can fuse it into the linear before it
+    # (maskgit.models.inference).
+    return nn.GELU(approximate="tanh")
 
 
 class SelfAttention(nn.Module):
@@ -61,13 +63,14 @@ class TransformerLayer(nn.Module):
         self.attention = SelfAttention(hidden, config.num_heads, config.dropout)
         self.attention_norm = _layer_norm(hidden)
         self.mlp_intermediate = nn.Linear(hidden, config.intermediate_size)
+        self.mlp_activation = _gelu()
         self.mlp_output = nn.Linear(config.intermediate_size, hidden)
         self.mlp_norm = _layer_norm(hidden)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.attention_norm(x + self.dropout(self.attention(x)))
-        h = self.mlp_output(_gelu(self.mlp_intermediate(x)))
+        h = self.mlp_output(self.mlp_activation(self.mlp_intermediate(x)))
         return self.mlp_norm(x + self.dropout(h))
 
 
@@ -90,6 +93,7 @@ class MaskGITTransformer(PretrainedMixin, nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.layers = nn.ModuleList(TransformerLayer(config) for _ in range(config.num_layers))
         self.mlm_dense = nn.Linear(hidden, hidden)
+        self.mlm_activation = _gelu()
         self.mlm_norm = _layer_norm(hidden)
         self.mlm_bias = nn.Parameter(torch.zeros(config.vocab_size))
         self.reset_parameters()
@@ -140,7 +144,7 @@ class MaskGITTransformer(PretrainedMixin, nn.Module):
         x = self.dropout(self.embedding_norm(self.word_embeddings(ids) + positions))
         for layer in self.layers:
             x = layer(x)
-        return self.mlm_norm(_gelu(self.mlm_dense(x)))
+        return self.mlm_norm(self.mlm_activation(self.mlm_dense(x)))
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """ids (B, L) int in [-1, vocab_size) (see ``check_ids``) → logits (B, L, vocab_size)."""

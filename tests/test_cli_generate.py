@@ -47,6 +47,9 @@ def test_generate_writes_images_grid_and_manifest(tmp_path, model_dir):
     assert manifest["settings"]["classes"] == [1, 7] and manifest["settings"]["sampler"] == ConfidenceSampler(num_steps=3).to_dict()
     assert manifest["settings"]["class_names"] == ["Trouser", "Sneaker"]
     assert manifest["outputs"][2] == "0007/0000.png"
+    # One labelled row per class: 2 rows of 128 px tiles (large enough to stay at scale 1).
+    width, height = Image.open(out / "grid.png").size
+    assert height == 2 * (128 + 2) + 2 and width > 2 * (128 + 2) + 2
 
     # --resume: only the missing image is made, and it is the same image as before.
     original = np.asarray(Image.open(out / "0007" / "0000.png"), dtype=int)

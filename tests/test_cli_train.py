@@ -74,6 +74,8 @@ def test_bad_input_gets_a_clear_error(tmp_path, image_folder):
     common = ("--out", tmp_path / "run", "--no-progress")
     with pytest.raises(ConfigError, match="unknown key 'learning_rat'.*'learning_rate'"):
         _run("train-tokenizer", "--config", "tiny", "--data", image_folder, "--set", "learning_rat=1e-3", *common)
+    with pytest.raises(ConfigError, match="perceptual_weight is 0.1 but perceptual_weights is not set"):
+        _run("train-tokenizer", "--config", "tiny", "--data", image_folder, "--set", "perceptual_weight=0.1", *common)
     with pytest.raises(FileNotFoundError, match="no/such/folder"):
         _run("train-tokenizer", "--config", "tiny", "--data", tmp_path / "no" / "such" / "folder", *common)
     (tmp_path / "empty" / "class").mkdir(parents=True)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from maskgit.imageio import load_image, load_mask, make_grid, save_image, to_pil_images, to_uint8
+from maskgit.imageio import load_image, load_mask, make_class_grid, make_grid, save_image, to_pil_images, to_uint8
 
 
 def test_png_values_are_rounded_not_truncated(tmp_path):
@@ -60,6 +60,32 @@ def test_to_pil_images_rounds_like_to_uint8():
     assert [p.size for p in pictures] == [(7, 5), (7, 5)] and pictures[0].mode == "RGB"
     np.testing.assert_array_equal(np.asarray(pictures[1]), to_uint8(images[1]))
     assert len(to_pil_images(images[0])) == 1
+
+
+def test_class_grid_has_one_labelled_row_per_class_with_enlarged_tiles():
+    # A 32 px tile of four quadrants, so that the nearest-neighbour enlargement can be checked.
+    tile = torch.zeros(3, 32, 32)
+    tile[:, :16, 16:], tile[:, 16:, :16], tile[:, 16:, 16:] = 0.25, 0.5, 0.75
+    rows = [("T-shirt/top", tile[None].repeat(3, 1, 1, 1)), ("Bag", tile[None].repeat(2, 1, 1, 1))]
+    grid = make_class_grid(rows, min_tile=64, padding=2)
+    label_width = grid.shape[2] - 3 * (64 + 2) - 2  # three columns of 64 px tiles (2x) after the labels
+    assert grid.shape[:2] == (3, 2 * (64 + 2) + 2) and 40 < label_width < 200
+    first = grid[:, 2 : 2 + 64, label_width : label_width + 64]
+    expected = tile.repeat_interleave(2, 1).repeat_interleave(2, 2)  # exact 2x2 blocks, no blending
+    assert torch.allclose(first, expected, atol=1 / 255)
+    second_row_top = 2 + 64 + 2
+    assert torch.allclose(grid[:, second_row_top : second_row_top + 64, label_width : label_width + 64], expected, atol=1 / 255)
+    # The shorter row ends in white; each row's label is dark text on white beside its tiles.
+    assert grid[:, second_row_top:, label_width + 2 * 66 :].min() == 1.0
+    for top in (2, second_row_top):
+        label = grid[:, top : top + 64, :label_width]
+        assert label.min() < 0.3 and label.mean() > 0.8
+    # Big images keep their size; mixed sizes are refused.
+    assert make_class_grid([("x", torch.zeros(1, 3, 80, 80))], min_tile=64, padding=0).shape[1] == 80
+    with pytest.raises(ValueError, match="one size"):
+        make_class_grid([("a", torch.zeros(1, 3, 8, 8)), ("b", torch.zeros(1, 3, 16, 16))])
+    with pytest.raises(ValueError, match="non-empty"):
+        make_class_grid([])
 
 
 # -- every mode read faithfully -------------------------------------------------------------------

@@ -7,8 +7,10 @@ import random
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from maskgit.checkpoints.errors import CheckpointError
+from maskgit.data.transforms import PadTransform
 from maskgit.training.checkpoint import capture_rng_state, find_latest_checkpoint, restore_rng_state
 from maskgit.training.data_order import DataPosition, SeededDataset, StepBatchSampler
 from maskgit.training.engine import lr_factor
@@ -60,6 +62,39 @@ def test_sample_randomness_depends_on_seed_epoch_and_index_only():
     dataset[(1, 2)]
     assert torch.equal(state, torch.get_rng_state())
     assert len({dataset[(epoch, 2)][2] for epoch in range(5)}) == 5
+
+
+class _AsymmetricImage(torch.utils.data.Dataset):
+    """One left-right asymmetric image through the real Fashion-MNIST training transform (a flip)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.image = Image.fromarray(np.arange(36, dtype=np.uint8).reshape(6, 6) * 7)
+        self.transform = PadTransform(8, flip=True)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.transform(self.image), 0
+
+
+def test_a_samples_flip_and_its_mask_ratio_are_independent():
+    # Both used to come from the first uniform of one seed: flipped exactly when the mask ratio
+    # was above cos(pi/4), so a model never saw a mirrored image with few tokens masked.
+    dataset = SeededDataset(_AsymmetricImage(600), seed=11)
+    unflipped = PadTransform(8)(dataset.dataset.image)
+    items = [dataset[(0, index)] for index in range(len(dataset))]
+    flipped = torch.tensor([not torch.equal(image, unflipped) for image, _, _ in items])
+    mask, _ = sample_masks(torch.tensor([seed for _, _, seed in items]), 64)
+    high_ratio = mask.sum(1) > 64 * np.cos(np.pi / 4)
+    assert 0.4 < flipped.float().mean() < 0.6
+    # Every combination occurs about as often as independence predicts (a quarter each; the old
+    # coupling gave exactly 0 for two of them).
+    for flip in (True, False):
+        for high in (True, False):
+            share = ((flipped == flip) & (high_ratio == high)).float().mean().item()
+            assert 0.18 < share < 0.32, (flip, high, share)
 
 
 def test_masks_follow_the_cosine_schedule_and_the_sample_seed():

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from maskgit import VQGAN, MaskGITTransformer
+from maskgit.configs import ConfigError
 from maskgit.training import TransformerTrainer, load_train_config
 from training_helpers import RandomImages, RandomTokens, make_trainer
 
@@ -134,3 +135,7 @@ def test_perceptual_loss_plugs_in_from_a_weights_file(tmp_path):
     assert _log(tmp_path / "run")[0]["perceptual"] > 0
     with pytest.raises(FileNotFoundError, match="missing.safetensors"):
         make_trainer("tokenizer", tmp_path / "other", {"perceptual_weights": str(tmp_path / "missing.safetensors")})
+    # A weight without a file would train without the loss: refused, naming both settings.
+    with pytest.raises(ConfigError, match="perceptual_weight is 0.1 but perceptual_weights is not set"):
+        make_trainer("tokenizer", tmp_path / "none", {"perceptual_weight": 0.1})
+    assert not (tmp_path / "none").exists()

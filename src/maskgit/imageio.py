@@ -12,18 +12,19 @@ import math
 import os
 import struct
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
 from maskgit.io import atomic_path
 from maskgit.validation import MAX_INPUT_PIXELS
 
 __all__ = [
-    "open_image", "to_rgb", "load_image", "load_mask", "mask_from_image", "save_image", "make_grid", "to_uint8",
-    "to_pil_images",
+    "open_image", "to_rgb", "load_image", "load_mask", "mask_from_image", "save_image", "make_grid", "make_class_grid",
+    "to_uint8", "to_pil_images",
 ]
 
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
@@ -135,3 +136,45 @@ def make_grid(images: torch.Tensor, columns: int | None = None, padding: int = 2
         top, left = padding + row * (height + padding), padding + column * (width + padding)
         grid[:, top : top + height, left : left + width] = image
     return grid
+
+
+# Labels longer than this are cut (with an ellipsis) so one long class name cannot widen the grid.
+_MAX_LABEL_CHARS = 28
+
+
+def make_class_grid(
+    rows: Sequence[tuple[str, torch.Tensor]], *, min_tile: int = 64, padding: int = 2
+) -> torch.Tensor:
+    """One labelled row per class: ``rows`` is ``(label, images (B_i, 3, H, W) in [0, 1])`` pairs.
+
+    Each row starts with its label (Pillow's built-in font, black on white) and then its images.
+    Images smaller than ``min_tile`` pixels are enlarged by the smallest integer factor that
+    reaches it, with nearest-neighbour scaling, so that a 32 px image stays crisp and visible.
+    Returns float32 (3, H', W') in [0, 1]: ``H' = len(rows) · (h + padding) + padding`` for
+    tiles of height ``h = factor · H``.
+    """
+    if not rows or any(images.dim() != 4 or images.shape[0] == 0 or images.shape[1] != 3 for _, images in rows):
+        raise ValueError("rows must be a non-empty list of (label, non-empty (B, 3, H, W) batch) pairs")
+    sizes = {tuple(images.shape[-2:]) for _, images in rows}
+    if len(sizes) != 1:
+        raise ValueError(f"every row needs images of one size, got {sorted(sizes)}")
+    height, width = sizes.pop()
+    factor = max(1, math.ceil(min_tile / max(height, width)))
+    tile_height, tile_width = factor * height, factor * width
+    labels = [label if len(label) <= _MAX_LABEL_CHARS else label[: _MAX_LABEL_CHARS - 1] + "…" for label, _ in rows]
+    font = ImageFont.load_default(size=max(10, min(24, tile_height // 4)))
+    label_width = max(int(font.getlength(label)) for label in labels) + 4 * padding
+    columns = max(images.shape[0] for _, images in rows)
+    canvas = Image.new(
+        "RGB",
+        (label_width + columns * (tile_width + padding) + padding, len(rows) * (tile_height + padding) + padding),
+        "white",
+    )
+    draw = ImageDraw.Draw(canvas)
+    for row, (label, (_, images)) in enumerate(zip(labels, rows)):
+        top = padding + row * (tile_height + padding)
+        draw.text((2 * padding, top + tile_height // 2), label, fill="black", font=font, anchor="lm")
+        for column, image in enumerate(images):
+            tile = Image.fromarray(to_uint8(image)).resize((tile_width, tile_height), Image.Resampling.NEAREST)
+            canvas.paste(tile, (label_width + column * (tile_width + padding), top))
+    return torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1).float().div_(255.0)

@@ -29,6 +29,7 @@ from maskgit.outputs import OutputFolder
 from maskgit.validation import MAX_IMAGES, MAX_INPUT_PIXELS, MAX_PIXELS, check_count, check_pixels
 
 GRID_IMAGES = 64  # grid.png shows the first images only, so that its size stays bounded
+GRID_ROWS, GRID_COLUMNS = 32, 16  # the same bound for the class grid of `generate`
 
 # -- shared options -------------------------------------------------------------------------------
 
@@ -239,6 +240,15 @@ def _save_grid(paths: list[Path], destination: Path) -> None:
         save_image(make_grid(torch.stack([load_image(p) for p in paths[:GRID_IMAGES]])), destination)
 
 
+def _save_class_grid(rows: list[tuple[str, list[Path]]], destination: Path) -> None:
+    """One labelled row per class (the first ``GRID_ROWS`` classes, the first ``GRID_COLUMNS``
+    images of each, including those kept by --resume), so that its size stays bounded."""
+    from maskgit.imageio import load_image, make_class_grid, save_image
+
+    rows = [(name, torch.stack([load_image(p) for p in row[:GRID_COLUMNS]])) for name, row in rows[:GRID_ROWS]]
+    save_image(make_class_grid(rows), destination)
+
+
 # -- generate -------------------------------------------------------------------------------------
 
 
@@ -278,7 +288,8 @@ def run_generate(args: argparse.Namespace) -> int:
                 )
                 _save_all(images, [paths[i] for i in batch])
                 bar.update(len(batch))
-        _save_grid(paths, args.out / "grid.png")
+        _save_class_grid([(pipeline.class_names[c], [p for (job_class, _), p in zip(jobs, paths) if job_class == c])
+                          for c in dict.fromkeys(classes)], args.out / "grid.png")
         folder.finish()
     print(f"wrote {len(todo)} image(s) ({len(jobs) - len(todo)} kept) to {args.out}")
     return 0

@@ -223,8 +223,8 @@ class TokenizerTrainConfig(TrainConfig):
     optional perceptual loss + a StyleGAN2 discriminator (non-saturating loss, R1 penalty,
     optional LeCAM) that switches on at ``discriminator_start``; Adam β = (0, 0.99); EMA.
 
-    ``perceptual_weights`` is a safetensors file for ``maskgit.training.perceptual``; without it
-    the perceptual loss is off. The discriminator's width at resolution ``r`` is
+    ``perceptual_weights`` is a safetensors file for ``maskgit.training.perceptual``; the trainer
+    refuses ``perceptual_weight > 0`` without it (set the weight to 0 to train without the loss). The discriminator's width at resolution ``r`` is
     ``min(discriminator_max_channels, discriminator_channel_base // r)`` (the official table is
     base 16384, max 512). ``dead_code_reinit_every`` > 0 re-initialises codes unused for that many
     steps from the current encoder outputs.

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["mix_seed", "DataPosition", "epoch_permutation", "SeededDataset", "StepBatchSampler", "RANK_TAG"]
+__all__ = ["mix_seed", "DataPosition", "epoch_permutation", "SeededDataset", "StepBatchSampler", "RANK_TAG", "AUGMENT_TAG"]
 
 _MASK64 = (1 << 64) - 1
 
@@ -43,6 +43,7 @@ def mix_seed(*values: int) -> int:
 
 _PERMUTATION_TAG = 0x5EED_0001
 RANK_TAG = 0x5EED_0002
+AUGMENT_TAG = 0x5EED_0003
 
 
 @dataclass(frozen=True)
@@ -71,10 +72,12 @@ def epoch_permutation(seed: int, epoch: int, size: int) -> torch.Tensor:
 class SeededDataset(Dataset):
     """Wraps a dataset of ``(x, label)`` items; key ``(epoch, index)`` → ``(x, label, sample_seed)``.
 
-    The item is produced with torch's global RNG seeded by ``sample_seed = mix_seed(seed, epoch,
-    index)`` (inside ``fork_rng``, so the caller's RNG is untouched): random augmentations drawn from
-    torch's RNG become a function of the sample and the epoch only. The trainer draws the
-    sample's other randomness (mask, class dropout) from ``sample_seed`` too.
+    ``sample_seed = mix_seed(seed, epoch, index)``. The item is produced with torch's global RNG
+    seeded by ``mix_seed(sample_seed, AUGMENT_TAG)`` (inside ``fork_rng``, so the caller's RNG is
+    untouched): random augmentations drawn from torch's RNG become a function of the sample and the
+    epoch only. The trainer draws the sample's other randomness (mask, class dropout) from a
+    generator seeded by ``sample_seed`` itself; the tag keeps the two streams apart (with one seed
+    for both, the flip and the mask ratio would be the same uniform draw).
     """
 
     def __init__(self, dataset: Dataset, seed: int) -> None:
@@ -88,7 +91,7 @@ class SeededDataset(Dataset):
         epoch, index = key
         sample_seed = mix_seed(self.seed, epoch, index)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(sample_seed)
+            torch.manual_seed(mix_seed(sample_seed, AUGMENT_TAG))
             item = self.dataset[index]
         x, label = item[0], item[1]
         return x, int(label), sample_seed

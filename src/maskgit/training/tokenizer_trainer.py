@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from maskgit.configs import ConfigError
 from maskgit.models import VQGAN
 from maskgit.training.config import TokenizerTrainConfig
 from maskgit.training.discriminator import Discriminator
@@ -84,6 +85,14 @@ class TokenizerTrainer(Trainer):
         ).to(self.device)
         self.ema = EMA(self.model, config.ema_decay)
         # Loaded whenever a file is named (so a wrong path fails now), used when its weight is > 0.
+        # A weight without a file used to train silently without the loss; that is now an error, so
+        # a run never drops part of its recipe unnoticed.
+        if config.perceptual_weight > 0 and config.perceptual_weights is None:
+            raise ConfigError(
+                f"perceptual_weight is {config.perceptual_weight} but perceptual_weights is not set: the "
+                "perceptual loss needs a VGG16 safetensors file (see maskgit.training.perceptual); pass "
+                "--set perceptual_weights=FILE, or --set perceptual_weight=0 to train without it"
+            )
         self.perceptual = None
         if config.perceptual_weights is not None:
             self.perceptual = PerceptualLoss.from_file(config.perceptual_weights).to(self.device)

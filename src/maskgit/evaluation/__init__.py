@@ -1,0 +1,1 @@
+"""Evaluation of generated images: the shipped Fashion-MNIST classifier and the scores built on it."""

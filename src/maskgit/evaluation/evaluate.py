@@ -1,0 +1,336 @@
+"""Scores of generated Fashion-MNIST images, measured with the shipped classifier.
+
+- **accuracy**: the share of images that the classifier assigns to the class they were generated
+  for, per class and overall; beside it, the classifier's accuracy on the real test images of that
+  class (what a perfect generator would score).
+- **FID** in the classifier's feature space (``ImageClassifier.features``) against the real test
+  images of the evaluated classes, beside the **floor**: the FID of as many real *training* images,
+  drawn with the same count per class, against the same test images. A generator whose images were
+  real would score about the floor.
+- **diversity** per class: the mean pairwise feature distance among the generated images of a class,
+  as a fraction of the same mean over the real test images of that class (1.0 = as varied as real
+  images); overall, the mean over classes.
+- optionally a tokenizer's reconstruction **PSNR** and **SSIM** on the test set.
+
+``evaluate_folder`` reads the output of ``maskgit generate`` (its ``manifest.json`` gives the requested
+class of every image) or a folder with one subfolder per class.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from maskgit.data.datasets import ImageFolder
+from maskgit.data.idx import FASHION_MNIST_ROOT
+from maskgit.evaluation.classifier import ImageClassifier, fashion_mnist_images, float_images, load_classifier
+from maskgit.imageio import load_image
+
+__all__ = [
+    "MAX_IMAGES",
+    "load_generated",
+    "evaluate_images",
+    "evaluate_reconstruction",
+    "evaluate_folder",
+    "format_report",
+]
+
+# Bound on the images one evaluation reads (each is held in memory as float32).
+MAX_IMAGES = 100_000
+_FLOOR_SEED = 0
+
+
+def _class_key(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def _class_of_folder(name: str, class_names: tuple[str, ...], folder: Path) -> int:
+    """A class folder's class: its index (``3``, ``0003``) or its name, case and punctuation
+    ignored (``t-shirt_top`` is ``T-shirt/top``)."""
+    if name.isdigit() and int(name) < len(class_names):
+        return int(name)
+    keys = [_class_key(known) for known in class_names]
+    if _class_key(name) in keys:
+        return keys.index(_class_key(name))
+    raise ValueError(
+        f"{folder / name}: class folder is neither a class index below {len(class_names)} nor one of "
+        f"{', '.join(class_names)}"
+    )
+
+
+def _load_images(paths: list[Path], image_size: int) -> torch.Tensor:
+    if len(paths) > MAX_IMAGES:
+        raise ValueError(f"{len(paths)} images: at most {MAX_IMAGES} are evaluated at once")
+    images = []
+    for path in paths:
+        image = load_image(path)
+        if tuple(image.shape[-2:]) != (image_size, image_size):
+            raise ValueError(
+                f"{path}: is {image.shape[1]}x{image.shape[2]}, the classifier takes {image_size}x{image_size} images"
+            )
+        images.append(image)
+    return torch.stack(images)
+
+
+def _from_manifest(folder: Path, class_names: tuple[str, ...]) -> tuple[list[Path], list[int]]:
+    manifest_path = folder / "manifest.json"
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        settings, outputs = manifest["settings"], manifest["outputs"]
+        command = settings.get("command")
+        classes, num = settings.get("classes"), settings.get("num")
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
+        raise ValueError(f"{manifest_path}: not a maskgit manifest ({type(error).__name__}: {error})") from None
+    if manifest.get("complete") is False:
+        raise ValueError(f"{manifest_path}: the run is incomplete (interrupted?); finish it with `maskgit generate --resume`")
+    if command != "generate":
+        raise ValueError(f"{manifest_path}: written by `maskgit {command}`, not `maskgit generate`: no requested classes")
+    # `maskgit generate` writes num images of each class in turn, in the order of `classes`.
+    labels = [int(c) for c in classes for _ in range(int(num))]
+    if len(outputs) != len(labels):
+        raise ValueError(f"{manifest_path}: lists {len(outputs)} outputs for {len(classes)} classes x {num} images")
+    if not labels or min(labels) < 0 or max(labels) >= len(class_names):
+        raise ValueError(f"{manifest_path}: classes {classes} are not all below the classifier's {len(class_names)}")
+    names = settings.get("class_names")
+    if names is not None and [_class_key(n) for n in names] != [_class_key(class_names[c]) for c in classes]:
+        raise ValueError(
+            f"{manifest_path}: the run's classes {names} are not the classifier's ({', '.join(class_names)})"
+        )
+    paths = [folder / output for output in outputs]
+    for path, label in zip(paths, labels):
+        if path.parent.name.isdigit() and int(path.parent.name) != label:
+            raise ValueError(f"{manifest_path}: {path} is listed as class {label}")
+    return paths, labels
+
+
+def load_generated(folder: str | os.PathLike[str], class_names: tuple[str, ...], image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images of a ``maskgit generate`` output folder (with ``manifest.json``) or of a folder
+    with one subfolder per class, and the class each was generated for.
+
+    Returns float32 (N, 3, S, S) in [0, 1] and int64 (N,). Every image must be S x S. Raises
+    ``FileNotFoundError`` / ``ValueError`` naming the folder, the manifest or the file at fault.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder")
+    if (folder / "manifest.json").is_file():
+        paths, labels = _from_manifest(folder, class_names)
+    else:
+        if not any(entry.is_dir() and not entry.name.startswith(".") for entry in folder.iterdir()):
+            raise ValueError(
+                f"{folder}: no manifest.json and no class subfolders: put the images of each class in "
+                "a subfolder named by its index or name"
+            )
+        found = ImageFolder(folder)
+        folder_class = [_class_of_folder(name, class_names, folder) for name in found.class_names]
+        paths = [found.path(i) for i in range(len(found))]
+        labels = [folder_class[label] for label in found.labels.tolist()]
+    return _load_images(paths, image_size), torch.tensor(labels, dtype=torch.long)
+
+
+@torch.no_grad()
+def _features_and_predictions(
+    classifier: ImageClassifier, images: torch.Tensor, batch_size: int = 500
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """float64 features (N, D) and predicted classes (N,) of uint8 or float images."""
+    device = next(classifier.parameters()).device
+    features, predictions = [], []
+    for start in range(0, len(images), batch_size):
+        batch = float_images(images[start : start + batch_size].to(device))
+        feature = classifier.features(batch)
+        features.append(feature.double().cpu())
+        predictions.append(classifier.head(feature).argmax(1).cpu())
+    return torch.cat(features), torch.cat(predictions)
+
+
+def _frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two float64 feature sets (N, D) and (M, D):
+    ``|mu_a - mu_b|² + tr(C_a) + tr(C_b) - 2 tr((C_a C_b)^½)``. The trace of the matrix square
+    root is the sum of the square roots of the eigenvalues of ``C_a C_b`` (real and >= 0 for two
+    PSD matrices up to rounding, which the clip removes), so no ``sqrtm`` is needed."""
+    mean_a, mean_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
+    eigenvalues = np.linalg.eigvals(cov_a @ cov_b)
+    trace_sqrt = np.sqrt(np.clip(eigenvalues.real, 0, None)).sum()
+    return float(((mean_a - mean_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_sqrt)
+
+
+def _mean_pairwise_distance(features: torch.Tensor) -> float | None:
+    """Mean L2 distance over all pairs of distinct rows of (N, D); None below 2 rows."""
+    count = len(features)
+    if count < 2:
+        return None
+    distances = torch.cdist(features, features)
+    return float(distances.sum() / (count * (count - 1)))
+
+
+def evaluate_images(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    classifier: ImageClassifier | None = None,
+    data_root: str | os.PathLike[str] = FASHION_MNIST_ROOT,
+) -> dict[str, Any]:
+    """Accuracy, FID (with its train-vs-test floor) and diversity of generated ``images``.
+
+    ``images`` float (N, 3, S, S) in [0, 1], ``labels`` int64 (N,): the class each was generated
+    for. Returns a JSON-able dict: ``images``, ``accuracy``, ``real_accuracy`` (of the test images
+    of the evaluated classes), ``fid``, ``fid_floor``, ``fid_reference_images``, ``diversity`` and
+    ``per_class``: a list of ``{class, name, images, accuracy, real_accuracy, diversity}``.
+    """
+    classifier = classifier if classifier is not None else load_classifier()
+    names = classifier.config.class_names
+    if images.dim() != 4 or len(images) != len(labels) or len(images) == 0:
+        raise ValueError(f"need N >= 1 images (N, 3, S, S) and N labels, got {tuple(images.shape)} and {tuple(labels.shape)}")
+    if int(labels.min()) < 0 or int(labels.max()) >= len(names):
+        raise ValueError(f"labels must be in [0, {len(names)}), got values in [{int(labels.min())}, {int(labels.max())}]")
+    size = classifier.config.image_size
+    test_images, test_labels = fashion_mnist_images("test", data_root, size)
+    train_images, train_labels = fashion_mnist_images("train", data_root, size)
+    classes = sorted(set(labels.tolist()))
+    in_classes = torch.isin(test_labels, torch.tensor(classes))
+    test_images, test_labels = test_images[in_classes], test_labels[in_classes]
+
+    # The floor: as many real training images, with the same count per class, seeded.
+    generator = torch.Generator().manual_seed(_FLOOR_SEED)
+    floor_index = []
+    for label in classes:
+        pool = torch.nonzero(train_labels == label).flatten()
+        count = int((labels == label).sum())
+        if count > len(pool):
+            raise ValueError(f"{count} images of class {label}: the floor needs as many training images, there are {len(pool)}")
+        floor_index.append(pool[torch.randperm(len(pool), generator=generator)[:count]])
+    floor_images = train_images[torch.cat(floor_index)]
+
+    generated_features, predictions = _features_and_predictions(classifier, images)
+    test_features, test_predictions = _features_and_predictions(classifier, test_images)
+    floor_features, _ = _features_and_predictions(classifier, floor_images)
+    test_array = test_features.numpy()
+
+    per_class = []
+    for label in classes:
+        chosen, real = labels == label, test_labels == label
+        spread = _mean_pairwise_distance(generated_features[chosen])
+        real_spread = _mean_pairwise_distance(test_features[real])
+        per_class.append({
+            "class": label,
+            "name": names[label],
+            "images": int(chosen.sum()),
+            "accuracy": float((predictions[chosen] == label).double().mean()),
+            "real_accuracy": float((test_predictions[real] == label).double().mean()),
+            "diversity": None if spread is None or not real_spread else spread / real_spread,
+        })
+    diversities = [entry["diversity"] for entry in per_class if entry["diversity"] is not None]
+    return {
+        "images": len(images),
+        "accuracy": float((predictions == labels).double().mean()),
+        "real_accuracy": float((test_predictions == test_labels).double().mean()),
+        "fid": _frechet_distance(generated_features.numpy(), test_array),
+        "fid_floor": _frechet_distance(floor_features.numpy(), test_array),
+        "fid_reference_images": len(test_images),
+        "diversity": float(np.mean(diversities)) if diversities else None,
+        "per_class": per_class,
+    }
+
+
+@torch.no_grad()
+def evaluate_reconstruction(
+    tokenizer: torch.nn.Module,
+    *,
+    num_images: int = 1000,
+    data_root: str | os.PathLike[str] = FASHION_MNIST_ROOT,
+    batch_size: int = 100,
+) -> dict[str, float]:
+    """Reconstruction PSNR (dB) and SSIM (Gaussian window 11, sigma 1.5, data range 1) of a VQGAN
+    on the first ``num_images`` Fashion-MNIST test images, each the mean over images."""
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    from maskgit.training.metrics import psnr
+
+    if num_images < 1:
+        raise ValueError(f"num_images must be >= 1, got {num_images}")
+    images, _ = fashion_mnist_images("test", data_root, tokenizer.config.image_size)
+    images = images[:num_images]
+    device = next(tokenizer.parameters()).device
+    total_psnr = total_ssim = 0.0
+    for start in range(0, len(images), batch_size):
+        batch = images[start : start + batch_size].to(device).float().div_(255.0)
+        reconstruction = tokenizer.decode_ids(tokenizer.encode_to_ids(batch)).float().clamp(0, 1)
+        total_psnr += float(psnr(reconstruction, batch).sum())
+        ssim = structural_similarity_index_measure(reconstruction, batch, data_range=1.0, reduction="none")
+        total_ssim += float(ssim.sum())
+    return {"psnr": total_psnr / len(images), "ssim": total_ssim / len(images), "images": len(images)}
+
+
+def _load_tokenizer(name: str, device: str | torch.device) -> torch.nn.Module:
+    """A VQGAN from a tokenizer folder or checkpoint, or the tokenizer of a pipeline (folder or name)."""
+    from maskgit.models import VQGAN
+    from maskgit.pipeline import MaskGIT
+    from maskgit.registry import PIPELINE_INDEX, SHIPPED_MODELS
+
+    path = Path(name)
+    if name in SHIPPED_MODELS or (path / PIPELINE_INDEX).is_file():
+        return MaskGIT.from_pretrained(name, device=device).tokenizer
+    return VQGAN.from_pretrained(path, device=device)
+
+
+def evaluate_folder(
+    folder: str | os.PathLike[str],
+    *,
+    classifier: ImageClassifier | None = None,
+    tokenizer: str | None = None,
+    tokenizer_images: int = 1000,
+    data_root: str | os.PathLike[str] = FASHION_MNIST_ROOT,
+    device: str | torch.device = "cpu",
+) -> dict[str, Any]:
+    """``evaluate_images`` on a folder (see ``load_generated``), plus ``tokenizer`` (a model name or
+    folder) reconstruction scores under ``"tokenizer"`` when given. Adds ``source``."""
+    classifier = (classifier if classifier is not None else load_classifier()).to(device)
+    images, labels = load_generated(folder, classifier.config.class_names, classifier.config.image_size)
+    results: dict[str, Any] = {"source": str(folder)}
+    results.update(evaluate_images(images, labels, classifier=classifier, data_root=data_root))
+    if tokenizer is not None:
+        model = _load_tokenizer(tokenizer, device)
+        results["tokenizer"] = {"model": tokenizer, **evaluate_reconstruction(model, num_images=tokenizer_images, data_root=data_root)}
+    return results
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f} %"
+
+
+def format_report(results: dict[str, Any]) -> str:
+    """A readable table of ``evaluate_folder``'s results."""
+    width = max(len(f"{e['class']} {e['name']}") for e in results["per_class"]) + 2
+    lines = [
+        f"{results.get('source', 'images')}: {results['images']} images",
+        "",
+        f"{'class':<{width}}{'images':>7}{'accuracy':>11}{'real acc.':>11}{'diversity':>11}",
+    ]
+    for entry in results["per_class"]:
+        lines.append(
+            f"{entry['class']} {entry['name']:<{width - len(str(entry['class'])) - 1}}{entry['images']:>7}"
+            f"{_percent(entry['accuracy']):>11}{_percent(entry['real_accuracy']):>11}{_percent(entry['diversity']):>11}"
+        )
+    lines.append(
+        f"{'all':<{width}}{results['images']:>7}{_percent(results['accuracy']):>11}"
+        f"{_percent(results['real_accuracy']):>11}{_percent(results['diversity']):>11}"
+    )
+    lines += [
+        "",
+        f"FID (classifier features, vs {results['fid_reference_images']} test images): {results['fid']:.2f}"
+        f"   floor ({results['images']} training images): {results['fid_floor']:.2f}"
+        f"   ratio {results['fid'] / max(results['fid_floor'], 1e-12):.2f}",
+        "accuracy: classified as the requested class; real acc.: the same on real test images; "
+        "diversity: mean pairwise feature distance within a class, relative to real test images",
+    ]
+    if "tokenizer" in results:
+        tok = results["tokenizer"]
+        lines.append(f"tokenizer {tok['model']}: PSNR {tok['psnr']:.2f} dB, SSIM {tok['ssim']:.4f} ({tok['images']} test images)")
+    return "\n".join(lines)

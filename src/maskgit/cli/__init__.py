@@ -39,12 +39,12 @@ _EXCEPTION_PREFIX = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception): ")
 
 def build_parser() -> argparse.ArgumentParser:
     from maskgit import __version__
-    from maskgit.cli import convert, evaluate, extract_tokens, generate, serve, train
+    from maskgit.cli import convert, extract_tokens, evaluate, generate, metrics, sample, serve, train
 
     parser = argparse.ArgumentParser(prog="maskgit", description="MaskGIT in PyTorch.")
     parser.add_argument("--version", action="version", version=f"maskgit {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (generate, convert, extract_tokens, train, evaluate, serve):
+    for module in (generate, convert, extract_tokens, train, evaluate, serve, metrics, sample):
         module.register(subparsers)
     return parser
 

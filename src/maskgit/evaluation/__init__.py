@@ -1,1 +1,66 @@
-"""Evaluation of generated images: the shipped Fashion-MNIST classifier and the scores built on it."""
+"""Evaluation: the numbers of the papers' tables, under documented protocols.
+
+- ``statistics``: feature mean/covariance files (pytorch-fid layout) and the Fréchet distance (FID).
+- ``metrics``: Inception Score, KID, precision/recall on feature vectors.
+- ``inception``: the FID Inception-v3 (2015-12-05 graph) in plain torch, its weights file and cache.
+- ``resize``: the ``clean`` and ``legacy`` ways of bringing images to 299 px.
+- ``features``: feature networks by name (``inception``, a TorchScript file, registered ones).
+- ``sources``: image folders, ADM-style ``.npz`` files and statistics files as inputs.
+- ``compare``: one input against another (what ``maskgit fid`` runs).
+- ``reconstruction``: PSNR, SSIM and reconstruction FID of a tokenizer.
+- ``samples``: class-balanced sample sets, sharded and resumable, and their ADM ``.npz``.
+- ``classifier``: the shipped Fashion-MNIST classifier (``--features fashion-mnist``), and
+  ``evaluate``: the scores ``maskgit evaluate`` reports with it (import them from their modules).
+"""
+
+from maskgit.evaluation.compare import Comparison, MetricOptions, compare
+from maskgit.evaluation.features import (
+    FeatureExtractor,
+    FeatureOptions,
+    build_feature_extractor,
+    extract_features,
+    register_feature_extractor,
+)
+from maskgit.evaluation.inception import FIDInceptionV3, load_inception
+from maskgit.evaluation.metrics import (
+    MeanStd,
+    PrecisionRecall,
+    inception_score,
+    kernel_inception_distance,
+    precision_recall,
+)
+from maskgit.evaluation.reconstruction import evaluate_tokenizer, psnr, ssim
+from maskgit.evaluation.resize import RESIZE_PROTOCOLS, resize_for_inception
+from maskgit.evaluation.samples import SamplePlan, pack_npz, write_samples
+from maskgit.evaluation.sources import open_input
+from maskgit.evaluation.statistics import FeatureStatistics, frechet_distance, load_statistics
+
+__all__ = [
+    "FeatureStatistics",
+    "frechet_distance",
+    "load_statistics",
+    "inception_score",
+    "kernel_inception_distance",
+    "precision_recall",
+    "MeanStd",
+    "PrecisionRecall",
+    "FIDInceptionV3",
+    "load_inception",
+    "RESIZE_PROTOCOLS",
+    "resize_for_inception",
+    "FeatureExtractor",
+    "FeatureOptions",
+    "build_feature_extractor",
+    "extract_features",
+    "register_feature_extractor",
+    "open_input",
+    "Comparison",
+    "MetricOptions",
+    "compare",
+    "evaluate_tokenizer",
+    "psnr",
+    "ssim",
+    "SamplePlan",
+    "write_samples",
+    "pack_npz",
+]

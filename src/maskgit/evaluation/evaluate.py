@@ -30,6 +30,7 @@ import torch
 from maskgit.data.datasets import ImageFolder
 from maskgit.data.idx import FASHION_MNIST_ROOT
 from maskgit.evaluation.classifier import ImageClassifier, fashion_mnist_images, float_images, load_classifier
+from maskgit.evaluation.statistics import FeatureStatistics, frechet_distance
 from maskgit.imageio import load_image
 
 __all__ = [
@@ -150,15 +151,8 @@ def _features_and_predictions(
 
 
 def _frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Fréchet distance between Gaussians fitted to two float64 feature sets (N, D) and (M, D):
-    ``|mu_a - mu_b|² + tr(C_a) + tr(C_b) - 2 tr((C_a C_b)^½)``. The trace of the matrix square
-    root is the sum of the square roots of the eigenvalues of ``C_a C_b`` (real and >= 0 for two
-    PSD matrices up to rounding, which the clip removes), so no ``sqrtm`` is needed."""
-    mean_a, mean_b = a.mean(0), b.mean(0)
-    cov_a, cov_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
-    eigenvalues = np.linalg.eigvals(cov_a @ cov_b)
-    trace_sqrt = np.sqrt(np.clip(eigenvalues.real, 0, None)).sum()
-    return float(((mean_a - mean_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_sqrt)
+    """Fréchet distance between Gaussians fitted to two float64 feature sets (N, D) and (M, D)."""
+    return frechet_distance(FeatureStatistics.from_features(a), FeatureStatistics.from_features(b))
 
 
 def _mean_pairwise_distance(features: torch.Tensor) -> float | None:
@@ -249,9 +243,7 @@ def evaluate_reconstruction(
 ) -> dict[str, float]:
     """Reconstruction PSNR (dB) and SSIM (Gaussian window 11, sigma 1.5, data range 1) of a VQGAN
     on the first ``num_images`` Fashion-MNIST test images, each the mean over images."""
-    from torchmetrics.functional.image import structural_similarity_index_measure
-
-    from maskgit.training.metrics import psnr
+    from maskgit.evaluation.reconstruction import psnr, ssim
 
     if num_images < 1:
         raise ValueError(f"num_images must be >= 1, got {num_images}")
@@ -263,8 +255,7 @@ def evaluate_reconstruction(
         batch = images[start : start + batch_size].to(device).float().div_(255.0)
         reconstruction = tokenizer.decode_ids(tokenizer.encode_to_ids(batch)).float().clamp(0, 1)
         total_psnr += float(psnr(reconstruction, batch).sum())
-        ssim = structural_similarity_index_measure(reconstruction, batch, data_range=1.0, reduction="none")
-        total_ssim += float(ssim.sum())
+        total_ssim += float(ssim(reconstruction, batch).sum())
     return {"psnr": total_psnr / len(images), "ssim": total_ssim / len(images), "images": len(images)}
 
 

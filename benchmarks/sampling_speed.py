@@ -112,6 +112,7 @@ def _run_worker(case: dict[str, Any], path: str, device_name: str, threads: int)
         run = lambda: _reference_generate(tokenizer, transformer, classes, sampler.num_steps)  # noqa: E731
     else:
         pipe = MaskGIT(tokenizer, transformer, sampler=sampler).to_precision(precision)
+        pipe.set_progress_bar_config(disable=True)  # timed code: no bar
         if compiled:
             pipe.compile()
         ids = torch.randint(0, transformer.config.codebook_size,

@@ -235,6 +235,20 @@ def test_transformer_without_a_preset_needs_a_config(tmp_path):
         torch.testing.assert_close(loaded(ids), model.eval()(ids), rtol=0, atol=0)
 
 
+
+def test_the_tokenizer_codebook_size_completes_the_inference(tmp_path, monkeypatch):
+    config = TransformerConfig(codebook_size=16, num_classes=3, hidden_size=32, num_layers=1, num_heads=2,
+                               intermediate_size=64, latent_size=4)
+    _write_params(state_dict_to_official(MaskGITTransformer(config).state_dict(), config), tmp_path / "ckpt")
+    assert MaskGITTransformer.from_pretrained(tmp_path / "ckpt", codebook_size=16).config == config
+    with pytest.raises(CheckpointError, match="vocabulary of 20 ids leaves no class ids beside 19 codes"):
+        MaskGITTransformer.from_pretrained(tmp_path / "ckpt", codebook_size=19)
+    # A maskgit-torch file does not store the head count, so without a preset it still needs a config.
+    monkeypatch.delitem(TRANSFORMER_PRESETS, "small128")
+    with pytest.raises(CheckpointError, match=r"\.ckpt: the head count cannot be read.*pass config="):
+        MaskGITTransformer.from_pretrained(TRANSFORMER_CKPT, codebook_size=64)
+
+
 # -- maskgit-torch --------------------------------------------------------------------------------
 
 

@@ -100,7 +100,7 @@ def test_edit(tmp_path, model_dir, photo):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--box", "100,0,40,20"], "outside the 128x128 image"),
+    (["--box", "100,0,40,20"], "outside the 128x128 image (--box is in pixels of the image resized"),
     (["--box", "1,2,3"], "4 numbers"),
     (["--box", "0,0,16,16", "--start-iter", "4"], "--start-iter"),
 ])
@@ -210,3 +210,37 @@ def test_guidance_on_a_model_without_a_null_class_is_refused(tmp_path, model_dir
     assert run("generate", "--model", model_dir, "--device", "cpu", "--class", "0", "--guidance", "2", "--out", out) == 2
     assert "needs a model trained with class dropout" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_without_a_seed_a_run_draws_one_prints_and_records_it(tmp_path, model_dir, capsys):
+    common = ("generate", "--model", model_dir, "--class", "3", "--num", "2", "--steps", "2", "--device", "cpu")
+    out = tmp_path / "out"
+    assert run(*common, "--out", out) == 0
+    seed = json.loads((out / "manifest.json").read_text())["settings"]["seed"]
+    assert isinstance(seed, int) and f"seed {seed} (drawn at random" in capsys.readouterr().err
+    assert run(*common, "--seed", seed, "--out", tmp_path / "again") == 0
+    for name in ("0003/0000.png", "0003/0001.png"):
+        assert np.array_equal(np.asarray(Image.open(out / name)), np.asarray(Image.open(tmp_path / "again" / name)))
+    # --resume without --seed takes the recorded seed; with no manifest to read it from, it is refused.
+    (out / "0003" / "0001.png").unlink()
+    assert run(*common, "--resume", "--out", out) == 0
+    assert json.loads((out / "manifest.json").read_text())["settings"]["seed"] == seed
+    (tmp_path / "fresh").mkdir()
+    assert run(*common, "--resume", "--out", tmp_path / "fresh") == 2
+    assert "give the --seed that run printed" in capsys.readouterr().err
+    assert run(*common, "--seed", "-1", "--out", tmp_path / "negative") == 2
+    assert "--seed must be >= 0" in capsys.readouterr().err
+
+
+def test_keep_size_uses_the_library_rule(tmp_path, model_dir, photo, capsys):
+    # The 200x150 photo is not a whole number of 16-px tokens, so it cannot be kept at its size.
+    out = tmp_path / "out"
+    assert run("outpaint", "--model", model_dir, "--image", photo, "--extend", "16,0,0,0", "--class", "2",
+               "--keep-size", "--device", "cpu", "--out", out) == 2
+    assert "multiples of the token size 16 (drop --keep-size" in capsys.readouterr().err
+    assert not out.exists()
+    square = tmp_path / "square.png"
+    Image.open(photo).crop((0, 0, 64, 48)).save(square)
+    assert run("outpaint", "--model", model_dir, "--image", square, "--extend", "16,0,0,0", "--class", "2",
+               "--keep-size", "--num", "1", "--steps", "2", "--seed", "0", "--device", "cpu", "--out", out) == 0
+    assert Image.open(out / "outpaint_0000.png").size == (64, 64)

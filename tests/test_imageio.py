@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from maskgit.imageio import load_image, load_mask, make_class_grid, make_grid, save_image, to_uint8
+from maskgit.imageio import load_image, load_mask, make_class_grid, make_grid, save_image, to_pil_images, to_uint8
 
 
 def test_png_values_are_rounded_not_truncated(tmp_path):
@@ -52,6 +52,14 @@ def test_grid_layout():
     grid = make_grid(images, padding=1)
     assert grid.shape == (3, 2 * 5 + 1, 3 * 5 + 1)  # 3 columns, 2 rows
     assert grid[0, 1, 6] == 0.25 and grid[0, 6, 1] == 0.75 and grid[0, 6, 11] == 1.0  # padding is white
+
+
+def test_to_pil_images_rounds_like_to_uint8():
+    images = torch.rand(2, 3, 5, 7)
+    pictures = to_pil_images(images)
+    assert [p.size for p in pictures] == [(7, 5), (7, 5)] and pictures[0].mode == "RGB"
+    np.testing.assert_array_equal(np.asarray(pictures[1]), to_uint8(images[1]))
+    assert len(to_pil_images(images[0])) == 1
 
 
 def test_class_grid_has_one_labelled_row_per_class_with_enlarged_tiles():

@@ -132,7 +132,7 @@ def test_outpaint_extends_by_whole_tokens_and_keeps_the_original(small_pipeline)
 
 def test_outpaint_of_a_small_image_pads_the_window(small_pipeline):
     image = torch.rand(3, 64, 64)
-    out = small_pipeline.outpaint(image, (0, 16, 0, 0), 4, seed=3)
+    out = small_pipeline.outpaint(image, (0, 16, 0, 0), 4, seed=3, keep_size=True)
     assert out.shape == (1, 3, 64, 80)
     torch.testing.assert_close(out[0, :, :, :64], image, rtol=0, atol=0)
 

@@ -3,7 +3,7 @@
 from maskgit.checkpoints import CheckpointError
 from maskgit.configs import ConfigError, TokenizerConfig, TransformerConfig
 from maskgit.models import VQGAN, MaskGITTransformer, load_model
-from maskgit.pipeline import MaskGIT
+from maskgit.pipeline import MaskGIT, MaskGITOutput
 from maskgit.registry import list_models
 from maskgit.sampling import decode
 
@@ -13,6 +13,7 @@ __all__ = [
     "VQGAN",
     "MaskGITTransformer",
     "MaskGIT",
+    "MaskGITOutput",
     "decode",
     "TokenizerConfig",
     "TransformerConfig",

@@ -22,7 +22,10 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 from maskgit.io import atomic_path
 from maskgit.validation import MAX_INPUT_PIXELS
 
-__all__ = ["open_image", "to_rgb", "load_image", "load_mask", "save_image", "make_grid", "make_class_grid", "to_uint8"]
+__all__ = [
+    "open_image", "to_rgb", "load_image", "load_mask", "mask_from_image", "save_image", "make_grid", "make_class_grid",
+    "to_uint8", "to_pil_images",
+]
 
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
@@ -88,7 +91,12 @@ def load_image(path: str | os.PathLike[str], *, max_pixels: int = MAX_INPUT_PIXE
 
 def load_mask(path: str | os.PathLike[str], *, max_pixels: int = MAX_INPUT_PIXELS) -> torch.Tensor:
     """A mask image → bool (H, W): white (luminance > 127) means regenerate."""
-    image = open_image(path, max_pixels=max_pixels)
+    return mask_from_image(open_image(path, max_pixels=max_pixels))
+
+
+def mask_from_image(image: Image.Image) -> torch.Tensor:
+    """A PIL mask → bool (H, W): white (luminance > 127), or the opaque pixels of a mask drawn on
+    a transparent layer, means regenerate."""
     if image.mode in ("RGBA", "LA") and image.getextrema()[-1][0] < 255:
         # A mask drawn on a transparent layer: the painted (opaque) pixels are the mask.
         return torch.from_numpy(np.asarray(image.getchannel("A")) > 127)
@@ -101,6 +109,12 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
         raise ValueError(f"image must be (3, H, W), got shape {tuple(image.shape)}")
     array = (image.detach().float().cpu().clamp(0, 1) * 255.0).round().to(torch.uint8)
     return array.permute(1, 2, 0).numpy()
+
+
+def to_pil_images(images: torch.Tensor) -> list[Image.Image]:
+    """(B, 3, H, W) or (3, H, W) float in [0, 1] → RGB PIL images, rounded as ``to_uint8``."""
+    batch = images[None] if images.dim() == 3 else images
+    return [Image.fromarray(to_uint8(image)) for image in batch]
 
 
 def save_image(image: torch.Tensor, path: str | os.PathLike[str]) -> None:

@@ -6,6 +6,10 @@ Folder layout (written by ``save_pretrained``)::
                          "sampler": {...}}   (the model's default sampler, ``Sampler.to_dict``)
     tokenizer/          config.json + model.safetensors (VQGAN)
     transformer/        config.json + model.safetensors (MaskGITTransformer)
+
+Seeds: every generation method takes ``seed``, ``generator`` or ``noise``. With none of them a fresh
+random seed is drawn for the call; ``pipe(...)`` reports it (``.seed``) so that any result can be
+made again, as the CLI records it in ``manifest.json``.
 """
 
 from __future__ import annotations
@@ -13,20 +17,28 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import math
 import numbers
 import os
-import secrets
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
 from torch import nn
+from tqdm.auto import tqdm
 
 from maskgit.checkpoints.errors import CheckpointError
-from maskgit.class_names import resolve_class
+from maskgit.class_names import imagenet_class_names, resolve_class
 from maskgit.devices import resolve_device
+from maskgit.imageio import to_pil_images
+from maskgit.inputs import ImageInput, MaskInput, prepare_image, prepare_mask
 from maskgit.io import atomic_write_text
 from maskgit.models import VQGAN, MaskGITTransformer
+from maskgit.models.inference import PRECISIONS as INFERENCE_PRECISIONS
 from maskgit.models.inference import CompiledLogits, check_precision, prepare_for_inference
 from maskgit.registry import PIPELINE_INDEX, resolve_pretrained
 from maskgit.sampling.editing import (
@@ -40,13 +52,16 @@ from maskgit.sampling.editing import (
 )
 from maskgit.sampling.engine import DecodeStep
 from maskgit.sampling.fill import fill_tokens
-from maskgit.sampling.noise import GeneratorNoise, InjectedNoise, NoiseFn, NoiseSource, SeededNoise
+from maskgit.sampling.noise import GeneratorNoise, InjectedNoise, NoiseFn, NoiseSource, SeededNoise, random_seed
 from maskgit.sampling.samplers import ConfidenceSampler, Sampler, sampler_from_dict
 from maskgit.sampling.steps import MASK_ID
 from maskgit.validation import check_class_names, check_images
 
-__all__ = ["MaskGIT", "ClassLabel", "EDIT_STEPS"]
+__all__ = ["MaskGIT", "MaskGITOutput", "ClassLabel", "EDIT_STEPS", "OUTPUT_TYPES"]
 
+#: ``torch_dtype`` → precision (``maskgit.models.inference``).
+_DTYPE_PRECISIONS = {dtype: precision for precision, dtype in INFERENCE_PRECISIONS.items()}
+OUTPUT_TYPES = ("pil", "np", "pt")
 _FORMAT = "maskgit-pipeline"
 _VERSION = 1
 
@@ -58,6 +73,44 @@ EDIT_STEPS = 12
 ClassLabel = int | str
 
 Callback = Callable[[DecodeStep], None]
+
+
+@dataclass
+class MaskGITOutput:
+    """What ``pipe(class_labels, ...)`` returns.
+
+    Attributes:
+        images: ``output_type="pil"``: a list of RGB PIL images; ``"np"``: float32 (B, H, W, 3)
+            in [0, 1]; ``"pt"``: float32 (B, 3, H, W) in [0, 1] on the model's device.
+        class_ids: the class id of every image.
+        seed: the seed the images were made with (drawn at random when the call got none), or
+            None when a ``generator`` supplied the randomness.
+        sampler: the sampler that made them (with ``num_inference_steps`` applied).
+    """
+
+    images: list[Image.Image] | np.ndarray | torch.Tensor
+    class_ids: list[int]
+    seed: int | None
+    sampler: Sampler
+
+
+def _precision(precision: str | None, torch_dtype: torch.dtype | None) -> str:
+    """``precision`` ("fp32", "bf16", "fp16") or ``torch_dtype`` (torch.float32, torch.bfloat16,
+    torch.float16) → precision."""
+    if torch_dtype is None:
+        return "fp32" if precision is None else precision
+    if torch_dtype not in _DTYPE_PRECISIONS:
+        raise ValueError(
+            f"torch_dtype {torch_dtype} is not supported: use torch.float32, torch.bfloat16 or "
+            "torch.float16 (CUDA only)"
+        )
+    if precision is not None and precision != _DTYPE_PRECISIONS[torch_dtype]:
+        raise ValueError(f"precision={precision!r} contradicts torch_dtype={torch_dtype}; give one of them")
+    return _DTYPE_PRECISIONS[torch_dtype]
+
+
+def _millions(module: nn.Module) -> str:
+    return f"{sum(p.numel() for p in module.parameters()) / 1e6:.2f}M"
 
 
 class MaskGIT(nn.Module):
@@ -73,7 +126,12 @@ class MaskGIT(nn.Module):
     converts the loaded models without a copy.
 
     Every generation method shares one sampling signature: ``sampler``, then the randomness
-    (``seed``, ``generator`` or ``noise``), then ``callback``.
+    (``seed``, ``generator`` or ``noise``; a fresh random seed when none is given), then
+    ``callback``, called with every decoding step's ``DecodeStep``. Each call shows a progress bar
+    over its decoding steps (``set_progress_bar_config(disable=True)`` hides it).
+
+    ``pipe(class_labels, ...)`` generates in the diffusers style and returns a ``MaskGITOutput``;
+    ``generate``, ``edit``, ``inpaint`` and ``outpaint`` return image tensors.
     """
 
     def __init__(
@@ -103,6 +161,7 @@ class MaskGIT(nn.Module):
         self.class_names = names
         self.precision = "fp32"
         self.sampler: Sampler = sampler or ConfidenceSampler()
+        self._progress_bar_config: dict[str, Any] = {}
         self._compiled: CompiledLogits | None = None  # set by ``compile``
         if precision != "fp32":
             self.tokenizer, self.transformer = copy.deepcopy(tokenizer), copy.deepcopy(transformer)
@@ -151,15 +210,46 @@ class MaskGIT(nn.Module):
     @classmethod
     def from_pretrained(
         cls,
-        name_or_path: str | os.PathLike[str],
+        name_or_path: str | os.PathLike[str] | None = None,
         *,
+        tokenizer: str | os.PathLike[str] | None = None,
+        transformer: str | os.PathLike[str] | None = None,
+        class_names: Sequence[str] | None = None,
         device: str | torch.device | None = None,
-        precision: str = "fp32",
+        precision: str | None = None,
+        torch_dtype: torch.dtype | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
     ) -> MaskGIT:
-        """Load a folder written by ``save_pretrained``, a model shipped in the package
-        (``fashion-mnist``), or a registered name (``imagenet256``, ``imagenet512``), whose official
-        files are downloaded into the cache and converted once. Returns the pipeline in eval mode."""
+        """Load a pipeline; returns it in eval mode.
+
+        Either ``name_or_path``: a folder written by ``save_pretrained``, a model shipped in the
+        package (``fashion-mnist``), or a registered name (``imagenet256``, ``imagenet512``), whose
+        official files are downloaded into the cache and converted once. Or ``tokenizer`` and
+        ``transformer``: two checkpoints in any format ``VQGAN.from_pretrained`` reads (official
+        msgpack, maskgit-torch ``.ckpt``, our folders); the transformer's codebook size is taken
+        from the tokenizer, so a transformer whose shapes match no preset loads without a config.
+        Two files carry no class names: ``class_names`` names them (the ImageNet names are used for
+        1000 classes), and it replaces a folder's names too.
+
+        ``precision`` ("fp32", "bf16" or "fp16", CUDA only) or, equivalently, ``torch_dtype``
+        (torch.float32, torch.bfloat16 or torch.float16) sets the inference precision
+        (``maskgit.models.inference``: the weights in that dtype, float32 where it matters).
+        Other dtypes are refused.
+        """
+        precision = _precision(precision, torch_dtype)
+        device = resolve_device(device) if device is not None else None  # "auto" too; clear errors
+        if name_or_path is None:
+            if tokenizer is None or transformer is None:
+                raise ValueError("give a model name or folder, or both tokenizer= and transformer= checkpoints")
+            vqgan = VQGAN.from_pretrained(tokenizer, device=device)
+            model = MaskGITTransformer.from_pretrained(
+                transformer, device=device, codebook_size=vqgan.config.codebook_size
+            )
+            if class_names is None and model.config.num_classes == 1000:
+                class_names = imagenet_class_names()
+            return cls(vqgan, model, class_names).eval().to_precision(precision)
+        if tokenizer is not None or transformer is not None:
+            raise ValueError("give a model name or folder, or tokenizer= and transformer=, not both")
         path = resolve_pretrained(name_or_path, cache_dir)
         index_path = path / PIPELINE_INDEX
         if not index_path.is_file():
@@ -176,13 +266,33 @@ class MaskGIT(nn.Module):
                 sampler = sampler_from_dict(index["sampler"])
             except (TypeError, ValueError) as error:
                 raise CheckpointError(f"{index_path}: bad sampler ({error})") from None
-        device = resolve_device(device) if device is not None else None  # "auto" too; clear errors
-        tokenizer = VQGAN.from_pretrained(path / "tokenizer", device=device)
-        transformer = MaskGITTransformer.from_pretrained(path / "transformer", device=device)
-        names = check_class_names(index.get("class_names"), transformer.config.num_classes, source=str(index_path))
-        pipeline = cls(tokenizer, transformer, names, sampler=sampler).eval()
+        vqgan = VQGAN.from_pretrained(path / "tokenizer", device=device)
+        model = MaskGITTransformer.from_pretrained(path / "transformer", device=device)
+        if class_names is None:
+            class_names = check_class_names(index.get("class_names"), model.config.num_classes, source=str(index_path))
         # The loaded models are ours: converted in place, always (channels-last helps fp32 too).
-        return pipeline.to_precision(precision)
+        return cls(vqgan, model, class_names, sampler=sampler).eval().to_precision(precision)
+
+    def __repr__(self) -> str:
+        """A few lines: the models' sizes, the image size, the classes, the sampler and where it runs
+        (``print(pipe.transformer)`` shows the layers)."""
+        tokenizer, transformer = self.tokenizer.config, self.transformer.config
+        latent, factor = transformer.latent_size, tokenizer.downsample_factor
+        shown = ", ".join(self.class_names[:4]) + (", ..." if len(self.class_names) > 4 else "")
+        return (
+            f"MaskGIT(image_size={self.image_size}, device={self.device}, precision={self.precision},\n"
+            f"  tokenizer=VQGAN({_millions(self.tokenizer)} parameters, {tokenizer.codebook_size} codes, "
+            f"{factor}x{factor} px per token),\n"
+            f"  transformer=MaskGITTransformer({_millions(self.transformer)} parameters, {transformer.num_layers} "
+            f"layers x {transformer.hidden_size}, {latent}x{latent} tokens),\n"
+            f"  classes={len(self.class_names)} ({shown}),\n"
+            f"  sampler={self.sampler!r},\n)"
+        )
+
+    def set_progress_bar_config(self, **kwargs: Any) -> None:
+        """Options for the progress bar of every later call, as diffusers has it: ``disable=True``
+        hides it, and any other ``tqdm`` keyword (``desc``, ``leave``, ``file``, ...) is passed on."""
+        self._progress_bar_config = dict(kwargs)
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -237,17 +347,59 @@ class MaskGIT(nn.Module):
     def _class_tokens(self, class_ids: Sequence[int]) -> torch.Tensor:
         return torch.tensor(class_ids, dtype=torch.long, device=self.device) + self.transformer.config.codebook_size
 
+    @staticmethod
+    def _call_seed(seed: int | None, generator: torch.Generator | None, noise: NoiseFn | None) -> int | None:
+        """The seed of one call: ``seed``, a fresh random one when no source of randomness is
+        given, or None when ``generator`` or ``noise`` supplies it."""
+        if generator is not None or noise is not None:
+            if seed is not None:
+                raise ValueError("give one source of randomness: seed, generator or noise")
+            return None
+        if seed is None:
+            return random_seed()
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        return int(seed)
+
     def _noise(
         self, seed: int | None, generator: torch.Generator | None, noise: NoiseFn | None, indices: Sequence[int]
     ) -> NoiseSource:
         """Explicit ``noise``, else the caller's ``generator``, else per-image seeds derived from
-        ``seed`` (a fresh random one if None) and the images' indices in the run."""
+        the call's ``seed`` (see ``_call_seed``) and the images' indices in the run."""
         if noise is not None:
             return InjectedNoise(noise)
         if generator is not None:
             return GeneratorNoise(generator)
-        seed = secrets.randbits(63) if seed is None else seed
+        assert seed is not None
         return SeededNoise.for_images(seed, indices, device=self.device)
+
+    @contextlib.contextmanager
+    def _steps(self, total: int, callback: Callback | None) -> Iterator[Callback | None]:
+        """The step callback of one call: the progress bar over its ``total`` decoding steps, then
+        the caller's ``callback`` (None when there is neither, so the engine builds no step
+        records). A canvas larger than the model's token grid is filled window by window, and each
+        window beyond the first adds its steps to the bar when it starts."""
+        config = {"desc": "decoding", "unit": "step", "dynamic_ncols": True, **self._progress_bar_config}
+        with tqdm(total=total, **config) as bar:
+            if bar.disable and callback is None:
+                yield None
+                return
+
+            def on_step(step: DecodeStep) -> None:
+                if not bar.disable:
+                    if bar.n >= bar.total:
+                        bar.total += step.num_iter - step.step
+                    bar.update(1)
+                if callback is not None:
+                    callback(step)
+
+            yield on_step
+
+    def _edit_input(self, image: ImageInput, keep_size: bool) -> torch.Tensor:
+        """The image an editing mode works on, (1, 3, H, W) on the model's device: resized to the
+        model's size unless ``keep_size`` (``maskgit.inputs``)."""
+        factor = self.tokenizer.config.downsample_factor
+        return self._single_image(prepare_image(image, self.image_size, factor=factor, keep_size=keep_size))
 
     def _fill(
         self,
@@ -301,6 +453,62 @@ class MaskGIT(nn.Module):
 
     # -- generation and editing -------------------------------------------------------------------
 
+    def forward(
+        self,
+        class_labels: ClassLabel | Sequence[ClassLabel] | torch.Tensor,
+        *,
+        num_inference_steps: int | None = None,
+        num_images_per_label: int = 1,
+        sampler: Sampler | None = None,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+        output_type: str = "pil",
+        callback: Callback | None = None,
+        batch_size: int | None = None,
+    ) -> MaskGITOutput:
+        """``pipe(class_labels, ...)``: class-conditional generation in the diffusers style.
+
+        Args:
+            class_labels: class ids or names (``["sneaker", 3]``), one image each.
+            num_inference_steps: decoding steps; replaces the sampler's ``num_steps``.
+            num_images_per_label: images per label, next to each other in the output.
+            sampler: defaults to ``self.sampler``.
+            seed, generator: the randomness, as for ``generate``; with neither, a fresh random
+                seed, reported in the output.
+            output_type: ``"pil"`` (list of PIL images), ``"np"`` (float32 (B, H, W, 3) in
+                [0, 1]) or ``"pt"`` (float32 (B, 3, H, W) in [0, 1]).
+            callback: called with every decoding step's ``DecodeStep``.
+            batch_size: images per forward pass (default: all at once).
+
+        Returns:
+            ``MaskGITOutput`` with ``images``, ``class_ids``, ``seed`` and ``sampler``.
+        """
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}")
+        if (
+            isinstance(num_images_per_label, bool)
+            or not isinstance(num_images_per_label, numbers.Integral)
+            or num_images_per_label < 1
+        ):
+            raise ValueError(f"num_images_per_label must be an integer >= 1, got {num_images_per_label!r}")
+        sampler = self.sampler if sampler is None else sampler
+        if not isinstance(sampler, Sampler):
+            raise TypeError(f"sampler must be a maskgit.sampling.Sampler, got {type(sampler).__name__}")
+        if num_inference_steps is not None:
+            sampler = sampler.replace(num_steps=num_inference_steps)
+        class_ids = [i for i in self.class_ids(class_labels) for _ in range(num_images_per_label)]
+        seed = self._call_seed(seed, generator, None)
+        images = self.generate(
+            class_ids, sampler=sampler, seed=seed, generator=generator, callback=callback, batch_size=batch_size
+        )
+        if output_type == "pil":
+            output: list[Image.Image] | np.ndarray | torch.Tensor = to_pil_images(images)
+        elif output_type == "np":
+            output = images.permute(0, 2, 3, 1).cpu().numpy()
+        else:
+            output = images
+        return MaskGITOutput(images=output, class_ids=class_ids, seed=seed, sampler=sampler)
+
     def generate(
         self,
         class_labels: ClassLabel | Sequence[ClassLabel] | torch.Tensor,
@@ -319,10 +527,11 @@ class MaskGIT(nn.Module):
         ``seed``, image i depends only on ``(seed, image_indices[i])`` (default
         ``image_indices = range(B)``), so a run can be split or resumed without changing its
         images, whatever the sampler; with ``generator``, on the generator's stream (and so on the
-        batching); ``noise`` injects the Gumbel noise directly (see ``maskgit.decode``).
-        ``callback`` gets every step's ``DecodeStep`` of every batch.
+        batching); ``noise`` injects the Gumbel noise directly (see ``maskgit.decode``); with none
+        of them, on a fresh random seed. ``callback`` gets every step's ``DecodeStep`` of every batch.
         """
         sampler = self.sampler if sampler is None else sampler
+        seed = self._call_seed(seed, generator, noise)
         tokens = self._class_tokens(self.class_ids(class_labels))
         total = tokens.shape[0]
         indices = list(range(total)) if image_indices is None else list(image_indices)
@@ -333,11 +542,13 @@ class MaskGIT(nn.Module):
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         latent = self.transformer.config.latent_size
         outputs = []
-        for start in range(0, total, batch_size):
-            chunk = tokens[start : start + batch_size]
-            canvas = torch.full((chunk.shape[0], latent, latent), MASK_ID, dtype=torch.long, device=self.device)
-            source = self._noise(seed, generator, noise, indices[start : start + batch_size])
-            outputs.append(self._fill(canvas, chunk, sampler, source, callback=callback))
+        num_steps = getattr(sampler, "num_steps", 0)  # a bad sampler is refused by _fill
+        with self._steps(num_steps * math.ceil(total / batch_size), callback) as on_step:
+            for start in range(0, total, batch_size):
+                chunk = tokens[start : start + batch_size]
+                canvas = torch.full((chunk.shape[0], latent, latent), MASK_ID, dtype=torch.long, device=self.device)
+                source = self._noise(seed, generator, noise, indices[start : start + batch_size])
+                outputs.append(self._fill(canvas, chunk, sampler, source, callback=on_step))
         return torch.cat(outputs)
 
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
@@ -346,14 +557,34 @@ class MaskGIT(nn.Module):
             reconstructed = self._decode_images(self.tokenizer.encode_to_ids(self._images(images)))
         return self._released(reconstructed)
 
+    def _edit_fill(
+        self,
+        canvas: torch.Tensor,
+        class_id: int,
+        sampler: Sampler | None,
+        randomness: tuple[int | None, torch.Generator | None, NoiseFn | None],
+        callback: Callback | None,
+        start_iter: int = 0,
+    ) -> torch.Tensor:
+        """Fill an editing canvas (num_samples, h, w) for one class: the editing modes' shared run."""
+        num_samples = canvas.shape[0]
+        sampler = sampler or self.default_sampler(editing=True)
+        seed, generator, noise = randomness
+        source = self._noise(self._call_seed(seed, generator, noise), generator, noise, range(num_samples))
+        class_tokens = self._class_tokens([class_id] * num_samples)
+        num_steps = getattr(sampler, "num_steps", 0)  # a bad sampler is refused by _fill
+        with self._steps(max(0, num_steps - start_iter), callback) as on_step:
+            return self._fill(canvas, class_tokens, sampler, source, start_iter=start_iter, callback=on_step)
+
     def edit(
         self,
-        image: torch.Tensor,
+        image: ImageInput,
         box: Box | Sequence[int],
         class_label: ClassLabel,
         *,
         num_samples: int = 1,
         start_iter: int = 2,
+        keep_size: bool = False,
         sampler: Sampler | None = None,
         seed: int | None = None,
         generator: torch.Generator | None = None,
@@ -362,66 +593,61 @@ class MaskGIT(nn.Module):
     ) -> torch.Tensor:
         """Class-conditional box editing, as the official demo does it.
 
-        image (3, H, W) or (1, 3, H, W) in [0, 1]; box ``(top, left, height, width)`` in pixels.
-        The box grows by one token on each side, decoding starts at ``start_iter`` (the official
-        recipe: steps 2..11 of 12, the default when ``sampler`` is None), and the result is blended
-        into the original through the blurred box mask. Returns (num_samples, 3, H, W).
+        image: a PIL image or (3, H, W) / (1, 3, H, W) float in [0, 1], resized to the model's
+        size unless ``keep_size`` (``maskgit.inputs``); box ``(top, left, height, width)`` in
+        pixels of that image. The box grows by one token on each side, decoding starts at
+        ``start_iter`` (the official recipe: steps 2..11 of 12, the default when ``sampler`` is
+        None), and the result is blended into the image through the blurred box mask.
+        Returns (num_samples, 3, H, W).
         """
-        images = self._single_image(image)
+        images = self._edit_input(image, keep_size)
         box = box if isinstance(box, Box) else Box(*box)
         height, width = images.shape[-2:]
         token_mask = latent_box_mask(box, height, width, self.tokenizer.config.downsample_factor)
         class_id = self._single_class(class_label)
         canvas = torch.where(token_mask.to(self.device), MASK_ID, self._encode_samples(images, num_samples))
-        generated = self._fill(
-            canvas, self._class_tokens([class_id] * num_samples), sampler or self.default_sampler(editing=True),
-            self._noise(seed, generator, noise, range(num_samples)), start_iter=start_iter, callback=callback,
-        )
+        generated = self._edit_fill(canvas, class_id, sampler, (seed, generator, noise), callback, start_iter)
         return composite(generated, images, composite_mask(token_mask, height, width))
 
     def inpaint(
         self,
-        image: torch.Tensor,
-        mask: torch.Tensor,
+        image: ImageInput,
+        mask: MaskInput,
         class_label: ClassLabel,
         *,
         num_samples: int = 1,
+        keep_size: bool = False,
         sampler: Sampler | None = None,
         seed: int | None = None,
         generator: torch.Generator | None = None,
         noise: NoiseFn | None = None,
         callback: Callback | None = None,
     ) -> torch.Tensor:
-        """Free-form inpainting. mask (H, W), True (or > 0.5) where pixels are regenerated.
+        """Free-form inpainting. mask: a PIL image (white = regenerate) or an (H, W) tensor, True
+        (or > 0.5) where pixels are regenerated, the size of ``image``; both are resized to the
+        model's size unless ``keep_size`` (``maskgit.inputs``).
 
         Every token the mask touches is regenerated; pixels outside the mask are kept exactly.
         Returns (num_samples, 3, H, W) in [0, 1].
         """
-        images = self._single_image(image)
-        height, width = images.shape[-2:]
-        if not isinstance(mask, torch.Tensor) or mask.dim() != 2:
-            raise ValueError(f"mask must be an (H, W) tensor, got {getattr(mask, 'shape', type(mask).__name__)}")
-        if tuple(mask.shape) != (height, width):
-            raise ValueError(f"mask is {mask.shape[0]}x{mask.shape[1]} but the image is {height}x{width}")
-        pixel_mask = mask > 0.5 if mask.is_floating_point() else mask.bool()
+        images = self._edit_input(image, keep_size)
+        pixel_mask = prepare_mask(mask, image, self.image_size, keep_size=keep_size)
         if not pixel_mask.any():
             raise ValueError("mask is empty: nothing to inpaint")
         token_mask = token_mask_from_pixels(pixel_mask.cpu(), self.tokenizer.config.downsample_factor)
         class_id = self._single_class(class_label)
         canvas = torch.where(token_mask.to(self.device), MASK_ID, self._encode_samples(images, num_samples))
-        generated = self._fill(
-            canvas, self._class_tokens([class_id] * num_samples), sampler or self.default_sampler(editing=True),
-            self._noise(seed, generator, noise, range(num_samples)), callback=callback,
-        )
-        return composite(generated, images, pixel_mask.float())
+        generated = self._edit_fill(canvas, class_id, sampler, (seed, generator, noise), callback)
+        return composite(generated, images, pixel_mask.to(self.device).float())
 
     def outpaint(
         self,
-        image: torch.Tensor,
+        image: ImageInput,
         extend: Extend | Sequence[int],
         class_label: ClassLabel,
         *,
         num_samples: int = 1,
+        keep_size: bool = False,
         sampler: Sampler | None = None,
         seed: int | None = None,
         generator: torch.Generator | None = None,
@@ -429,18 +655,16 @@ class MaskGIT(nn.Module):
         callback: Callback | None = None,
     ) -> torch.Tensor:
         """Extend the canvas by ``(top, right, bottom, left)`` pixels, each rounded up to whole
-        tokens, and generate the new border. The original pixels are kept exactly.
+        tokens, and generate the new border. image: as for ``edit`` (resized to the model's size
+        unless ``keep_size``); its pixels are kept exactly.
         Returns (num_samples, 3, H + top + bottom, W + left + right) in [0, 1]."""
-        images = self._single_image(image)
+        images = self._edit_input(image, keep_size)
         extend = extend if isinstance(extend, Extend) else Extend(*extend)
         factor = self.tokenizer.config.downsample_factor
         tokens = extend.in_tokens(factor)
         class_id = self._single_class(class_label)
         canvas = outpaint_canvas(self._encode_samples(images, num_samples), tokens, MASK_ID)
-        generated = self._fill(
-            canvas, self._class_tokens([class_id] * num_samples), sampler or self.default_sampler(editing=True),
-            self._noise(seed, generator, noise, range(num_samples)), callback=callback,
-        )
+        generated = self._edit_fill(canvas, class_id, sampler, (seed, generator, noise), callback)
         top, left = tokens.top * factor, tokens.left * factor
         height, width = images.shape[-2:]
         generated[:, :, top : top + height, left : left + width] = images

@@ -11,7 +11,7 @@ import numpy as np
 
 from maskgit.checkpoints.errors import CheckpointError
 from maskgit.checkpoints.official import Array
-from maskgit.configs import TOKENIZER_PRESETS, TRANSFORMER_PRESETS, TokenizerConfig, TransformerConfig
+from maskgit.configs import TOKENIZER_PRESETS, TRANSFORMER_PRESETS, ConfigError, TokenizerConfig, TransformerConfig
 
 __all__ = [
     "count_indices",
@@ -72,11 +72,14 @@ def infer_transformer_config(
     intermediate_size: int,
     max_position_embeddings: int,
     num_heads: int | None,
+    codebook_size: int | None = None,
     source: str = "checkpoint",
 ) -> TransformerConfig:
     """Rebuild the transformer config from shapes. The split of the vocabulary into codebook and
     classes is not in the weights (nor, for maskgit-torch files, the head count): those come from
-    a preset of the same shapes, or the caller must pass a config."""
+    a preset of the same shapes, or from ``codebook_size`` (the tokenizer's, which the caller
+    knows) and the head count, or the caller must pass a config. A vocabulary split by
+    ``codebook_size`` is the official layout: codes, classes, the mask; no null class."""
     latent = TransformerConfig.latent_size_from_positions(max_position_embeddings)
     for preset in TRANSFORMER_PRESETS.values():
         if (
@@ -86,16 +89,34 @@ def infer_transformer_config(
             and preset.intermediate_size == intermediate_size
             and preset.latent_size == latent
             and num_heads in (None, preset.num_heads)
+            and codebook_size in (None, preset.codebook_size)
         ):
             return preset
-    missing = "the codebook size" + ("" if num_heads else " and the head count")
+    if codebook_size is not None and num_heads:
+        num_classes = vocab_size - codebook_size - 1
+        if num_classes < 1:
+            raise CheckpointError(
+                f"{source}: vocabulary of {vocab_size} ids leaves no class ids beside {codebook_size} codes "
+                "and the mask; is the tokenizer the one this transformer was trained with?"
+            )
+        try:
+            return TransformerConfig(
+                codebook_size=codebook_size, num_classes=num_classes, hidden_size=hidden_size,
+                num_layers=num_layers, num_heads=num_heads, intermediate_size=intermediate_size, latent_size=latent,
+            )
+        except ConfigError as error:
+            raise CheckpointError(f"{source}: {error}") from None
+    missing = [what for what, known in (("the codebook size", codebook_size), ("the head count", num_heads)) if not known]
+    hint = "" if codebook_size else ", or load it beside its tokenizer: MaskGIT.from_pretrained(tokenizer=..., transformer=...)"
     raise CheckpointError(
-        f"{source}: {missing} cannot be read from the weights (vocab {vocab_size}, hidden {hidden_size}, "
-        f"{num_layers} layers) and no preset has these shapes; pass config=TransformerConfig(...)"
+        f"{source}: {' and '.join(missing)} cannot be read from the weights (vocab {vocab_size}, hidden {hidden_size}, "
+        f"{num_layers} layers) and no preset has these shapes; pass config=TransformerConfig(...){hint}"
     )
 
 
-def infer_official_transformer_config(flat: Mapping[str, Array], *, source: str = "checkpoint") -> TransformerConfig:
+def infer_official_transformer_config(
+    flat: Mapping[str, Array], *, codebook_size: int | None = None, source: str = "checkpoint"
+) -> TransformerConfig:
     vocab_size, hidden_size = _shape(flat, "Embed_0/word_embeddings/embedding", source)
     return infer_transformer_config(
         vocab_size=vocab_size,
@@ -104,5 +125,6 @@ def infer_official_transformer_config(flat: Mapping[str, Array], *, source: str 
         intermediate_size=_shape(flat, "TransformerLayer_0/Mlp_0/intermediate_output/kernel", source)[1],
         max_position_embeddings=_shape(flat, "Embed_0/position_embeddings/embedding", source)[0],
         num_heads=_shape(flat, "TransformerLayer_0/Attention_0/self_attention/query/kernel", source)[1],
+        codebook_size=codebook_size,
         source=source,
     )

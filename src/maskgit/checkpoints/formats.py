@@ -84,7 +84,7 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     return "official"
 
 
-def _read_official(path: Path, config: ModelConfig | None) -> RawCheckpoint:
+def _read_official(path: Path, config: ModelConfig | None, codebook_size: int | None) -> RawCheckpoint:
     tree = read_flax_msgpack(path)
     if "params" not in tree or not isinstance(tree["params"], dict):
         raise CheckpointError(f"{path}: no 'params' collection (top-level keys: {sorted(map(str, tree))[:10]})")
@@ -94,11 +94,11 @@ def _read_official(path: Path, config: ModelConfig | None) -> RawCheckpoint:
         if kind == "vqgan":
             config = infer_tokenizer_config(flat, source=str(path))
         else:
-            config = infer_official_transformer_config(flat, source=str(path))
+            config = infer_official_transformer_config(flat, codebook_size=codebook_size, source=str(path))
     return RawCheckpoint(path, "official", kind, config, official=flat)
 
 
-def _read_maskgit_torch(path: Path, config: ModelConfig | None) -> RawCheckpoint:
+def _read_maskgit_torch(path: Path, config: ModelConfig | None, codebook_size: int | None) -> RawCheckpoint:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, zipfile.BadZipFile, EOFError, OSError) as error:
@@ -123,6 +123,7 @@ def _read_maskgit_torch(path: Path, config: ModelConfig | None) -> RawCheckpoint
             intermediate_size=state["blocks.0.MLP.0.weight"].shape[0] if "blocks.0.MLP.0.weight" in state else 0,
             max_position_embeddings=state["pos_emb"].shape[0] if "pos_emb" in state else 0,
             num_heads=None,  # the port does not store it
+            codebook_size=codebook_size,
             source=str(path),
         )
     if not isinstance(config, TransformerConfig):
@@ -131,7 +132,7 @@ def _read_maskgit_torch(path: Path, config: ModelConfig | None) -> RawCheckpoint
     return RawCheckpoint(path, "maskgit-torch", kind, config, official=flat)
 
 
-def _read_maskgit(path: Path, config: ModelConfig | None) -> RawCheckpoint:
+def _read_maskgit(path: Path, config: ModelConfig | None, codebook_size: int | None) -> RawCheckpoint:
     try:
         data = json.loads((path / CONFIG_NAME).read_text())
     except json.JSONDecodeError as error:
@@ -154,11 +155,20 @@ def _read_maskgit(path: Path, config: ModelConfig | None) -> RawCheckpoint:
     return RawCheckpoint(path, "maskgit", kind, config, state_dict=state)
 
 
-def read_checkpoint(path: str | os.PathLike[str], *, config: ModelConfig | None = None) -> RawCheckpoint:
-    """Read any supported checkpoint. ``config``, when given, replaces the stored or inferred one."""
+def read_checkpoint(
+    path: str | os.PathLike[str], *, config: ModelConfig | None = None, codebook_size: int | None = None
+) -> RawCheckpoint:
+    """Read any supported checkpoint. ``config``, when given, replaces the stored or inferred one.
+    ``codebook_size`` (the tokenizer's) lets a transformer's config be inferred when its shapes
+    match no preset, and is checked against the model's config in every case."""
     path = Path(path)
     readers = {"official": _read_official, "maskgit-torch": _read_maskgit_torch, "maskgit": _read_maskgit}
-    return readers[detect_format(path)](path, config)
+    raw = readers[detect_format(path)](path, config, codebook_size)
+    if codebook_size is not None and raw.config.codebook_size != codebook_size:
+        raise CheckpointError(
+            f"{path}: a codebook of {raw.config.codebook_size} codes, but the tokenizer has {codebook_size}"
+        )
+    return raw
 
 
 def write_pretrained(directory: str | os.PathLike[str], config: ModelConfig, state: dict[str, Any]) -> None:

@@ -5,12 +5,15 @@ Every command validates all of its inputs (and its limits: ``--max-pixels``, ``-
 ``manifest.json`` through ``maskgit.outputs.OutputFolder``: ``--resume`` continues only a run with
 the same settings and skips images already on disk (with a seed, the images it does write are the
 same as an uninterrupted run's); a folder with files in it is refused unless ``--resume`` or
-``--overwrite``; a lock stops a second writer.
+``--overwrite``; a lock stops a second writer. Without ``--seed`` a run draws a fresh random seed,
+prints it and records it in the manifest, and ``--resume`` reuses that one.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -133,7 +136,9 @@ def _pipeline_sampler(args: argparse.Namespace, pipeline: Any, editing: bool) ->
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seed", type=int, default=0, help="random seed; image i depends only on (seed, i) (default 0)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="random seed >= 0; image i depends only on (seed, i) (default: a fresh random seed, "
+                        "printed and recorded in manifest.json; --resume reuses the recorded one)")
     parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
 
 
@@ -153,6 +158,30 @@ def _load_pipeline(args: argparse.Namespace):
 
     pipeline = MaskGIT.from_pretrained(args.model, device=args.device, precision=args.precision)
     return pipeline.compile() if args.compile else pipeline
+
+
+def _run_seed(args: argparse.Namespace) -> int:
+    """``--seed``, else the seed recorded in --out's manifest when resuming, else a fresh random
+    seed, printed so that even an interrupted run can be repeated."""
+    from maskgit.sampling import random_seed
+
+    if args.seed is not None:
+        if args.seed < 0:
+            raise CLIError(f"--seed must be >= 0, got {args.seed}")
+        return args.seed
+    if args.resume:
+        manifest = args.out / "manifest.json"
+        try:
+            seed = json.loads(manifest.read_text())["settings"]["seed"]
+        except (OSError, ValueError, KeyError, TypeError):
+            seed = None
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise CLIError(f"--resume without --seed needs the seed of the first run, and {manifest} has none; "
+                           "give the --seed that run printed")
+        return seed
+    seed = random_seed()
+    print(f"seed {seed} (drawn at random; --seed {seed} repeats this run)", file=sys.stderr)
+    return seed
 
 
 def _check_counts(args: argparse.Namespace) -> None:
@@ -181,20 +210,19 @@ def _output_folder(args: argparse.Namespace, settings: dict[str, Any], outputs: 
     return OutputFolder(args.out, settings, names, [*names, *extras], resume=args.resume, overwrite=args.overwrite)
 
 
-def _prepare_image(args: argparse.Namespace, size: int | None, factor: int) -> torch.Tensor:
-    """Load ``--image``; resize its short side to ``size`` and centre-crop, unless ``size`` is None."""
-    from maskgit.data.transforms import eval_transform, to_tensor
+def _prepare_image(args: argparse.Namespace, pipeline: Any) -> torch.Tensor:
+    """``--image`` as the editing modes take it: ``maskgit.inputs.prepare_image``, the API's rule."""
     from maskgit.imageio import open_image
+    from maskgit.inputs import prepare_image
 
     picture = open_image(args.image, max_pixels=args.max_input_pixels)
-    if size is not None:
-        return eval_transform(size)(picture)
-    check_pixels(picture.height, picture.width, args.max_pixels, what=f"{args.image} (--keep-size)")
-    image = to_tensor(picture)
-    height, width = image.shape[-2:]
-    if height % factor or width % factor:
-        raise CLIError(f"{args.image}: {height}x{width} is not a multiple of {factor} on each side (drop --keep-size to resize)")
-    return image
+    if args.keep_size:
+        check_pixels(picture.height, picture.width, args.max_pixels, what=f"{args.image} (--keep-size)")
+    factor = pipeline.tokenizer.config.downsample_factor
+    try:
+        return prepare_image(picture, pipeline.image_size, factor=factor, keep_size=args.keep_size)
+    except ValueError as error:
+        raise CLIError(f"{args.image}: {error} (drop --keep-size to resize it to the model's size)") from None
 
 
 def _save_all(images: torch.Tensor, paths: list[Path]) -> None:
@@ -241,9 +269,11 @@ def run_generate(args: argparse.Namespace) -> int:
     _check_counts(args)
     check_output_dir(args.out)
     pipeline = _load_pipeline(args)
+    pipeline.set_progress_bar_config(disable=True)  # the command counts images instead
     sampler = _pipeline_sampler(args, pipeline, editing=False)
     classes = parse_class_list(args.classes, pipeline.class_names)
     check_count(len(classes) * args.num, args.max_images)
+    args.seed = _run_seed(args)
     jobs = _image_jobs(classes, args.num)  # image i = jobs[i]
     paths = [args.out / f"{c:04d}" / f"{k:04d}.png" for c, k in jobs]
     settings = _settings(args, sampler, classes=classes, class_names=[pipeline.class_names[c] for c in classes])
@@ -329,9 +359,9 @@ def _run_editing(
     classes = parse_class_list(args.classes, pipeline.class_names)
     if len(classes) != 1:
         raise CLIError(f"give exactly one --class for {args.command}, got {len(classes)}")
-    factor = pipeline.tokenizer.config.downsample_factor
-    image = _prepare_image(args, None if args.keep_size else pipeline.image_size, factor)
+    image = _prepare_image(args, pipeline)
     extra = validate(pipeline, image, sampler)  # raises before anything is written
+    args.seed = _run_seed(args)
     paths = [args.out / f"{args.command}_{k:04d}.png" for k in range(args.num)]
     settings = _settings(args, sampler, class_id=classes[0], class_name=pipeline.class_names[classes[0]])
     with _output_folder(args, settings, paths, ["input.png", "grid.png"]).open() as folder:
@@ -346,7 +376,8 @@ def _run_editing(
 
 
 def _sampling_kwargs(args: argparse.Namespace, sampler: Any) -> dict[str, Any]:
-    return dict(num_samples=args.num, sampler=sampler, seed=args.seed)
+    # keep_size: the image is already prepared, so the library must not resize a --keep-size one.
+    return dict(num_samples=args.num, sampler=sampler, seed=args.seed, keep_size=args.keep_size)
 
 
 def run_edit(args: argparse.Namespace) -> int:
@@ -355,7 +386,13 @@ def run_edit(args: argparse.Namespace) -> int:
     box = Box.parse(args.box)
 
     def validate(pipeline: Any, image: torch.Tensor, sampler: Any) -> dict[str, Any]:
-        box.check_inside(*image.shape[-2:])
+        try:
+            box.check_inside(*image.shape[-2:])
+        except ValueError as error:
+            hint = "" if args.keep_size else (
+                " (--box is in pixels of the image resized to the model's size; --keep-size keeps the image's own)"
+            )
+            raise CLIError(f"--box: {error}{hint}") from None
         if not 0 <= args.start_iter < sampler.num_steps:
             raise CLIError(f"--start-iter must be in [0, --steps={sampler.num_steps}), got {args.start_iter}")
         return {}
@@ -365,33 +402,23 @@ def run_edit(args: argparse.Namespace) -> int:
 
 
 def run_inpaint(args: argparse.Namespace) -> int:
-    from maskgit.imageio import load_mask
+    from maskgit.imageio import load_mask, open_image
+    from maskgit.inputs import prepare_mask
 
     def validate(pipeline: Any, image: torch.Tensor, sampler: Any) -> dict[str, Any]:
         mask = load_mask(args.mask, max_pixels=args.max_input_pixels)
-        if not args.keep_size:
+        try:
             # The mask follows the image through the same resize and crop (nearest keeps it binary).
-            mask = _resize_mask(mask, args.image, pipeline.image_size, args.max_input_pixels)
-        if tuple(mask.shape) != tuple(image.shape[-2:]):
-            raise CLIError(f"{args.mask}: mask is {mask.shape[0]}x{mask.shape[1]} but the image is "
-                           f"{image.shape[1]}x{image.shape[2]}")
+            mask = prepare_mask(mask, open_image(args.image, max_pixels=args.max_input_pixels), pipeline.image_size,
+                                keep_size=args.keep_size)
+        except ValueError as error:
+            raise CLIError(f"{args.mask}: {error}") from None
         if not mask.any():
             raise CLIError(f"{args.mask}: mask is empty (no white pixels): nothing to inpaint")
         return {"mask": mask}
 
     return _run_editing(args, validate, lambda p, image, c, extra, sampler: p.inpaint(
         image, extra["mask"], c, **_sampling_kwargs(args, sampler)))
-
-
-def _resize_mask(mask: torch.Tensor, image_path: Path, size: int, max_pixels: int) -> torch.Tensor:
-    """Take the mask through the image's resize and centre crop (nearest, so it stays binary)."""
-    from maskgit.data.transforms import resize_crop_mask
-    from maskgit.imageio import open_image
-
-    source = open_image(image_path, max_pixels=max_pixels)
-    if mask.shape != (source.height, source.width):
-        raise CLIError(f"mask is {mask.shape[0]}x{mask.shape[1]} but {image_path} is {source.height}x{source.width}")
-    return resize_crop_mask(mask, size)
 
 
 def run_outpaint(args: argparse.Namespace) -> int:
@@ -438,7 +465,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    description="Regenerate a box of the image as --class and blend it back.")
     _add_model_options(parser)
     _add_edit_options(parser)
-    parser.add_argument("--box", required=True, help="TOP,LEFT,HEIGHT,WIDTH in pixels of the (resized) image")
+    parser.add_argument("--box", required=True, help="TOP,LEFT,HEIGHT,WIDTH in pixels of the image resized to the "
+                        "model's size (of the image as it is with --keep-size)")
     parser.add_argument("--start-iter", type=int, default=2, help="first decoding step (official: 2 of 12)")
     add_sampler_options(parser)
     _add_run_options(parser)

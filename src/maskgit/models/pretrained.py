@@ -35,15 +35,18 @@ class PretrainedMixin:
         config: Any | None = None,
         *,
         device: str | torch.device | None = None,
+        codebook_size: int | None = None,
     ) -> M:
         """Load weights from an official msgpack file, a maskgit-torch ``.ckpt`` or a folder
         written by ``save_pretrained``. Without ``config`` it is read from the folder or inferred
-        from the parameter shapes. Returns the model in eval mode.
+        from the parameter shapes; ``codebook_size`` (the tokenizer's) completes the inference of a
+        transformer whose shapes match no preset, and must match the loaded model's codebook.
+        Returns the model in eval mode.
         """
         expected_kind = cls.config_class.model_type
         if config is not None and not isinstance(config, cls.config_class):
             raise TypeError(f"config must be a {cls.config_class.__name__}, got {type(config).__name__}")
-        raw = read_checkpoint(path, config=config)
+        raw = read_checkpoint(path, config=config, codebook_size=codebook_size)
         if raw.kind != expected_kind:
             raise CheckpointError(
                 f"{path}: holds a {_KIND_NAMES[raw.kind]} ({raw.format} format), "

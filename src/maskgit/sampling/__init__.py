@@ -11,6 +11,7 @@ from maskgit.sampling.noise import (
     SeededNoise,
     counter_uniform,
     image_seeds,
+    random_seed,
 )
 from maskgit.sampling.samplers import (
     GUIDANCE_SCHEDULES,
@@ -55,6 +56,7 @@ __all__ = [
     "SeededNoise",
     "counter_uniform",
     "image_seeds",
+    "random_seed",
     "decode",
     "run_sampler",
     "Sampler",

@@ -9,6 +9,7 @@ it is never sampled or re-masked, whatever it holds.
 from __future__ import annotations
 
 import contextlib
+import functools
 import numbers
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -42,8 +43,10 @@ class DecodeStep:
         logits: (B, L, codebook_size) float32, the (guided, shaped) logits the step sampled from.
         sampled_ids: (B, L) int64, the new tokens with the known ones kept; the output row
             ``final[:, step]``.
+        unknown: (B, L) bool, the positions that were masked at the start of the step.
         selected_probs: (B, L) float32, probability of each sampled token under ``logits``, +inf
-            at known positions.
+            at known positions; computed when first read (a softmax over the logits), so that a
+            callback that only counts steps, such as a progress bar, costs nothing.
         mask_ratio: (B,) float32, the schedule value for this step.
         mask_len: (B,) int64, the clamped number of tokens to re-mask (official ``mask_len``).
         masking: (B, L) bool, the tokens re-masked.
@@ -55,12 +58,16 @@ class DecodeStep:
     num_iter: int
     logits: torch.Tensor
     sampled_ids: torch.Tensor
-    selected_probs: torch.Tensor
+    unknown: torch.Tensor
     mask_ratio: torch.Tensor
     mask_len: torch.Tensor
     masking: torch.Tensor
     next_ids: torch.Tensor
     guidance: float = 0.0
+
+    @functools.cached_property
+    def selected_probs(self) -> torch.Tensor:
+        return selected_probs(self.logits, self.sampled_ids, self.unknown)
 
 
 @contextlib.contextmanager
@@ -202,7 +209,7 @@ def run_sampler(
             if callback is not None:
                 callback(DecodeStep(
                     step=step, num_iter=num_iter, logits=logits, sampled_ids=sampled,
-                    selected_probs=selected_probs(logits, sampled, unknown), mask_ratio=row_ratios[i],
+                    unknown=unknown, mask_ratio=row_ratios[i],
                     mask_len=mask_len, masking=masking, next_ids=current, guidance=scale,
                 ))
     return final

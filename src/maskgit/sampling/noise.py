@@ -17,6 +17,7 @@ choices. Three sources:
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -32,6 +33,7 @@ __all__ = [
     "GeneratorNoise",
     "SeededNoise",
     "image_seeds",
+    "random_seed",
     "counter_uniform",
 ]
 
@@ -95,6 +97,12 @@ class GeneratorNoise:
 
     def window(self, index: int) -> GeneratorNoise:
         return self
+
+
+def random_seed() -> int:
+    """A fresh seed in [0, 2**32) for a run given none: the API and the CLI draw it here and
+    report it, so that the run can be repeated."""
+    return secrets.randbelow(2**32)
 
 
 def image_seeds(seed: int, indices: Sequence[int]) -> list[int]:

@@ -207,6 +207,7 @@ class TransformerTrainer(Trainer):
         side = self.config.model.latent_size
         truth = self.tokenizer.decode_ids(self._ids(self.sample_inputs).view(-1, side, side)).clamp(0, 1)
         pipeline = MaskGIT(self.tokenizer, self.ema.model, self.class_names)
+        pipeline.set_progress_bar_config(disable=True)  # inside the training bar
         generated = pipeline.generate(
             self.sample_labels.tolist(), sampler=ConfidenceSampler(num_steps=12), seed=self.config.seed
         )

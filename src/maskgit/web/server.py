@@ -38,6 +38,7 @@ def serve(
         from maskgit.web.app import build_app, launch_options
 
         pipeline = MaskGIT.from_pretrained(model, device=device, precision=precision)
+        pipeline.set_progress_bar_config(disable=True)  # the page shows each run's progress
         runs = Path(temp) / "runs"
         runs.mkdir()
         demo = build_app(Studio(pipeline, str(model), runs, limits))

@@ -88,3 +88,17 @@ def test_parse_override():
     assert parse_override("compile=true") == ("compile", True)
     with pytest.raises(ConfigError, match="not KEY=VALUE"):
         parse_override("steps")
+
+
+@pytest.mark.parametrize("stage, overrides, message", [
+    ("tokenizer", {"model.image_size": 65536}, "16 images of 65536x65536 is 68,719,476,736 pixels"),
+    ("transformer", {"model.latent_size": 4096}, "sequences of 16777217 tokens"),
+])
+def test_a_micro_batch_is_bounded_before_anything_is_built(stage, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_train_config(stage, "fashion-mnist", overrides)
+    # The bound is a setting: raising it (or accumulating gradients) accepts the same size.
+    big = load_train_config(stage, "fashion-mnist", {**overrides, "max_batch_pixels": 1 << 40})
+    assert big.max_batch_pixels == 1 << 40
+    for preset in ("fashion-mnist", "imagenet256", "tiny"):
+        load_train_config(stage, preset)

@@ -45,6 +45,11 @@ class TrainConfig(Config):
     ``grad_accum_steps`` micro-steps; it must divide evenly. ``data``/``eval_data`` are source
     strings understood by ``maskgit.data.build_dataset`` (``"fashion-mnist"``, ``"mnist:/dir"``, an
     image folder) or, for the transformer, a token file.
+
+    ``max_batch_pixels`` bounds what one micro-step allocates, checked before anything is built:
+    ``batch_size / grad_accum_steps`` times the pixels of an image (the tokenizer) or times 64 per
+    token of a sequence (the transformer). The default, 2**28, allows e.g. 256 images of 1024x1024;
+    ``--set max_batch_pixels=N`` raises it.
     """
 
     tag_key: ClassVar[str] = "stage"
@@ -71,6 +76,7 @@ class TrainConfig(Config):
     keep_checkpoints: int = 2
     sample_every: int = 5000
     eval_every: int = 0
+    max_batch_pixels: int = 1 << 28
     eval_images: int = 2000
     tensorboard: bool = False
 
@@ -85,6 +91,7 @@ class TrainConfig(Config):
             raise ConfigError(
                 f"{name}: batch_size {self.batch_size} is not divisible by grad_accum_steps {self.grad_accum_steps}"
             )
+        self._check_at_least(1, "max_batch_pixels")
         if self.learning_rate <= 0:
             raise ConfigError(f"{name}: learning_rate must be > 0, got {self.learning_rate}")
         self._check_choice("lr_decay", ("constant", "cosine", "linear"))
@@ -102,6 +109,17 @@ class TrainConfig(Config):
     def preset(cls, name: str) -> Any:
         """The named training preset of this stage (``tiny``, ``fashion-mnist``, ``imagenet256``)."""
         return _preset(cls.stage, name)
+
+
+    def _check_batch_pixels(self, per_sample: int, what: str) -> None:
+        """ConfigError when one micro-step's ``per_sample`` x micro-batch exceeds ``max_batch_pixels``."""
+        micro = self.batch_size // self.grad_accum_steps
+        if micro * per_sample > self.max_batch_pixels:
+            raise ConfigError(
+                f"{type(self).__name__}: a micro-batch of {micro} {what} is {micro * per_sample:,} pixels, over "
+                f"max_batch_pixels {self.max_batch_pixels:,}; lower batch_size, raise grad_accum_steps, or "
+                f"--set max_batch_pixels=N if you have the memory"
+            )
 
 
 @dataclass(frozen=True)
@@ -150,6 +168,7 @@ class TokenizerTrainConfig(TrainConfig):
                 f"TokenizerTrainConfig: the discriminator needs a power-of-two model.image_size, got {self.model.image_size}"
             )
         self._check_at_least(0, "discriminator_start", "dead_code_reinit_every")
+        self._check_batch_pixels(self.model.image_size**2, f"images of {self.model.image_size}x{self.model.image_size}")
         self._check_interval("lecam_decay", 0.0, 1.0, include_high=False)
 
 
@@ -181,6 +200,8 @@ class TransformerTrainConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        tokens = self.model.latent_size**2 + 1
+        self._check_batch_pixels(64 * tokens, f"sequences of {tokens} tokens (64 per token)")
         self._check_interval("label_smoothing", 0.0, 1.0, include_high=False)
         self._check_interval("class_dropout", 0.0, 1.0, include_high=True)
         self._check_at_least(0, "weight_decay")

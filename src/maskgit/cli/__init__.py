@@ -37,6 +37,18 @@ _WORKER_TRACEBACK = "Original Traceback (most recent call last):"
 _EXCEPTION_PREFIX = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception): ")
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Shows every option's default in ``--help``, unless its help text already states it or there
+    is nothing to show (no default, a plain switch)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (not action.option_strings or "default" in text or action.default in (None, False, argparse.SUPPRESS)
+                or isinstance(action, (argparse._HelpAction, argparse._VersionAction))):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from maskgit import __version__
     from maskgit.cli import catalog, convert, evaluate, extract_tokens, generate, metrics, sample, serve, train
@@ -46,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (generate, convert, extract_tokens, train, evaluate, serve, metrics, sample, catalog):
         module.register(subparsers)
+    for command in subparsers.choices.values():
+        command.formatter_class = HelpFormatter
     return parser
 
 

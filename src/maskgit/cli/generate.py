@@ -457,7 +457,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_model_options(parser)
     parser.add_argument("--images", type=Path, required=True, help="folder of images (searched recursively)")
     parser.add_argument("--image-size", type=int, default=None, help="resize and crop to this size (default: the model's)")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
     parser.add_argument("--write-inputs", action="store_true", help="also write the preprocessed inputs under OUT/inputs")
     parser.set_defaults(run=run_reconstruct)
 

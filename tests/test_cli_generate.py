@@ -244,3 +244,13 @@ def test_keep_size_uses_the_library_rule(tmp_path, model_dir, photo, capsys):
     assert run("outpaint", "--model", model_dir, "--image", square, "--extend", "16,0,0,0", "--class", "2",
                "--keep-size", "--num", "1", "--steps", "2", "--seed", "0", "--device", "cpu", "--out", out) == 0
     assert Image.open(out / "outpaint_0000.png").size == (64, 64)
+
+
+def test_quiet_silences_progress_and_is_not_a_setting(tmp_path, model_dir, capsys):
+    out = tmp_path / "out"
+    assert run("generate", "--model", model_dir, "--class", "1", "--num", "2", "--steps", "2", "--seed", "0",
+               "--out", out, "--quiet") == 0
+    assert "img/s" not in capsys.readouterr().err
+    # Resuming without --quiet is the same run: --quiet changes no output, so it is not compared.
+    assert run("generate", "--model", model_dir, "--class", "1", "--num", "2", "--steps", "2", "--seed", "0",
+               "--out", out, "--resume") == 0

@@ -39,6 +39,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                         help="a saved pipeline folder, a shipped model (fashion-mnist, the default) or a registered name "
                         "(imagenet256, imagenet512)")
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
                         help="weights and compute dtype of the models (fp16: CUDA only; default fp32)")
     parser.add_argument("--compile", action="store_true",
@@ -157,6 +158,7 @@ def _load_pipeline(args: argparse.Namespace):
     from maskgit.pipeline import MaskGIT
 
     pipeline = MaskGIT.from_pretrained(args.model, device=args.device, precision=args.precision)
+    pipeline.set_progress_bar_config(disable=args.quiet)
     return pipeline.compile() if args.compile else pipeline
 
 
@@ -198,7 +200,7 @@ _SAMPLER_ARGS = {"sampler", "steps", "schedule", "temperature", "softmax_tempera
 
 
 def _settings(args: argparse.Namespace, sampler: Any = None, **extra: Any) -> dict[str, Any]:
-    skip = {"run", "command"} | _SAMPLER_ARGS
+    skip = {"run", "command", "quiet"} | _SAMPLER_ARGS  # --quiet changes no output
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in skip}
     if sampler is not None:
         settings["sampler"] = sampler.to_dict()
@@ -279,7 +281,8 @@ def run_generate(args: argparse.Namespace) -> int:
     settings = _settings(args, sampler, classes=classes, class_names=[pipeline.class_names[c] for c in classes])
     with _output_folder(args, settings, paths, ["grid.png"]).open() as folder:
         todo = [i for i, p in enumerate(paths) if not (args.resume and p.exists())]
-        with tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="img", desc="generate") as bar:
+        with tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="img", desc="generate",
+                  disable=args.quiet) as bar:
             # Missing images keep their index in the run, and so their seed.
             for start in range(0, len(todo), args.batch_size):
                 batch = todo[start : start + args.batch_size]
@@ -325,10 +328,11 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     inputs_of = {p: args.out / "inputs" / p.relative_to(args.out / "reconstructions") for p in outputs}
     extras = [str(p.relative_to(args.out)) for p in inputs_of.values()] if args.write_inputs else []
     todo = [i for i, p in enumerate(outputs) if not (args.resume and p.exists())]
-    for i in tqdm(todo, unit="img", desc="check inputs", leave=False):
+    for i in tqdm(todo, unit="img", desc="check inputs", leave=False, disable=args.quiet):
         open_image(files[i], max_pixels=args.max_input_pixels).close()  # every input reads before any output
     with _output_folder(args, _settings(args, image_size=size), outputs, extras).open() as folder:
-        with tqdm(total=len(files), initial=len(files) - len(todo), unit="img", desc="reconstruct") as bar:
+        with tqdm(total=len(files), initial=len(files) - len(todo), unit="img", desc="reconstruct",
+                  disable=args.quiet) as bar:
             for start in range(0, len(todo), args.batch_size):
                 batch = todo[start : start + args.batch_size]
                 inputs = torch.stack([transform(open_image(files[i], max_pixels=args.max_input_pixels)) for i in batch])

@@ -53,7 +53,7 @@ def run_sample(args: argparse.Namespace) -> int:
         with folder.open() if folder is not None else contextlib.nullcontext():
             process.barrier()  # the folder is checked and prepared before any rank writes to it
             written = write_samples(pipeline, plan, args.out, sampler=sampler, seed=args.seed, batch_size=args.batch_size,
-                                    rank=process.rank, world_size=process.world_size, progress=process.is_main)
+                                    rank=process.rank, world_size=process.world_size, progress=process.is_main and not args.quiet)
             total = sum(process.gather_objects(len(written)))  # also waits for every rank to finish
             if folder is not None:
                 if args.npz is not None:

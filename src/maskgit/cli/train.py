@@ -51,7 +51,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override any config key, e.g. --set learning_rate=3e-4 --set model.filters=64",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true", help="no progress bar")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -136,7 +136,7 @@ def run_tokenizer(args: argparse.Namespace) -> int:
         eval_dataset = build_dataset(config.eval_data, split=config.eval_split, image_size=size, train=False)
     trainer = TokenizerTrainer(
         config, args.out, dataset=dataset, eval_dataset=eval_dataset, device=args.device,
-        resume=checkpoint, progress=not args.no_progress,
+        resume=checkpoint, progress=not args.quiet,
     )
     try:
         results = trainer.train()
@@ -172,7 +172,7 @@ def run_transformer(args: argparse.Namespace) -> int:
         eval_dataset = _token_or_image_dataset(config.eval_data, tokenizer, split=config.eval_split, train=False)
     trainer = TransformerTrainer(
         config, args.out, dataset=dataset, tokenizer=tokenizer, eval_dataset=eval_dataset,
-        device=args.device, resume=checkpoint, progress=not args.no_progress,
+        device=args.device, resume=checkpoint, progress=not args.quiet,
     )
     try:
         results = trainer.train()

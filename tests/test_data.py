@@ -477,3 +477,14 @@ def test_image_folder_splits(tmp_path):
     assert len(val) == 1 and val.images.path(0).name == "3.png"
     with pytest.raises(ValueError, match="no 'test'"):
         build_dataset(str(tmp_path), split="test", image_size=16, train=False)
+
+
+def test_image_files_walks_the_tree_sorted_and_skips_hidden(tmp_path):
+    from maskgit.data.datasets import image_files
+
+    for name in ("b/2.PNG", "a.jpg", "b/1.png", ".hidden/x.png", "b/.y.png", "notes.txt", "c/d/e.webp"):
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+    found = [str(Path(p).relative_to(tmp_path)) for p in image_files(tmp_path)]
+    assert found == ["a.jpg", "b/1.png", "b/2.PNG", "c/d/e.webp"]

@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from maskgit.cli import CLIError
-from maskgit.data.datasets import IMAGE_EXTENSIONS
+from maskgit.data.datasets import IMAGE_EXTENSIONS, image_files
 from maskgit.devices import DEVICE_HELP
 from maskgit.io import check_output_dir
 from maskgit.outputs import OutputFolder
@@ -312,11 +312,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     check_output_dir(args.out)
     if not args.images.is_dir():
         raise CLIError(f"{args.images}: not a folder")
-    files = sorted(
-        p for p in args.images.rglob("*")
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-        and not any(part.startswith(".") for part in p.relative_to(args.images).parts)
-    )
+    files = [Path(path) for path in image_files(args.images)]
     if not files:
         raise CLIError(f"{args.images}: no images found (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
     check_count(len(files), args.max_images)

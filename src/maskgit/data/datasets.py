@@ -24,7 +24,7 @@ from maskgit.data.idx import FASHION_MNIST_ROOT, IdxImages, load_fashion_mnist, 
 from maskgit.data.transforms import PadTransform, TrainTransform, eval_transform
 from maskgit.imageio import open_image, to_rgb
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageFolder", "ImageDataset", "build_dataset"]
+__all__ = ["IMAGE_EXTENSIONS", "ImageFolder", "ImageDataset", "build_dataset", "image_files"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 # Folder names that mark a dataset split rather than a class.
@@ -38,8 +38,9 @@ def _is_image(name: str, extensions: tuple[str, ...]) -> bool:
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in extensions
 
 
-def _walk_images(folder: Path, extensions: tuple[str, ...]) -> list[str]:
-    """Image files under ``folder`` (recursively, hidden files and folders skipped), sorted."""
+def image_files(folder: str | os.PathLike[str], extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> list[str]:
+    """Image files under ``folder`` (recursively, following links; hidden files and folders
+    skipped; extensions case-insensitive), as sorted path strings."""
     found = []
     for directory, subdirectories, files in os.walk(folder, followlinks=True):
         subdirectories[:] = [name for name in subdirectories if not name.startswith(".")]
@@ -74,10 +75,10 @@ class ImageFolder:
             )
         if class_dirs:
             class_names = tuple(entry.name for entry in class_dirs)
-            per_class = [_walk_images(self.root / name, extensions) for name in class_names]
+            per_class = [image_files(self.root / name, extensions) for name in class_names]
         else:
             class_names = (self.root.resolve().name or "images",)
-            per_class = [_walk_images(self.root, extensions)]
+            per_class = [image_files(self.root, extensions)]
         if not any(per_class):
             raise ValueError(f"{self.root}: no images found (extensions {', '.join(extensions)})")
         for name, files in zip(class_names, per_class):

@@ -52,6 +52,17 @@ def small_pipeline(small_tokenizer, small_transformer):
     return MaskGIT(small_tokenizer, small_transformer)
 
 
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, small_tokenizer, small_transformer):
+    """The fixture models saved as a pipeline folder with the Fashion-MNIST class names."""
+    from maskgit.data import FASHION_MNIST_CLASSES
+    from maskgit.pipeline import MaskGIT
+
+    folder = tmp_path_factory.mktemp("model")
+    MaskGIT(small_tokenizer, small_transformer, FASHION_MNIST_CLASSES).save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture(autouse=True)
 def _single_thread():
     # The test models are tiny: a second intra-op thread only adds hand-off cost, which on a

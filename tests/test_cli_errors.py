@@ -19,7 +19,6 @@ from conftest import TRANSFORMER_MSGPACK
 from maskgit import MaskGIT
 from maskgit.checkpoints.flax_msgpack import read_flax_msgpack, write_flax_msgpack
 from maskgit.cli import main, user_error_message
-from maskgit.data import FASHION_MNIST_CLASSES
 from maskgit.io import file_lock
 
 # -- helpers ----------------------------------------------------------------------------------------
@@ -46,13 +45,6 @@ def fails(capsys, command: str, *args, fragments=()) -> str:
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
     return lines[0]
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, small_tokenizer, small_transformer):
-    folder = tmp_path_factory.mktemp("model")
-    MaskGIT(small_tokenizer, small_transformer, FASHION_MNIST_CLASSES).save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -12,16 +12,8 @@ from PIL import Image
 
 from maskgit import MaskGIT
 from maskgit.cli import main
-from maskgit.data import FASHION_MNIST_CLASSES
 from maskgit.imageio import load_image
 from maskgit.sampling import ConfidenceSampler
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, small_tokenizer, small_transformer):
-    folder = tmp_path_factory.mktemp("model")
-    MaskGIT(small_tokenizer, small_transformer, FASHION_MNIST_CLASSES).save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -81,9 +81,9 @@ def _no_proxy(monkeypatch):
     monkeypatch.delenv("MASKGIT_BASE_URL", raising=False)
 
 
-@pytest.fixture
-def server():
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+def _serve(handler):
+    """Run ``handler`` on 127.0.0.1 in a thread; yields its ``_State`` (with ``url``)."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     httpd.state = _State()  # type: ignore[attr-defined]
     httpd.state.url = f"http://127.0.0.1:{httpd.server_address[1]}"  # type: ignore[attr-defined]
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -92,6 +92,11 @@ def server():
     httpd.shutdown()
     httpd.server_close()
     thread.join(timeout=5)
+
+
+@pytest.fixture
+def server():
+    yield from _serve(_Handler)
 
 
 @pytest.fixture
@@ -255,15 +260,7 @@ class _NoLengthHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def no_length_server():
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NoLengthHandler)
-    httpd.state = _State()  # type: ignore[attr-defined]
-    httpd.state.url = f"http://127.0.0.1:{httpd.server_address[1]}"  # type: ignore[attr-defined]
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield httpd.state  # type: ignore[attr-defined]
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=5)
+    yield from _serve(_NoLengthHandler)
 
 
 @pytest.fixture

@@ -29,16 +29,10 @@ from torch import nn
 from maskgit.models.tokenizer import VQGAN
 from maskgit.models.transformer import MaskGITTransformer
 
-__all__ = ["PRECISIONS", "compute_dtype", "check_precision", "prepare_for_inference", "CompiledLogits", "FusedLinear"]
+__all__ = ["PRECISIONS", "check_precision", "prepare_for_inference", "CompiledLogits", "FusedLinear"]
 
 #: Supported inference precisions and their compute dtypes.
 PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def compute_dtype(precision: str) -> torch.dtype:
-    """The dtype of the transformer's weights for ``precision`` (``fp32``, ``bf16``, ``fp16``)."""
-    check_precision(precision)
-    return PRECISIONS[precision]
 
 
 def check_precision(precision: str, device: torch.device | str | None = None) -> None:

@@ -31,6 +31,20 @@ def nchw_to_nhwc(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().permute(0, 2, 3, 1).numpy()
 
 
+def official_params(path) -> dict[str, np.ndarray]:
+    """The ``params`` collection of an official msgpack file, flattened to ``scope/.../name`` keys."""
+    from maskgit.checkpoints.flax_msgpack import flatten_tree, read_flax_msgpack
+
+    return flatten_tree(read_flax_msgpack(path)["params"])
+
+
+def write_official_params(flat: dict[str, np.ndarray], path) -> None:
+    """Write flattened ``params`` as an official msgpack file."""
+    from maskgit.checkpoints.flax_msgpack import unflatten_tree, write_flax_msgpack
+
+    write_flax_msgpack({"params": unflatten_tree(flat)}, path)
+
+
 @pytest.fixture(scope="session")
 def small_tokenizer():
     from maskgit import VQGAN

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from maskgit.training.discriminator import BlurDownsample, Discriminator, discriminator_widths
-from maskgit.training.perceptual import LPIPS_CHANNELS, VGG16_CONV_SHAPES, PerceptualLoss
 
 
 def test_official_width_table():
@@ -44,45 +42,3 @@ def test_blur_downsample_halves_and_is_a_normalised_low_pass():
     # Highest-frequency checkerboard is strongly attenuated.
     checker = (torch.arange(8)[:, None] + torch.arange(8)[None, :]) % 2
     assert blur(checker.float()[None, None])[..., 1:-1, 1:-1].std() < 0.01
-
-
-def _vgg_weights(path, with_lin: bool):
-    generator = torch.Generator().manual_seed(0)
-    state = {}
-    for index, in_channels, out_channels in VGG16_CONV_SHAPES:
-        state[f"features.{index}.weight"] = torch.randn(out_channels, in_channels, 3, 3, generator=generator) * (2 / (9 * in_channels)) ** 0.5
-        state[f"features.{index}.bias"] = torch.zeros(out_channels)
-    if with_lin:
-        for k, channels in enumerate(LPIPS_CHANNELS):
-            state[f"lin.{k}.weight"] = torch.rand(1, channels, 1, 1, generator=generator)
-    save_file(state, str(path))
-    return state
-
-
-@pytest.mark.parametrize("with_lin", [False, True])
-def test_perceptual_loss_from_a_weights_file(tmp_path, with_lin):
-    _vgg_weights(tmp_path / "vgg.safetensors", with_lin)
-    loss = PerceptualLoss.from_file(tmp_path / "vgg.safetensors")
-    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
-    assert loss(images, images).item() == pytest.approx(0.0, abs=1e-6)
-    noisy = (images + 0.2 * torch.randn_like(images)).clamp(0, 1).requires_grad_(True)
-    distance = loss(noisy, images)
-    assert distance.item() > 0
-    distance.backward()
-    assert noisy.grad.abs().sum() > 0
-    assert all(not p.requires_grad for p in loss.parameters())
-
-
-def test_perceptual_loss_names_a_missing_or_misshapen_weight(tmp_path):
-    state = _vgg_weights(tmp_path / "vgg.safetensors", with_lin=True)
-    del state["features.28.weight"]
-    save_file(state, str(tmp_path / "missing.safetensors"))
-    with pytest.raises(ValueError, match="features.28.weight"):
-        PerceptualLoss.from_file(tmp_path / "missing.safetensors")
-    state = _vgg_weights(tmp_path / "vgg.safetensors", with_lin=True)
-    state["lin.2.weight"] = torch.ones(1, 3, 1, 1)
-    save_file(state, str(tmp_path / "bad_lin.safetensors"))
-    with pytest.raises(ValueError, match="lin.2.weight"):
-        PerceptualLoss.from_file(tmp_path / "bad_lin.safetensors")
-    with pytest.raises(FileNotFoundError, match="nowhere.safetensors"):
-        PerceptualLoss.from_file(tmp_path / "nowhere.safetensors")

@@ -1,123 +1,22 @@
-"""The engine's pieces: data order, masks, schedules, RNG state, checkpoints, clear errors."""
+"""training/engine.py: the learning-rate schedule, RNG state, checkpoints, runs that must not be
+overwritten, bf16 autocast, and a killed run that resumes exactly; clear errors."""
 
 from __future__ import annotations
 
+import json
 import random
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from maskgit.checkpoints.errors import CheckpointError
-from maskgit.data.transforms import PadTransform
 from maskgit.training.checkpoint import capture_rng_state, find_latest_checkpoint, restore_rng_state
-from maskgit.training.data_order import DataPosition, SeededDataset, StepBatchSampler
-from maskgit.training.ema import EMA
 from maskgit.training.engine import lr_factor
-from maskgit.training.masking import masked_inputs, sample_masks
-from training_helpers import RandomImages, make_trainer
-
-
-def _take(sampler: StepBatchSampler, count: int) -> list[list[tuple[int, int]]]:
-    iterator = iter(sampler)
-    return [next(iterator) for _ in range(count)]
-
-
-def test_ranks_and_micro_steps_partition_the_single_process_batches():
-    common = dict(seed=5, start=DataPosition())
-    single = _take(StepBatchSampler(10, 4, world_size=1, rank=0, grad_accum_steps=1, **common), 6)
-    ranks = [_take(StepBatchSampler(10, 4, world_size=2, rank=r, grad_accum_steps=2, **common), 12) for r in range(2)]
-    for step in range(6):
-        # Micro-step a of rank r holds global positions a*W*m + r*m ... in order.
-        pieces = [ranks[r][2 * step + a] for a in range(2) for r in range(2)]
-        assert sum(pieces, []) == single[step]
-    # 10 samples, batch 4: two batches per epoch, the last 2 samples of each epoch dropped.
-    epochs = [batch[0][0] for batch in single]
-    assert epochs == [0, 0, 1, 1, 2, 2]
-    first_epoch = sorted(index for batch in single[:2] for _, index in batch)
-    assert len(set(first_epoch)) == 8
-    assert [i for _, i in single[2]] != [i for _, i in single[0]]  # a new permutation each epoch
-
-
-def test_a_sampler_started_at_a_saved_position_continues_the_sequence():
-    full = _take(StepBatchSampler(10, 4, world_size=1, rank=0, grad_accum_steps=1, seed=1, start=DataPosition()), 5)
-    position = DataPosition()
-    for _ in range(3):
-        position = position.advanced(4, 10)
-    assert position == DataPosition(1, 4)
-    resumed = _take(StepBatchSampler(10, 4, world_size=1, rank=0, grad_accum_steps=1, seed=1, start=position), 2)
-    assert resumed == full[3:5]
-
-
-def test_sample_randomness_depends_on_seed_epoch_and_index_only():
-    dataset = SeededDataset(RandomImages(4, size=8), seed=3)
-    a = dataset[(0, 2)]
-    torch.rand(100)  # the caller's RNG state does not matter ...
-    b = dataset[(0, 2)]
-    assert torch.equal(a[0], b[0]) and a[2] == b[2]
-    # ... and is not disturbed.
-    state = torch.get_rng_state()
-    dataset[(1, 2)]
-    assert torch.equal(state, torch.get_rng_state())
-    assert len({dataset[(epoch, 2)][2] for epoch in range(5)}) == 5
-
-
-class _AsymmetricImage(torch.utils.data.Dataset):
-    """One left-right asymmetric image through the real Fashion-MNIST training transform (a flip)."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.image = Image.fromarray(np.arange(36, dtype=np.uint8).reshape(6, 6) * 7)
-        self.transform = PadTransform(8, flip=True)
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return self.transform(self.image), 0
-
-
-def test_a_samples_flip_and_its_mask_ratio_are_independent():
-    # Both used to come from the first uniform of one seed: flipped exactly when the mask ratio
-    # was above cos(pi/4), so a model never saw a mirrored image with few tokens masked.
-    dataset = SeededDataset(_AsymmetricImage(600), seed=11)
-    unflipped = PadTransform(8)(dataset.dataset.image)
-    items = [dataset[(0, index)] for index in range(len(dataset))]
-    flipped = torch.tensor([not torch.equal(image, unflipped) for image, _, _ in items])
-    mask, _ = sample_masks(torch.tensor([seed for _, _, seed in items]), 64)
-    high_ratio = mask.sum(1) > 64 * np.cos(np.pi / 4)
-    assert 0.4 < flipped.float().mean() < 0.6
-    # Every combination occurs about as often as independence predicts (a quarter each; the old
-    # coupling gave exactly 0 for two of them).
-    for flip in (True, False):
-        for high in (True, False):
-            share = ((flipped == flip) & (high_ratio == high)).float().mean().item()
-            assert 0.18 < share < 0.32, (flip, high, share)
-
-
-def test_masks_follow_the_cosine_schedule_and_the_sample_seed():
-    seeds = torch.arange(2000) * 7919
-    mask, drop = sample_masks(seeds, 16, class_dropout=0.25)
-    counts = mask.sum(1)
-    assert counts.min() >= 1 and counts.max() <= 16
-    # E[cos(pi/2 r)] = 2/pi for r ~ U[0, 1): the masked fraction averages about 0.64 (+ ceil).
-    assert 0.62 < counts.float().mean().item() / 16 < 0.72
-    assert 0.2 < drop.float().mean().item() < 0.3
-    # Each row depends on its own seed only, not on the batch it is in.
-    again, _ = sample_masks(seeds[5:8], 16, class_dropout=0.25)
-    assert torch.equal(again, mask[5:8])
-    ids = torch.tensor([[3, 4, 5]])
-    tokens = masked_inputs(ids, torch.tensor([1]), torch.tensor([[True, False, True]]), torch.tensor([False]),
-                           codebook_size=8, mask_token_id=11)
-    assert tokens.tolist() == [[9, 11, 4, 11]]
-    # A dropped label becomes the null class (id 10 = 8 codes + 2 classes), never the mask token.
-    dropped = masked_inputs(ids, torch.tensor([1]), torch.tensor([[False] * 3]), torch.tensor([True]),
-                            codebook_size=8, mask_token_id=11, null_class_id=10)
-    assert dropped.tolist() == [[10, 3, 4, 5]]
-    with pytest.raises(ValueError, match="null class"):
-        masked_inputs(ids, torch.tensor([1]), torch.tensor([[False] * 3]), torch.tensor([True]),
-                      codebook_size=8, mask_token_id=11)
+from training_helpers import WORKER, RandomImages, flat_tensors, make_trainer, metrics_log, worker_env
 
 
 def test_lr_schedule_warms_up_then_decays():
@@ -136,24 +35,6 @@ def test_rng_state_round_trip_covers_python_numpy_and_torch():
     restore_rng_state(state)
     assert (random.random(), np.random.rand()) == expected[:2]
     assert torch.equal(torch.rand(3), expected[2])
-
-
-def test_ema_warms_up_and_tracks_the_weights():
-    model = torch.nn.Linear(2, 2)
-    ema = EMA(model, decay=0.99)
-    initial = model.weight.detach().clone()
-    with torch.no_grad():
-        model.weight.fill_(1.0)
-    ema.update(model)  # the first decay is min(0.99, 1/10) = 0.1
-    torch.testing.assert_close(ema.model.weight, 0.1 * initial + 0.9)
-    assert ema.num_updates == 1 and ema.current_decay() == pytest.approx(2 / 11)
-    for _ in range(2000):
-        ema.update(model)
-    assert ema.current_decay() == 0.99
-    torch.testing.assert_close(ema.model.weight, torch.ones(2, 2))
-    restored = EMA(torch.nn.Linear(2, 2), decay=0.99)
-    restored.load_state_dict(ema.state_dict())
-    assert restored.num_updates == 2001 and torch.equal(restored.model.weight, ema.model.weight)
 
 
 def test_dataset_problems_are_clear_errors(tmp_path):
@@ -204,3 +85,55 @@ def test_a_new_run_does_not_overwrite_an_existing_one(tmp_path):
         make_trainer("transformer", tmp_path, {"steps": 2})
     with pytest.warns(UserWarning, match="changed config keys"):
         assert make_trainer("transformer", tmp_path, {"steps": 2}, resume=tmp_path).step == 1
+
+
+@pytest.mark.parametrize(
+    "stage,overrides",
+    [("tokenizer", {"steps": 2, "discriminator_start": 1}), ("transformer", {"steps": 2})],
+)
+def test_bf16_autocast_keeps_float32_weights_and_finite_losses(tmp_path, stage, overrides):
+    # On CUDA "auto" means bf16; the same code path runs on the CPU when asked.
+    trainer = make_trainer(stage, tmp_path, {**overrides, "precision": "bf16"})
+    assert trainer.autocast_dtype == torch.bfloat16
+    trainer.train()
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+    for record in metrics_log(tmp_path):
+        assert all(v == v and abs(v) != float("inf") for v in record.values() if isinstance(v, float))
+    assert "r1" in metrics_log(tmp_path)[-1] or stage == "transformer"
+
+
+RESUME_CASES = {
+    "tokenizer": {"steps": 7, "checkpoint_every": 3, "grad_accum_steps": 2, "lecam_weight": 0.1, "dead_code_reinit_every": 2},
+    "transformer": {"steps": 7, "checkpoint_every": 3, "class_dropout": 0.3},
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", sorted(RESUME_CASES))
+def test_killed_and_resumed_run_ends_with_identical_weights(tmp_path, stage):
+    overrides = RESUME_CASES[stage]
+    full = make_trainer(stage, tmp_path / "full", overrides)
+    full.train()
+
+    killed_dir = tmp_path / "killed"
+    process = subprocess.run(
+        [sys.executable, str(WORKER), stage, str(killed_dir), json.dumps(overrides), "5"],
+        env=worker_env(torch.get_num_threads()), capture_output=True, text=True, timeout=120,
+    )
+    assert process.returncode == -signal.SIGKILL, process.stderr
+    assert sorted(p.name for p in (killed_dir / "checkpoints").iterdir()) == ["step_00000003.pt"]
+    assert not (killed_dir / stage).exists()  # killed before the export
+
+    resumed = make_trainer(stage, killed_dir, overrides, resume=killed_dir)
+    assert resumed.step == 3
+    resumed.train()
+
+    expected, actual = flat_tensors(full.state_dict()), flat_tensors(resumed.state_dict())
+    assert expected.keys() == actual.keys()
+    different = [name for name in expected if not torch.equal(expected[name], actual[name])]
+    assert not different, f"{len(different)} tensors differ after resume, e.g. {different[:5]}"
+    # The log reads like an uninterrupted run's: every step once, the same losses.
+    full_log = [json.loads(line) for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    resumed_log = [json.loads(line) for line in (killed_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in resumed_log] == [r["step"] for r in full_log] == list(range(1, 8))
+    assert [r["loss"] for r in resumed_log] == [r["loss"] for r in full_log]

@@ -1,13 +1,15 @@
-"""Training masks use the decoder's cosine schedule with training's own float32 rounding, unchanged."""
+"""training/masking.py: training masks use the decoder's cosine schedule with training's own float32
+rounding, unchanged; each row follows its own sample seed; masked inputs put the class token first."""
 
 from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from maskgit.sampling.schedules import MIN_MASK_RATIO, cosine_ratio, mask_ratio
-from maskgit.training.masking import sample_masks
+from maskgit.training.masking import masked_inputs, sample_masks
 
 # Every value torch.rand can return is a multiple of 2**-24; a stride of 7 keeps the test fast.
 UNIFORM = torch.arange(0, 2**24, 7, dtype=torch.float32) * 2**-24
@@ -37,3 +39,27 @@ def test_sample_masks_mask_ceil_of_the_cosine_ratio_per_seed():
     assert 0 < int(drop.sum()) < 64
     again, _ = sample_masks(seeds[10:20], 16, class_dropout=0.5)
     assert torch.equal(again, mask[10:20])
+
+
+def test_masks_follow_the_cosine_schedule_and_the_sample_seed():
+    seeds = torch.arange(2000) * 7919
+    mask, drop = sample_masks(seeds, 16, class_dropout=0.25)
+    counts = mask.sum(1)
+    assert counts.min() >= 1 and counts.max() <= 16
+    # E[cos(pi/2 r)] = 2/pi for r ~ U[0, 1): the masked fraction averages about 0.64 (+ ceil).
+    assert 0.62 < counts.float().mean().item() / 16 < 0.72
+    assert 0.2 < drop.float().mean().item() < 0.3
+    # Each row depends on its own seed only, not on the batch it is in.
+    again, _ = sample_masks(seeds[5:8], 16, class_dropout=0.25)
+    assert torch.equal(again, mask[5:8])
+    ids = torch.tensor([[3, 4, 5]])
+    tokens = masked_inputs(ids, torch.tensor([1]), torch.tensor([[True, False, True]]), torch.tensor([False]),
+                           codebook_size=8, mask_token_id=11)
+    assert tokens.tolist() == [[9, 11, 4, 11]]
+    # A dropped label becomes the null class (id 10 = 8 codes + 2 classes), never the mask token.
+    dropped = masked_inputs(ids, torch.tensor([1]), torch.tensor([[False] * 3]), torch.tensor([True]),
+                            codebook_size=8, mask_token_id=11, null_class_id=10)
+    assert dropped.tolist() == [[10, 3, 4, 5]]
+    with pytest.raises(ValueError, match="null class"):
+        masked_inputs(ids, torch.tensor([1]), torch.tensor([[False] * 3]), torch.tensor([True]),
+                      codebook_size=8, mask_token_id=11)

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import Dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKER = ROOT / "tests" / "_train_worker.py"
 
 
 class RandomImages(Dataset):
@@ -75,3 +81,38 @@ def make_trainer(stage: str, out: Any, overrides: dict[str, Any], *, resume: Any
     if stage == "tokenizer":
         return TokenizerTrainer(config, out, dataset=RandomImages(12), resume=resume, progress=progress)
     return TransformerTrainer(config, out, dataset=RandomTokens(12), resume=resume, progress=progress)
+
+
+def metrics_log(out: Any) -> list[dict]:
+    """The records of a run's metrics.jsonl, in order."""
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def worker_env(threads: int) -> dict[str, str]:
+    """The environment of a ``_train_worker.py`` subprocess: this checkout's sources, ``threads``
+    threads, and a process group on the loopback interface."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
+    env["WORKER_THREADS"] = str(threads)
+    env["OMP_NUM_THREADS"] = str(threads)
+    env["GLOO_SOCKET_IFNAME"] = "lo"  # keep the process group on the loopback interface
+    return env
+
+
+def write_vgg_weights(path: Any, with_lin: bool) -> dict[str, torch.Tensor]:
+    """Seeded He-scaled VGG16 conv weights (and, with ``with_lin``, LPIPS heads) in the perceptual
+    loss's safetensors format; returns the state written."""
+    from safetensors.torch import save_file
+
+    from maskgit.training.perceptual import LPIPS_CHANNELS, VGG16_CONV_SHAPES
+
+    generator = torch.Generator().manual_seed(0)
+    state = {}
+    for index, in_channels, out_channels in VGG16_CONV_SHAPES:
+        state[f"features.{index}.weight"] = torch.randn(out_channels, in_channels, 3, 3, generator=generator) * (2 / (9 * in_channels)) ** 0.5
+        state[f"features.{index}.bias"] = torch.zeros(out_channels)
+    if with_lin:
+        for k, channels in enumerate(LPIPS_CHANNELS):
+            state[f"lin.{k}.weight"] = torch.rand(1, channels, 1, 1, generator=generator)
+    save_file(state, str(path))
+    return state

@@ -1,0 +1,73 @@
+"""training/tokenizer_trainer.py end to end on tiny synthetic images: the discriminator switch,
+dead-code re-initialisation, the perceptual loss, the metrics and the export."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from maskgit import VQGAN
+from maskgit.configs import ConfigError
+from training_helpers import make_trainer, metrics_log, write_vgg_weights
+
+
+def test_tokenizer_training_switches_the_discriminator_on_at_its_step(tmp_path):
+    trainer = make_trainer("tokenizer", tmp_path, {"steps": 3, "discriminator_start": 2, "sample_every": 3})
+    discriminator = {k: v.clone() for k, v in trainer.discriminator.state_dict().items()}
+    model = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.train(stop_at=2)
+    # Two generator-only steps: the VQGAN moved, the discriminator did not.
+    assert any(not torch.equal(v, trainer.model.state_dict()[k]) for k, v in model.items())
+    assert all(torch.equal(v, trainer.discriminator.state_dict()[k]) for k, v in discriminator.items())
+    trainer.train()
+    assert any(not torch.equal(v, trainer.discriminator.state_dict()[k]) for k, v in discriminator.items())
+    log = metrics_log(tmp_path)
+    assert [("d_loss" in r, "g_adversarial" in r, "r1" in r) for r in log] == [(False,) * 3] * 2 + [(True,) * 3]
+    for record in log:
+        assert 0 < record["codebook_usage_percent"] <= 100 and record["codebook_perplexity"] >= 1
+        assert record["images_per_second"] > 0 and record["psnr"] > 0
+    assert (tmp_path / "samples" / "step_00000003.png").is_file()
+    # A log window averages each metric over the steps that have it: with one line for all three
+    # steps, d_loss is step 3's alone, not diluted by the two steps without a discriminator.
+    windowed = make_trainer("tokenizer", tmp_path / "windowed", {"steps": 3, "discriminator_start": 2, "log_every": 3})
+    windowed.train()
+    (line,) = metrics_log(tmp_path / "windowed")
+    assert line["d_loss"] == pytest.approx(log[2]["d_loss"], rel=1e-6)
+    assert line["loss"] == pytest.approx(sum(r["loss"] for r in log) / 3, rel=1e-6)
+    exported = VQGAN.from_pretrained(tmp_path / "tokenizer")
+    for name, value in trainer.ema.model.state_dict().items():
+        assert torch.equal(exported.state_dict()[name], value), name
+    assert exported.config == trainer.config.model
+
+
+def test_dead_codes_are_reinitialised_from_encoder_outputs(tmp_path):
+    # 64 codes for 16 vectors per step: most codes are unused after two steps.
+    trainer = make_trainer("tokenizer", tmp_path, {"steps": 2, "dead_code_reinit_every": 2, "model.codebook_size": 64})
+    captured = []
+    trainer.autoencode.register_forward_hook(lambda module, args, output: captured.append(output[1].detach()))
+    before = trainer.model.quantizer.codebook.weight.detach().clone()
+    trainer.train()
+    after = trainer.model.quantizer.codebook.weight.detach()
+    replaced = [i for i in range(64) if not torch.allclose(before[i], after[i], atol=1e-2)]
+    assert len(replaced) > 20
+    vectors = captured[-1].permute(0, 2, 3, 1).reshape(-1, after.shape[1])
+    for index in replaced:
+        assert (vectors - after[index]).abs().amax(1).min() < 1e-6  # an encoder output of the step
+    assert torch.equal(trainer.ema.model.quantizer.codebook.weight[replaced], after[replaced])
+    assert metrics_log(tmp_path)[-1]["reinitialised_codes"] == len(replaced)
+
+
+def test_perceptual_loss_plugs_in_from_a_weights_file(tmp_path):
+    write_vgg_weights(tmp_path / "vgg.safetensors", with_lin=True)
+    trainer = make_trainer(
+        "tokenizer", tmp_path / "run",
+        {"steps": 1, "perceptual_weight": 0.1, "perceptual_weights": str(tmp_path / "vgg.safetensors")},
+    )
+    trainer.train()
+    assert metrics_log(tmp_path / "run")[0]["perceptual"] > 0
+    with pytest.raises(FileNotFoundError, match="missing.safetensors"):
+        make_trainer("tokenizer", tmp_path / "other", {"perceptual_weights": str(tmp_path / "missing.safetensors")})
+    # A weight without a file would train without the loss: refused, naming both settings.
+    with pytest.raises(ConfigError, match="perceptual_weight is 0.1 but perceptual_weights is not set"):
+        make_trainer("tokenizer", tmp_path / "none", {"perceptual_weight": 0.1})
+    assert not (tmp_path / "none").exists()

@@ -67,6 +67,14 @@ def small_pipeline(small_tokenizer, small_transformer):
 
 
 @pytest.fixture(scope="module")
+def shipped_pipeline():
+    """The Fashion-MNIST pipeline shipped in the package, on the CPU."""
+    from maskgit.pipeline import MaskGIT
+
+    return MaskGIT.from_pretrained("fashion-mnist", device="cpu")
+
+
+@pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, small_tokenizer, small_transformer):
     """The fixture models saved as a pipeline folder with the Fashion-MNIST class names."""
     from maskgit.data import FASHION_MNIST_CLASSES

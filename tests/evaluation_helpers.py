@@ -1,6 +1,9 @@
-"""Shared pieces of the evaluation tests: a random FID Inception state dict in the standard format."""
+"""Shared pieces of the evaluation tests: a random FID Inception state dict in the standard format,
+and the PNGs of a sample set."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 
@@ -66,3 +69,8 @@ def random_inception_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
     state["fc.weight"] = torch.randn(1008, 2048, generator=generator) * 0.02
     state["fc.bias"] = torch.randn(1008, generator=generator)
     return state
+
+
+def png_contents(folder: Path) -> dict[str, bytes]:
+    """Every PNG under ``folder`` by its relative path, to compare two sample sets byte for byte."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*.png"))}

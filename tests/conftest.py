@@ -74,6 +74,14 @@ def shipped_pipeline():
     return MaskGIT.from_pretrained("fashion-mnist", device="cpu")
 
 
+@pytest.fixture
+def studio(shipped_pipeline, tmp_path):
+    """The web studio over the shipped pipeline: runs under tmp_path/runs, 4 images a run, 3 runs kept."""
+    from maskgit.web.studio import Limits, Studio
+
+    return Studio(shipped_pipeline, "fashion-mnist", tmp_path / "runs", Limits(max_images=4, max_runs_kept=3))
+
+
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, small_tokenizer, small_transformer):
     """The fixture models saved as a pipeline folder with the Fashion-MNIST class names."""

@@ -12,7 +12,13 @@ import torch
 from conftest import OFFICIAL, TOKENIZER_MSGPACK, TRANSFORMER_MSGPACK, official_params, write_official_params
 from maskgit import VQGAN, CheckpointError, MaskGITTransformer
 from maskgit.checkpoints.config_inference import infer_tokenizer_config
-from maskgit.checkpoints.official import official_to_state_dict, parameter_entries, state_dict_to_official
+from maskgit.checkpoints.official import (
+    conv_to_official,
+    model_kind_of_official,
+    official_to_state_dict,
+    parameter_entries,
+    state_dict_to_official,
+)
 from maskgit.configs import TOKENIZER_PRESETS, TRANSFORMER_PRESETS
 
 
@@ -83,3 +89,18 @@ def test_mapping_round_trips_through_official_layout(small_transformer):
     assert all(torch.equal(back[k], state[k]) for k in state)
     original = official_params(TRANSFORMER_MSGPACK)
     assert all(np.array_equal(flat[k], original[k]) for k in original)
+
+
+def test_the_model_kind_comes_from_the_top_level_scopes():
+    assert model_kind_of_official(official_params(TOKENIZER_MSGPACK), "tok") == "vqgan"
+    assert model_kind_of_official(official_params(TRANSFORMER_MSGPACK), "tf") == "transformer"
+    with pytest.raises(CheckpointError, match=r"other: not a MaskGIT tokenizer or transformer \(top-level scopes: \['Dense_0', 'encoder'\]\)"):
+        model_kind_of_official({"encoder/Conv_0/kernel": np.zeros(1), "Dense_0/kernel": np.zeros(1)}, "other")
+
+
+def test_a_conv_kernel_round_trips_between_the_layouts():
+    kernel = np.arange(3 * 5 * 2 * 4, dtype=np.float32).reshape(3, 5, 2, 4)  # official (kh, kw, in, out)
+    entry = next(e for e in parameter_entries(TOKENIZER_PRESETS["small128"]) if e.official == "encoder/Conv_0/kernel")
+    weight = entry.to_torch(kernel)
+    assert weight.shape == (4, 2, 3, 5) and weight[3, 1, 2, 4] == kernel[2, 4, 1, 3]  # (out, in, kh, kw)
+    np.testing.assert_array_equal(conv_to_official(weight), kernel)

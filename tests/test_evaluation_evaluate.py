@@ -11,8 +11,15 @@ import torch
 
 from maskgit.cli import main
 from maskgit.data import FASHION_MNIST_ROOT
+from maskgit.evaluation import evaluate as evaluate_module
 from maskgit.evaluation.classifier import fashion_mnist_images
-from maskgit.evaluation.evaluate import _frechet_distance, evaluate_folder, load_generated
+from maskgit.evaluation.evaluate import (
+    GenerationEvaluator,
+    _frechet_distance,
+    evaluate_folder,
+    evaluate_images,
+    load_generated,
+)
 from maskgit.imageio import save_image
 
 pytestmark = pytest.mark.skipif(
@@ -69,6 +76,22 @@ def test_real_test_images_score_like_real_images(real_folder):
     # Real images sit at the floor (both are 40 real images against the test set), not far above.
     assert 0 < results["fid"] < 1.5 * results["fid_floor"]
     assert 0.6 < results["diversity"] < 1.4
+
+
+def test_an_evaluator_scores_many_sets_with_the_real_features_computed_once(real_folder, monkeypatch):
+    images, labels = load_generated(real_folder, NAMES, 32)
+    evaluator = GenerationEvaluator()
+    first = evaluator(images, labels)
+    assert first == evaluate_images(images, labels)
+    calls = []
+    original = evaluate_module._features_and_predictions
+    monkeypatch.setattr(evaluate_module, "_features_and_predictions",
+                        lambda classifier, batch: calls.append(len(batch)) or original(classifier, batch))
+    assert evaluator(images.flip(-1), labels)["fid"] != first["fid"]
+    assert calls == [40]  # only the new images: the test set and the floor are reused
+    sandals = labels == 5
+    assert evaluator(images[sandals], labels[sandals])["fid_reference_images"] == 1000
+    assert calls == [40, 4, 4]  # a new class mix draws its own floor (4 sandals), then the images
 
 
 def test_evaluate_a_generation_run(generated, tmp_path, capsys):

@@ -36,6 +36,7 @@ from maskgit.imageio import load_image
 __all__ = [
     "MAX_IMAGES",
     "load_generated",
+    "GenerationEvaluator",
     "evaluate_images",
     "evaluate_reconstruction",
     "evaluate_folder",
@@ -164,6 +165,88 @@ def _mean_pairwise_distance(features: torch.Tensor) -> float | None:
     return float(distances.sum() / (count * (count - 1)))
 
 
+class GenerationEvaluator:
+    """The classifier with the real images' features computed once, to score many sets of samples.
+
+    ``evaluator(images, labels)`` is ``evaluate_images``; the test set's features and the floor's
+    (per class counts) are kept between calls, so a sweep over samplers pays for them once.
+    """
+
+    def __init__(
+        self, classifier: ImageClassifier | None = None, *, data_root: str | os.PathLike[str] = FASHION_MNIST_ROOT
+    ) -> None:
+        self.classifier = classifier if classifier is not None else load_classifier()
+        self.data_root = data_root
+        self._test: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._floors: dict[tuple[tuple[int, int], ...], torch.Tensor] = {}
+
+    def _test_set(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Test labels, features and predictions (computed on first use)."""
+        if self._test is None:
+            images, labels = fashion_mnist_images("test", self.data_root, self.classifier.config.image_size)
+            features, predictions = _features_and_predictions(self.classifier, images)
+            self._test = labels, features, predictions
+        return self._test
+
+    def _floor_features(self, counts: tuple[tuple[int, int], ...]) -> torch.Tensor:
+        """Features of ``count`` seeded training images of each ``(class, count)``."""
+        if counts not in self._floors:
+            train_images, train_labels = fashion_mnist_images("train", self.data_root, self.classifier.config.image_size)
+            generator = torch.Generator().manual_seed(_FLOOR_SEED)
+            index = []
+            for label, count in counts:
+                pool = torch.nonzero(train_labels == label).flatten()
+                if count > len(pool):
+                    raise ValueError(
+                        f"{count} images of class {label}: the floor needs as many training images, there are {len(pool)}"
+                    )
+                index.append(pool[torch.randperm(len(pool), generator=generator)[:count]])
+            self._floors[counts] = _features_and_predictions(self.classifier, train_images[torch.cat(index)])[0]
+        return self._floors[counts]
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
+        """Scores of ``images`` float (N, 3, S, S) in [0, 1] generated for ``labels`` int64 (N,)."""
+        names = self.classifier.config.class_names
+        if images.dim() != 4 or len(images) != len(labels) or len(images) == 0:
+            raise ValueError(f"need N >= 1 images (N, 3, S, S) and N labels, got {tuple(images.shape)} and {tuple(labels.shape)}")
+        if int(labels.min()) < 0 or int(labels.max()) >= len(names):
+            raise ValueError(f"labels must be in [0, {len(names)}), got values in [{int(labels.min())}, {int(labels.max())}]")
+        classes = sorted(set(labels.tolist()))
+        test_labels, test_features, test_predictions = self._test_set()
+        in_classes = torch.isin(test_labels, torch.tensor(classes))
+        test_labels, test_features = test_labels[in_classes], test_features[in_classes]
+        test_predictions = test_predictions[in_classes]
+        # The floor: as many real training images, with the same count per class, seeded.
+        floor_features = self._floor_features(tuple((label, int((labels == label).sum())) for label in classes))
+        generated_features, predictions = _features_and_predictions(self.classifier, images)
+        test_array = test_features.numpy()
+
+        per_class = []
+        for label in classes:
+            chosen, real = labels == label, test_labels == label
+            spread = _mean_pairwise_distance(generated_features[chosen])
+            real_spread = _mean_pairwise_distance(test_features[real])
+            per_class.append({
+                "class": label,
+                "name": names[label],
+                "images": int(chosen.sum()),
+                "accuracy": float((predictions[chosen] == label).double().mean()),
+                "real_accuracy": float((test_predictions[real] == label).double().mean()),
+                "diversity": None if spread is None or not real_spread else spread / real_spread,
+            })
+        diversities = [entry["diversity"] for entry in per_class if entry["diversity"] is not None]
+        return {
+            "images": len(images),
+            "accuracy": float((predictions == labels).double().mean()),
+            "real_accuracy": float((test_predictions == test_labels).double().mean()),
+            "fid": _frechet_distance(generated_features.numpy(), test_array),
+            "fid_floor": _frechet_distance(floor_features.numpy(), test_array),
+            "fid_reference_images": len(test_labels),
+            "diversity": float(np.mean(diversities)) if diversities else None,
+            "per_class": per_class,
+        }
+
+
 def evaluate_images(
     images: torch.Tensor,
     labels: torch.Tensor,
@@ -176,61 +259,10 @@ def evaluate_images(
     ``images`` float (N, 3, S, S) in [0, 1], ``labels`` int64 (N,): the class each was generated
     for. Returns a JSON-able dict: ``images``, ``accuracy``, ``real_accuracy`` (of the test images
     of the evaluated classes), ``fid``, ``fid_floor``, ``fid_reference_images``, ``diversity`` and
-    ``per_class``: a list of ``{class, name, images, accuracy, real_accuracy, diversity}``.
+    ``per_class``: a list of ``{class, name, images, accuracy, real_accuracy, diversity}``. To score
+    many sets, build one ``GenerationEvaluator`` and call it.
     """
-    classifier = classifier if classifier is not None else load_classifier()
-    names = classifier.config.class_names
-    if images.dim() != 4 or len(images) != len(labels) or len(images) == 0:
-        raise ValueError(f"need N >= 1 images (N, 3, S, S) and N labels, got {tuple(images.shape)} and {tuple(labels.shape)}")
-    if int(labels.min()) < 0 or int(labels.max()) >= len(names):
-        raise ValueError(f"labels must be in [0, {len(names)}), got values in [{int(labels.min())}, {int(labels.max())}]")
-    size = classifier.config.image_size
-    test_images, test_labels = fashion_mnist_images("test", data_root, size)
-    train_images, train_labels = fashion_mnist_images("train", data_root, size)
-    classes = sorted(set(labels.tolist()))
-    in_classes = torch.isin(test_labels, torch.tensor(classes))
-    test_images, test_labels = test_images[in_classes], test_labels[in_classes]
-
-    # The floor: as many real training images, with the same count per class, seeded.
-    generator = torch.Generator().manual_seed(_FLOOR_SEED)
-    floor_index = []
-    for label in classes:
-        pool = torch.nonzero(train_labels == label).flatten()
-        count = int((labels == label).sum())
-        if count > len(pool):
-            raise ValueError(f"{count} images of class {label}: the floor needs as many training images, there are {len(pool)}")
-        floor_index.append(pool[torch.randperm(len(pool), generator=generator)[:count]])
-    floor_images = train_images[torch.cat(floor_index)]
-
-    generated_features, predictions = _features_and_predictions(classifier, images)
-    test_features, test_predictions = _features_and_predictions(classifier, test_images)
-    floor_features, _ = _features_and_predictions(classifier, floor_images)
-    test_array = test_features.numpy()
-
-    per_class = []
-    for label in classes:
-        chosen, real = labels == label, test_labels == label
-        spread = _mean_pairwise_distance(generated_features[chosen])
-        real_spread = _mean_pairwise_distance(test_features[real])
-        per_class.append({
-            "class": label,
-            "name": names[label],
-            "images": int(chosen.sum()),
-            "accuracy": float((predictions[chosen] == label).double().mean()),
-            "real_accuracy": float((test_predictions[real] == label).double().mean()),
-            "diversity": None if spread is None or not real_spread else spread / real_spread,
-        })
-    diversities = [entry["diversity"] for entry in per_class if entry["diversity"] is not None]
-    return {
-        "images": len(images),
-        "accuracy": float((predictions == labels).double().mean()),
-        "real_accuracy": float((test_predictions == test_labels).double().mean()),
-        "fid": _frechet_distance(generated_features.numpy(), test_array),
-        "fid_floor": _frechet_distance(floor_features.numpy(), test_array),
-        "fid_reference_images": len(test_images),
-        "diversity": float(np.mean(diversities)) if diversities else None,
-        "per_class": per_class,
-    }
+    return GenerationEvaluator(classifier, data_root=data_root)(images, labels)
 
 
 @torch.no_grad()

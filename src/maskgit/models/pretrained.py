@@ -64,14 +64,24 @@ class PretrainedMixin:
             state = raw.state_dict
             _check_state(state, expected, str(path))
         _check_dtypes(state, str(path))
+        # Weights stored in half precision (``save_pretrained(dtype=...)``) load as float32: the
+        # compute precision is chosen afterwards (``MaskGIT.to_precision``), not by the file.
+        state = {name: tensor if tensor.dtype == torch.float32 else tensor.float() for name, tensor in state.items()}
         model.load_state_dict(state, strict=True, assign=True)
         model.eval()
         return model.to(device) if device is not None else model  # type: ignore[return-value]
 
-    def save_pretrained(self, directory: str | os.PathLike[str]) -> None:
-        """Write ``config.json`` and ``model.safetensors`` into ``directory``."""
+    def save_pretrained(self, directory: str | os.PathLike[str], *, dtype: torch.dtype | None = None) -> None:
+        """Write ``config.json`` and ``model.safetensors`` into ``directory``. ``dtype``
+        (``torch.float16`` or ``torch.bfloat16``) stores the weights in half the space; they load
+        as float32 again."""
         assert isinstance(self, nn.Module)
-        write_pretrained(directory, self.config, self.state_dict())
+        if dtype not in (None, torch.float32, torch.float16, torch.bfloat16):
+            raise ValueError(f"dtype must be torch.float32, torch.float16 or torch.bfloat16, got {dtype}")
+        state = self.state_dict()
+        if dtype is not None:
+            state = {name: tensor.to(dtype) for name, tensor in state.items()}
+        write_pretrained(directory, self.config, state)
 
 
 def _check_state(state: dict[str, torch.Tensor], expected: dict[str, tuple[int, ...]], source: str) -> None:

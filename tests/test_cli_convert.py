@@ -44,7 +44,7 @@ def test_convert_prints_what_it_read_and_a_saved_folder_converts_to_itself(tmp_p
     assert main(["convert", str(TRANSFORMER_MSGPACK), str(tmp_path / "a")]) == 0
     parameters = sum(p.numel() for p in small_transformer.parameters())
     assert capsys.readouterr().out.strip() == (
-        f"converted {TRANSFORMER_MSGPACK} (official, transformer, {parameters:,} parameters) -> {tmp_path / 'a'}")
+        f"converted {TRANSFORMER_MSGPACK} (official, transformer, {parameters:,} parameters) -> {tmp_path / 'a'} (fp32)")
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["config.json", "model.safetensors"]
     assert main(["convert", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
     assert "(maskgit, transformer," in capsys.readouterr().out
@@ -60,3 +60,16 @@ def test_a_missing_source_is_exit_2_and_writes_nothing(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:  # no destination: argparse's usage error
         main(["convert", str(TRANSFORMER_MSGPACK)])
     assert exit_info.value.code == 2
+
+
+@pytest.mark.parametrize("dtype, stored", [("fp16", torch.float16), ("bf16", torch.bfloat16)])
+def test_convert_stores_half_precision_weights_that_load_as_float32(tmp_path, capsys, dtype, stored, small_tokenizer):
+    from safetensors.torch import load_file
+
+    assert main(["convert", str(TOKENIZER_MSGPACK), str(tmp_path / "half"), "--dtype", dtype]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(f"({dtype})")
+    assert {tensor.dtype for tensor in load_file(tmp_path / "half" / "model.safetensors").values()} == {stored}
+    loaded = load_model(tmp_path / "half")
+    for name, tensor in small_tokenizer.state_dict().items():
+        assert loaded.state_dict()[name].dtype == torch.float32
+        torch.testing.assert_close(loaded.state_dict()[name], tensor.to(stored).float(), rtol=0, atol=0)

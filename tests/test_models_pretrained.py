@@ -70,3 +70,17 @@ def test_our_folder_with_missing_extra_or_misshapen_weights_is_named(tmp_path, s
     expected = tuple(state[name].shape)
     with pytest.raises(CheckpointError, match=re.escape(f"tok: {name} has shape (3, 2), expected {expected}")):
         VQGAN.from_pretrained(tmp_path / "tok")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_weights_stored_in_half_precision_load_as_float32(small_transformer, tmp_path, dtype):
+    small_transformer.save_pretrained(tmp_path / "half", dtype=dtype)
+    small_transformer.save_pretrained(tmp_path / "full")
+    half_size = (tmp_path / "half" / "model.safetensors").stat().st_size
+    assert half_size < 0.55 * (tmp_path / "full" / "model.safetensors").stat().st_size
+    loaded = MaskGITTransformer.from_pretrained(tmp_path / "half")
+    for name, tensor in loaded.state_dict().items():
+        assert tensor.dtype == torch.float32
+        torch.testing.assert_close(tensor, small_transformer.state_dict()[name].to(dtype).float(), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="dtype must be"):
+        small_transformer.save_pretrained(tmp_path / "int", dtype=torch.int8)

@@ -37,3 +37,31 @@ def test_perceptual_loss_names_a_missing_or_misshapen_weight(tmp_path):
         PerceptualLoss.from_file(tmp_path / "bad_lin.safetensors")
     with pytest.raises(FileNotFoundError, match="nowhere.safetensors"):
         PerceptualLoss.from_file(tmp_path / "nowhere.safetensors")
+
+
+def test_the_distance_is_the_lpips_sum_over_five_vgg_taps(tmp_path):
+    state = write_vgg_weights(tmp_path / "vgg.safetensors", with_lin=True)
+    loss = PerceptualLoss(state)
+    generator = torch.Generator().manual_seed(2)
+    images, targets = torch.rand(2, 3, 32, 32, generator=generator), torch.rand(2, 3, 32, 32, generator=generator)
+    taps = loss.features(images)
+    assert [tuple(t.shape[1:]) for t in taps] == [(64, 32, 32), (128, 16, 16), (256, 8, 8), (512, 4, 4), (512, 2, 2)]
+    expected = torch.zeros(())
+    for k, (a, b) in enumerate(zip(taps, loss.features(targets))):
+        a = a / (a.norm(dim=1, keepdim=True) + 1e-10)  # unit length along the channels, per pixel
+        b = b / (b.norm(dim=1, keepdim=True) + 1e-10)
+        weight = state[f"lin.{k}.weight"].view(1, -1, 1, 1)
+        expected = expected + ((a - b) ** 2 * weight).sum(1).mean()
+    torch.testing.assert_close(loss(images, targets), expected, rtol=1e-5, atol=1e-6)
+    assert loss.train().training is False  # always frozen in eval mode
+
+
+def test_inputs_of_other_shapes_are_refused(tmp_path):
+    loss = PerceptualLoss(write_vgg_weights(tmp_path / "vgg.safetensors", with_lin=False))
+    with pytest.raises(ValueError, match=r"two \(B, 3, H, W\) batches of one shape, got \(1, 3, 16, 16\) and \(1, 3, 16, 20\)"):
+        loss(torch.zeros(1, 3, 16, 16), torch.zeros(1, 3, 16, 20))
+    with pytest.raises(ValueError, match=r"at least 16x16, got \(8, 8\)"):
+        loss(torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 8))
+    (tmp_path / "bad.safetensors").write_bytes(b"\x00" * 8)
+    with pytest.raises(ValueError, match="bad.safetensors: not a readable safetensors file"):
+        PerceptualLoss.from_file(tmp_path / "bad.safetensors")

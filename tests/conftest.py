@@ -189,3 +189,34 @@ def read_only_dir(tmp_path, monkeypatch):
         folder.mkdir(parents=True, exist_ok=True)
         _failing_writes(monkeypatch, folder, 30)
         yield folder
+
+
+# -- Fashion-MNIST evaluation inputs (tests of maskgit.evaluation.evaluate and `maskgit evaluate`) --
+
+FASHION_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+
+@pytest.fixture(scope="module")
+def real_folder(tmp_path_factory):
+    """4 real test images of every class, in class folders named by name (or by index for Bag)."""
+    from maskgit.evaluation.classifier import fashion_mnist_images
+    from maskgit.imageio import save_image
+
+    root = tmp_path_factory.mktemp("real")
+    images, labels = fashion_mnist_images("test")
+    for label, name in enumerate(FASHION_NAMES):
+        folder = root / ("0008" if name == "Bag" else name.replace("/", "_"))
+        for k, index in enumerate(torch.nonzero(labels == label).flatten()[:4].tolist()):
+            save_image(images[index].float() / 255, folder / f"{k}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    """A `maskgit generate` run of the shipped model: 4 T-shirts and 4 sandals."""
+    from maskgit.cli import main
+
+    out = tmp_path_factory.mktemp("generated") / "run"
+    assert main(["generate", "--model", "fashion-mnist", "--class", "0,sandal", "--num", "4", "--seed", "0",
+               "--device", "cpu", "--out", str(out)]) == 0
+    return out

@@ -4,17 +4,14 @@ overwritten, bf16 autocast, and a killed run that resumes exactly; clear errors.
 from __future__ import annotations
 
 import json
-import random
 import signal
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
 
 from maskgit.checkpoints.errors import CheckpointError
-from maskgit.training.checkpoint import capture_rng_state, find_latest_checkpoint, restore_rng_state
 from maskgit.training.engine import lr_factor
 from training_helpers import WORKER, RandomImages, flat_tensors, make_trainer, metrics_log, worker_env
 
@@ -26,15 +23,6 @@ def test_lr_schedule_warms_up_then_decays():
     assert all(a >= b for a, b in zip(factors[3:], factors[4:]))
     assert lr_factor(100, warmup_steps=0, total_steps=10, decay="constant", min_ratio=0) == 1.0
     assert lr_factor(5, warmup_steps=0, total_steps=10, decay="linear", min_ratio=0) == 0.5
-
-
-def test_rng_state_round_trip_covers_python_numpy_and_torch():
-    state = capture_rng_state()
-    expected = (random.random(), np.random.rand(), torch.rand(3))
-    random.random(), np.random.rand(), torch.rand(3)
-    restore_rng_state(state)
-    assert (random.random(), np.random.rand()) == expected[:2]
-    assert torch.equal(torch.rand(3), expected[2])
 
 
 def test_dataset_problems_are_clear_errors(tmp_path):
@@ -52,23 +40,6 @@ def test_dataset_problems_are_clear_errors(tmp_path):
         TransformerTrainer(transformer, tmp_path, dataset=RandomImages(8), progress=False)
     with pytest.raises(ValueError, match="batch_size 6 is not divisible by grad_accum_steps 4"):
         transformer.updated({"grad_accum_steps": 4, "batch_size": 6})
-
-
-def test_checkpoint_lookup_and_foreign_files(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no checkpoint"):
-        find_latest_checkpoint(tmp_path)
-    with pytest.raises(FileNotFoundError, match="missing"):
-        find_latest_checkpoint(tmp_path / "missing")
-    (tmp_path / "checkpoints").mkdir()
-    for step in (2, 10, 9):
-        (tmp_path / "checkpoints" / f"step_{step:08d}.pt").write_bytes(b"x")
-    assert find_latest_checkpoint(tmp_path).name == "step_00000010.pt"
-    trainer = make_trainer("transformer", tmp_path / "run", {})
-    with pytest.raises(CheckpointError, match="step_00000010.pt: not a readable training checkpoint"):
-        trainer.load_checkpoint(tmp_path)
-    torch.save({"format": "something-else"}, tmp_path / "checkpoints" / "step_00000011.pt")
-    with pytest.raises(CheckpointError, match="not a maskgit training checkpoint"):
-        trainer.load_checkpoint(tmp_path)
 
 
 def test_a_checkpoint_of_the_other_stage_is_refused(tmp_path):

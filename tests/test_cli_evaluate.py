@@ -1,0 +1,65 @@
+"""`maskgit evaluate`: the report, the JSON, the tokenizer's scores and one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from maskgit.cli import main
+from maskgit.data import FASHION_MNIST_ROOT
+from maskgit.imageio import save_image
+
+pytestmark = pytest.mark.skipif(
+    not Path(FASHION_MNIST_ROOT, "t10k-images-idx3-ubyte.gz").is_file(),
+    reason=f"Fashion-MNIST not installed at {FASHION_MNIST_ROOT} (apt-get install dataset-fashion-mnist)",
+)
+
+
+def run(*args) -> int:
+    return main([str(a) for a in args])
+
+
+def test_evaluate_a_generation_run(generated, tmp_path, capsys):
+    assert run("evaluate", generated, "--tokenizer", "fashion-mnist", "--tokenizer-images", "40",
+               "--json", tmp_path / "scores.json") == 0
+    printed = capsys.readouterr().out
+    assert "0 T-shirt/top" in printed and "5 Sandal" in printed and "floor (8 training images)" in printed
+    results = json.loads((tmp_path / "scores.json").read_text())
+    assert [(e["class"], e["name"], e["images"]) for e in results["per_class"]] == [(0, "T-shirt/top", 4), (5, "Sandal", 4)]
+    assert 0 <= results["accuracy"] <= 1 and results["fid_reference_images"] == 2000
+    # The shipped model's samples are further from the test set than as many real images.
+    assert results["fid"] > results["fid_floor"] > 0
+    assert all(0 < e["diversity"] < 2 for e in results["per_class"])
+    tokenizer = results["tokenizer"]
+    assert tokenizer["images"] == 40 and tokenizer["psnr"] > 24 and 0.8 < tokenizer["ssim"] <= 1
+
+
+def test_bad_input_is_a_one_line_error(generated, real_folder, tmp_path, capsys):
+    def error(*args) -> str:
+        assert run("evaluate", *args, "--json", tmp_path / "never.json") == 2
+        return capsys.readouterr().err
+
+    assert "no such folder" in error(tmp_path / "absent")
+    loose = tmp_path / "loose"
+    save_image(torch.zeros(3, 32, 32), loose / "a.png")
+    assert "no class subfolders" in error(loose)
+    save_image(torch.zeros(3, 32, 32), tmp_path / "named" / "socks" / "a.png")
+    assert "socks: class folder is neither" in error(tmp_path / "named")
+    save_image(torch.zeros(3, 64, 64), tmp_path / "big" / "0003" / "a.png")
+    assert "a.png: is 64x64, the classifier takes 32x32" in error(tmp_path / "big")
+    manifest = json.loads((generated / "manifest.json").read_text())
+    edited = tmp_path / "edited"
+    edited.mkdir()
+    manifest["settings"]["command"] = "edit"
+    (edited / "manifest.json").write_text(json.dumps(manifest))
+    assert "not `maskgit generate`" in error(edited)
+    manifest["settings"].update(command="generate", class_names=["goldfish", "ox"])
+    (edited / "manifest.json").write_text(json.dumps(manifest))
+    assert "are not the classifier's" in error(edited)
+    manifest["settings"]["class_names"], manifest["complete"] = ["T-shirt/top", "Sandal"], False
+    (edited / "manifest.json").write_text(json.dumps(manifest))
+    assert "the run is incomplete" in error(edited)
+    assert not (tmp_path / "never.json").exists()

@@ -112,3 +112,22 @@ def test_dropout_only_in_training_mode():
     model.train()
     torch.manual_seed(0)
     assert not torch.allclose(model(ids), model(ids))
+
+
+def test_cpu_training_attention_computes_what_the_fused_kernel_computes():
+    # Training on the CPU writes attention out (its fused backward is slow); without dropout the
+    # forward and the gradients must equal the fused kernel's, which eval and no-grad use.
+    torch.manual_seed(0)
+    model = MaskGITTransformer(TransformerConfig(codebook_size=16, num_classes=2, hidden_size=32, num_layers=2,
+                                                 num_heads=4, intermediate_size=64, latent_size=3, dropout=0.0))
+    ids = torch.randint(0, 16, (3, 10))
+    written_out = model.train()(ids)
+    written_out.square().sum().backward()
+    grads = {name: p.grad.clone() for name, p in model.named_parameters()}
+    model.zero_grad()
+    with torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.MATH):  # the reference kernel
+        fused = model.eval()(ids)
+        fused.square().sum().backward()
+    torch.testing.assert_close(written_out, fused, rtol=1e-5, atol=1e-5)
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(grads[name], p.grad, rtol=1e-4, atol=1e-5, msg=name)

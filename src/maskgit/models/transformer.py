@@ -48,9 +48,14 @@ class SelfAttention(nn.Module):
         shape = (batch, length, self.num_heads, hidden // self.num_heads)
         # (B, heads, L, head_dim); the row split head * head_dim + d is flax's (heads, head_dim).
         q, k, v = (proj(x).view(shape).transpose(1, 2) for proj in (self.query, self.key, self.value))
-        attended = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.dropout if self.training else 0.0
-        )
+        if self.training and x.device.type == "cpu" and torch.is_grad_enabled():
+            # Written out for CPU training: the fused CPU attention's backward is several times
+            # slower than these three ops (1.1 s against 0.25 s per step of 128 x 65 tokens).
+            scores = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)
+            probs = F.dropout(scores.softmax(dim=-1), p=self.dropout)
+            attended = probs.to(v.dtype) @ v
+        else:
+            attended = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
         return self.out(attended.transpose(1, 2).reshape(batch, length, hidden))
 
 

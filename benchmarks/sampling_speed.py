@@ -165,7 +165,8 @@ def matmul_peak(dtype: torch.dtype, device: torch.device, size: int = 2048, repe
 
 
 def count_flops(case: dict[str, Any]) -> float:
-    """FLOPs of one image: ``steps`` transformer passes (codebook logits) and one decode."""
+    """FLOPs of one image: ``steps`` transformer passes (codebook logits; two with guidance, the
+    conditional and the unconditional one) and one decode."""
     from torch.utils.flop_counter import FlopCounterMode
 
     tokenizer, transformer, sampler = _models(case, torch.device("cpu"))
@@ -176,7 +177,8 @@ def count_flops(case: dict[str, Any]) -> float:
             transformer.codebook_logits(ids)
         with FlopCounterMode(display=False) as decode:
             tokenizer.decode_ids(grid)
-    return sampler.num_steps * step.get_total_flops() + decode.get_total_flops()
+    passes = 2 if sampler.guidance else 1
+    return sampler.num_steps * passes * step.get_total_flops() + decode.get_total_flops()
 
 
 def main() -> None:
@@ -212,10 +214,15 @@ def main() -> None:
           + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items()))
     for case in cases:
         flops = count_flops(case)
+        guided = False
         if case["steps"] is None:
-            case["steps"] = _models(case, torch.device("cpu"))[2].num_steps
+            sampler = _models(case, torch.device("cpu"))[2]
+            case["steps"], guided = sampler.num_steps, bool(sampler.guidance)
         rows = []
         for path in args.paths:
+            if path == "reference" and guided:
+                print(f"  reference: skipped for {case['model']}: its default sampler uses guidance, which the ports lack")
+                continue
             job = json.dumps({"case": case, "path": path, "device": args.device, "threads": args.threads})
             output = subprocess.run([sys.executable, __file__, "--worker", job], capture_output=True, text=True)
             if output.returncode != 0:

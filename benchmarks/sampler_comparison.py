@@ -1,0 +1,289 @@
+"""Every sampler, guidance scale, guidance schedule and step count on one model, scored by the
+shipped Fashion-MNIST evaluator; picks the model's default sampler.
+
+    python benchmarks/sampler_comparison.py [--model fashion-mnist] [--num-per-class 50]
+        [--json benchmarks/results/sampler-comparison.json] [--plot docs/sampler-comparison.png]
+
+For every setting it generates ``--num-per-class`` images of each class with the same seed, times
+the generation alone (images/s, on ``--threads`` CPU threads) and scores the images: accuracy against
+the requested class (overall and the worst class), FID in the classifier's feature space against the
+test set (beside the train-vs-test floor on as many images) and diversity within each class relative
+to real images. Guidance 0 has no schedule, so it runs once per sampler and step count.
+
+The JSON is rewritten after every setting, and a rerun skips the settings it already holds, so an
+interrupted sweep resumes. ``--save-default`` writes the best sampler into the model folder's
+``model_index.json``, where ``maskgit generate`` and ``MaskGIT.from_pretrained`` find it. ``--temperatures`` adds a second pass over the choice and softmax
+temperatures of the best setting. The best setting is the one with the lowest FID among those that
+meet the targets (accuracy >= 90 %, no class below 70 %, diversity >= 80 %), or the lowest FID when
+none does; among settings whose FID is within ``--fid-tolerance`` of it, the fastest wins. With
+``--confirm N`` the N best settings are scored again on ``--confirm-per-class`` images of each class,
+and the same rule picks among them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from maskgit import MaskGIT
+from maskgit.evaluation.evaluate import GenerationEvaluator
+from maskgit.sampling import build_sampler
+
+SAMPLERS = ("confidence", "halton", "random")
+GUIDANCE = (0.0, 1.0, 2.0, 4.0)
+SCHEDULES = ("constant", "linear", "cosine")
+STEPS = (4, 8, 12, 16, 32)
+TARGETS = {"accuracy": 0.90, "worst_class_accuracy": 0.70, "diversity": 0.80}
+
+
+def settings(samplers, guidance, schedules, steps) -> list[dict[str, Any]]:
+    """Sampler fields of every setting of the sweep (guidance 0 once, without a schedule)."""
+    out = []
+    for name in samplers:
+        for scale in guidance:
+            for schedule in (("constant",) if scale == 0 else schedules):
+                for count in steps:
+                    out.append({"sampler": name, "num_steps": count, "guidance": scale, "guidance_schedule": schedule})
+    return out
+
+
+def key(setting: dict[str, Any]) -> str:
+    """The sampler a setting builds, as text: settings that build the same sampler share it."""
+    fields = dict(setting)
+    return json.dumps(build_sampler(fields.pop("sampler"), **fields).to_dict(), sort_keys=True)
+
+
+def meets_targets(row: dict[str, Any]) -> bool:
+    return all(row[name] >= bound for name, bound in TARGETS.items())
+
+
+def ranked(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows meeting the targets (all rows if none does), lowest FID first."""
+    pool = [row for row in rows if meets_targets(row)] or rows
+    return sorted(pool, key=lambda row: row["fid"])
+
+
+def pick_best(rows: list[dict[str, Any]], fid_tolerance: float) -> dict[str, Any]:
+    """The lowest-FID row among those meeting the targets (all rows if none does); then the
+    fastest of the rows within ``fid_tolerance`` (relative) of that FID, among the same pool."""
+    pool = ranked(rows)
+    close = [row for row in pool if row["fid"] <= pool[0]["fid"] * (1 + fid_tolerance)]
+    return max(close, key=lambda row: row["images_per_second"])
+
+
+def run_setting(pipe: MaskGIT, evaluator: GenerationEvaluator, setting: dict[str, Any], labels: torch.Tensor,
+                seed: int, batch_size: int) -> dict[str, Any]:
+    fields = dict(setting)
+    sampler = build_sampler(fields.pop("sampler"), **fields)
+    start = time.perf_counter()
+    images = pipe.generate(labels, sampler=sampler, seed=seed, batch_size=batch_size)
+    seconds = time.perf_counter() - start
+    scores = evaluator(images, labels)
+    per_class = {entry["name"]: entry["accuracy"] for entry in scores["per_class"]}
+    return {
+        "setting": setting,
+        "sampler": sampler.to_dict(),
+        "accuracy": scores["accuracy"],
+        "worst_class_accuracy": min(per_class.values()),
+        "worst_class": min(per_class, key=per_class.get),
+        "fid": scores["fid"],
+        "fid_floor": scores["fid_floor"],
+        "diversity": scores["diversity"],
+        "images_per_second": len(labels) / seconds,
+        "seconds": seconds,
+        "per_class_accuracy": per_class,
+    }
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(handle, "w") as file:
+        json.dump(data, file, indent=2)
+    os.replace(temporary, path)
+
+
+def label(setting: dict[str, Any]) -> str:
+    text = f"{setting['sampler']}, {setting['num_steps']} steps"
+    if setting.get("guidance"):
+        text += f", guidance {setting['guidance']:g} {setting['guidance_schedule']}"
+    for name in ("choice_temperature", "softmax_temperature"):
+        if name in setting:
+            text += f", {name.split('_')[0]} T {setting[name]}"
+    return text
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| sampler | guidance | schedule | steps | accuracy | worst class | FID (floor) | diversity | images/s |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        s = row["setting"]
+        extra = "".join(f", {n.split('_')[0]} T {s[n]}" for n in ("choice_temperature", "softmax_temperature") if n in s)
+        lines.append(
+            f"| {s['sampler']}{extra} | {s['guidance']:g} | {s['guidance_schedule'] if s['guidance'] else '-'} | "
+            f"{s['num_steps']} | {100 * row['accuracy']:.1f} % | {100 * row['worst_class_accuracy']:.0f} % "
+            f"({row['worst_class']}) | {row['fid']:.2f} ({row['fid_floor']:.2f}) | {100 * row['diversity']:.0f} % | "
+            f"{row['images_per_second']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
+    """Accuracy, FID and diversity against steps: one column per sampler, one line per guidance
+    scale (colour) and schedule (dash)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = (("accuracy", "accuracy (%)", 100), ("fid", "classifier FID", 1), ("diversity", "diversity (%)", 100))
+    samplers = [name for name in SAMPLERS if any(r["setting"]["sampler"] == name for r in rows)]
+    figure, axes = plt.subplots(len(metrics), len(samplers), figsize=(4.2 * len(samplers), 9), sharex=True,
+                                sharey="row", squeeze=False)
+    colours = {0.0: "black", 1.0: "tab:blue", 2.0: "tab:orange", 4.0: "tab:red"}
+    dashes = {"constant": "-", "linear": "--", "cosine": ":"}
+    sweep = [r for r in rows if "choice_temperature" not in r["setting"] and "softmax_temperature" not in r["setting"]]
+    for column, name in enumerate(samplers):
+        groups: dict[tuple[float, str], list[dict[str, Any]]] = {}
+        for row in sweep:
+            s = row["setting"]
+            if s["sampler"] == name:
+                groups.setdefault((s["guidance"], s["guidance_schedule"]), []).append(row)
+        for (scale, schedule), group in sorted(groups.items()):
+            group.sort(key=lambda r: r["setting"]["num_steps"])
+            steps = [r["setting"]["num_steps"] for r in group]
+            for line, (metric, _, factor) in enumerate(metrics):
+                axes[line][column].plot(
+                    steps, [factor * r[metric] for r in group], dashes[schedule], color=colours.get(scale, "grey"),
+                    marker="o", markersize=3, label=f"guidance {scale:g}" + (f" {schedule}" if scale else ""),
+                )
+        axes[0][column].set_title(f"{name} sampler")
+        axes[-1][column].set_xlabel("steps")
+        axes[-1][column].set_xscale("log", base=2)
+        axes[-1][column].set_xticks([4, 8, 12, 16, 32], ["4", "8", "12", "16", "32"])
+    for line, (_, text, _) in enumerate(metrics):
+        axes[line][0].set_ylabel(text)
+    floor = rows[0]["fid_floor"]
+    for column in range(len(samplers)):
+        axes[1][column].axhline(floor, color="green", linewidth=0.8)
+        axes[1][column].axhline(2 * floor, color="green", linewidth=0.8, linestyle="--")
+        axes[0][column].axhline(100 * TARGETS["accuracy"], color="green", linewidth=0.8, linestyle="--")
+        axes[2][column].axhline(100 * TARGETS["diversity"], color="green", linewidth=0.8, linestyle="--")
+        axes[1][column].set_yscale("log")
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    figure.suptitle(title + "  (green: FID floor and 2x floor, accuracy and diversity targets)", fontsize=10)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="fashion-mnist")
+    parser.add_argument("--num-per-class", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=250)
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--samplers", nargs="+", default=SAMPLERS, choices=SAMPLERS)
+    parser.add_argument("--guidance", nargs="+", type=float, default=GUIDANCE)
+    parser.add_argument("--schedules", nargs="+", default=SCHEDULES, choices=SCHEDULES)
+    parser.add_argument("--steps", nargs="+", type=int, default=STEPS)
+    parser.add_argument("--temperatures", action="store_true",
+                        help="then sweep the choice / softmax temperatures of the best setting")
+    parser.add_argument("--fid-tolerance", type=float, default=0.05)
+    parser.add_argument("--confirm", type=int, default=0,
+                        help="re-score the N best settings with --confirm-per-class images and pick among them")
+    parser.add_argument("--confirm-per-class", type=int, default=100)
+    parser.add_argument("--json", type=Path, default=Path("benchmarks/results/sampler-comparison.json"))
+    parser.add_argument("--plot", type=Path, default=None)
+    parser.add_argument("--table", type=Path, default=None, help="also write the markdown table here")
+    parser.add_argument("--save-default", action="store_true",
+                        help="record the best sampler as the default in --model's model_index.json (a folder)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    pipe = MaskGIT.from_pretrained(args.model, precision=args.precision)
+    pipe.set_progress_bar_config(disable=True)
+    evaluator = GenerationEvaluator()
+    labels = torch.arange(len(pipe.class_names)).repeat_interleave(args.num_per_class)
+    config = {"model": args.model, "num_per_class": args.num_per_class, "seed": args.seed,
+              "precision": args.precision, "threads": args.threads, "batch_size": args.batch_size}
+    data: dict[str, Any] = {"config": config, "machine": platform.processor() or platform.machine(), "rows": []}
+    if args.json.is_file():
+        previous = json.loads(args.json.read_text())
+        if previous.get("config") == config:
+            data = previous
+    done = {key(row["setting"]) for row in data["rows"]}
+
+    def run_all(todo: list[dict[str, Any]]) -> None:
+        for setting in todo:
+            if key(setting) in done:
+                continue
+            row = run_setting(pipe, evaluator, setting, labels, args.seed, args.batch_size)
+            data["rows"].append(row)
+            done.add(key(setting))
+            write_json(args.json, data)
+            print(f"{label(setting):60s} acc {100 * row['accuracy']:5.1f} % worst {100 * row['worst_class_accuracy']:3.0f} % "
+                  f"FID {row['fid']:6.2f} (floor {row['fid_floor']:.2f}) div {100 * row['diversity']:3.0f} % "
+                  f"{row['images_per_second']:6.1f} img/s", flush=True)
+
+    run_all(settings(args.samplers, args.guidance, args.schedules, args.steps))
+    if args.temperatures:
+        best = pick_best(data["rows"], args.fid_tolerance)["setting"]
+        refine = []
+        for softmax in (0.8, 1.0, 1.2):
+            choices = (1.0, 2.0, 4.5, 8.0) if best["sampler"] == "confidence" else (None,)
+            for choice in choices:
+                setting = dict(best, softmax_temperature=softmax)
+                setting.pop("choice_temperature", None)
+                if choice is not None:
+                    setting["choice_temperature"] = choice
+                refine.append(setting)
+        run_all(refine)
+
+    best = pick_best(data["rows"], args.fid_tolerance)
+    if args.confirm:
+        # The sweep's small sets rank the settings; the finalists are scored again on more images.
+        confirm_labels = torch.arange(len(pipe.class_names)).repeat_interleave(args.confirm_per_class)
+        finalists = [row["setting"] for row in ranked(data["rows"])[: args.confirm]]
+        if best["setting"] not in finalists:
+            finalists.append(best["setting"])
+        confirmed = {key(row["setting"]): row for row in data.get("confirmed", [])}
+        for setting in finalists:
+            if key(setting) not in confirmed:
+                confirmed[key(setting)] = run_setting(pipe, evaluator, setting, confirm_labels, args.seed, args.batch_size)
+                print(f"confirm: {label(setting):51s} acc {100 * confirmed[key(setting)]['accuracy']:5.1f} % "
+                      f"FID {confirmed[key(setting)]['fid']:6.2f}", flush=True)
+        data["confirmed"] = [confirmed[key(setting)] for setting in finalists]
+        write_json(args.json, data)
+        best = pick_best(data["confirmed"], args.fid_tolerance)
+    data["best"] = best
+    write_json(args.json, data)
+    print(f"\nbest: {label(best['setting'])}  sampler {json.dumps(best['sampler'])}")
+    if args.save_default:
+        index_path = Path(args.model) / "model_index.json"
+        if not index_path.is_file():
+            raise SystemExit(f"--save-default: {index_path}: no such file (--model must be a pipeline folder)")
+        index = json.loads(index_path.read_text())
+        index["sampler"] = best["sampler"]
+        write_json(index_path, index)
+        print(f"recorded it in {index_path}")
+    if args.table:
+        args.table.write_text(markdown_table(sorted(data["rows"], key=lambda r: r["fid"])) + "\n")
+    if args.plot:
+        plot(data["rows"], args.plot, f"{args.model}: {args.num_per_class} images per class, seed {args.seed}")
+
+
+if __name__ == "__main__":
+    main()

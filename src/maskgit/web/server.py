@@ -35,6 +35,9 @@ def serve(
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     with tempfile.TemporaryDirectory(prefix="maskgit-studio-") as temp:
         os.environ["GRADIO_TEMP_DIR"] = str(Path(temp) / "gradio")  # uploads, gradio's cache
+        # Gradio imports matplotlib when it is installed, which would write its font cache and
+        # config into the user's home; a folder the user chose is kept.
+        os.environ.setdefault("MPLCONFIGDIR", str(Path(temp) / "matplotlib"))
         from maskgit.web.app import build_app, launch_options
 
         pipeline = MaskGIT.from_pretrained(model, device=device, precision=precision)

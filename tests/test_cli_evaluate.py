@@ -34,7 +34,7 @@ def test_evaluate_a_generation_run(generated, tmp_path, capsys):
     assert results["fid"] > results["fid_floor"] > 0
     assert all(0 < e["diversity"] < 2 for e in results["per_class"])
     tokenizer = results["tokenizer"]
-    assert tokenizer["images"] == 40 and tokenizer["psnr"] > 24 and 0.8 < tokenizer["ssim"] <= 1
+    assert tokenizer["images"] == 40 and tokenizer["psnr"] > 23 and 0.8 < tokenizer["ssim"] <= 1
 
 
 def test_bad_input_is_a_one_line_error(generated, real_folder, tmp_path, capsys):

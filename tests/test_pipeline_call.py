@@ -190,8 +190,9 @@ def test_the_repr_is_a_short_summary():
     pipe = MaskGIT.from_pretrained("fashion-mnist")
     text = repr(pipe)
     assert len(text) < 600 and len(text.splitlines()) <= 6
-    for part in ("image_size=32", "device=cpu", "precision=fp32", "256 codes", "4 layers x 128", "16x16 tokens",
-                 "classes=10 (T-shirt/top, Trouser, Pullover, Dress, ...)", "ConfidenceSampler(num_steps=16"):
+    sampler = f"{type(pipe.sampler).__name__}(num_steps={pipe.sampler.num_steps}"
+    for part in ("image_size=32", "device=cpu", "precision=fp32", "512 codes", "6 layers x 256", "8x8 tokens",
+                 "classes=10 (T-shirt/top, Trouser, Pullover, Dress, ...)", sampler):
         assert part in text
 
 
@@ -216,9 +217,9 @@ def test_two_file_loading_checks_its_arguments_and_the_codebook():
     pipe = MaskGIT.from_pretrained(tokenizer=TOKENIZER_CKPT, transformer=TRANSFORMER_CKPT)
     assert pipe.image_size == 128
     shipped = shipped_model_dir("fashion-mnist")
-    with pytest.raises(CheckpointError, match="75 ids leaves no class ids beside 256 codes"):
+    with pytest.raises(CheckpointError, match="75 ids leaves no class ids beside 512 codes"):
         MaskGIT.from_pretrained(tokenizer=shipped / "tokenizer", transformer=TRANSFORMER_MSGPACK)
-    with pytest.raises(CheckpointError, match="a codebook of 256 codes, but the tokenizer has 64"):
+    with pytest.raises(CheckpointError, match="a codebook of 512 codes, but the tokenizer has 64"):
         MaskGIT.from_pretrained(tokenizer=TOKENIZER_MSGPACK, transformer=shipped / "transformer")
     with pytest.raises(ValueError, match="both tokenizer= and transformer="):
         MaskGIT.from_pretrained(tokenizer=TOKENIZER_MSGPACK)

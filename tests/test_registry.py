@@ -26,7 +26,7 @@ def test_list_models_names_every_loadable_model_shipped_first():
 def test_shipped_model_is_described_from_its_configs():
     info = model_info("fashion-mnist")
     assert info.source == "shipped"
-    assert info.description == "10 classes, 32x32 images, 16x16 tokens of 256 codes"
+    assert info.description == "10 classes, 32x32 images, 8x8 tokens of 512 codes"
     assert (info.location / "model_index.json").is_file()
     assert info.urls == () and info.cached
 

@@ -91,7 +91,7 @@ def test_parse_override():
 
 
 @pytest.mark.parametrize("stage, overrides, message", [
-    ("tokenizer", {"model.image_size": 65536}, "16 images of 65536x65536 is 68,719,476,736 pixels"),
+    ("tokenizer", {"model.image_size": 65536}, "32 images of 65536x65536 is 137,438,953,472 pixels"),
     ("transformer", {"model.latent_size": 4096}, "sequences of 16777217 tokens"),
 ])
 def test_a_micro_batch_is_bounded_before_anything_is_built(stage, overrides, message):

@@ -218,10 +218,12 @@ def test_studio_tabs_in_chromium(page, tmp_path):
     np.testing.assert_array_equal(files["input.png"], fitted)
     top, left, height, width = map(int, re.search(r"--box (\d+),(\d+),(\d+),(\d+)", _settings_text(page, "edit")).groups())
     assert 8 <= top <= 14 and 8 <= left <= 14 and 4 <= height <= 12 and 6 <= width <= 14
-    # Regenerated: the latent box grown by one token (2 px); blended in with a blur of radius 1,
-    # so pixels more than 3 px beyond it are the input's.
+    # Regenerated: the box widened to whole tokens of f px and grown by one token; blended in with
+    # a blur of radius 1, so pixels more than 2f px beyond the box are the input's.
+    factor = pipeline.tokenizer.config.downsample_factor
+    margin = 2 * factor + 1
     outside = np.ones((32, 32), bool)
-    outside[max(0, top - 5) : top + height + 5, max(0, left - 5) : left + width + 5] = False
+    outside[max(0, top - margin) : top + height + margin, max(0, left - margin) : left + width + margin] = False
     for k in range(4):
         edited = files[f"edit_{k:04d}.png"]
         np.testing.assert_array_equal(edited[outside], fitted[outside])
@@ -257,16 +259,17 @@ def test_studio_tabs_in_chromium(page, tmp_path):
         np.testing.assert_array_equal(filled[~fitted_mask], fitted[~fitted_mask])
         assert (filled[fitted_mask] != fitted[fitted_mask]).any()
 
-    # Outpaint: 4 tokens (8 px) on the left and the right, the defaults.
+    # Outpaint: 4 tokens (4f px) on the left and the right, the defaults.
     _open_tab(page, "Outpaint")
     _upload(page, "outpaint", tmp_path / "coat.png")
     page.locator("#outpaint-note", has_text="centre-cropped to 32x32").wait_for()
     files = _run(page, "outpaint", 4)
     for k in range(4):
         wider = files[f"outpaint_{k:04d}.png"]
-        assert wider.shape == (32, 48, 3)
-        np.testing.assert_array_equal(wider[:, 8:40], fitted)
-        assert wider[:, :8].std() > 0 and wider[:, 40:].std() > 0  # a generated border, not a fill
+        pad = 4 * factor
+        assert wider.shape == (32, 32 + 2 * pad, 3)
+        np.testing.assert_array_equal(wider[:, pad : pad + 32], fitted)
+        assert wider[:, :pad].std() > 0 and wider[:, pad + 32 :].std() > 0  # a generated border, not a fill
     _screenshot(page, "studio-outpaint.png")
 
     # Bad input: a message in the page, never a traceback.

@@ -116,8 +116,8 @@ def test_editing_modes_change_only_their_region(studio, tmp_path):
 
     result = studio.outpaint(upload, (1, 0, 2, 0), 2, 1, sampler, seed=0)
     wider = to_uint8(load_image(result.images[0]))
-    assert wider.shape == (38, 32, 3) and "--extend 2,0,4,0" in result.settings
-    np.testing.assert_array_equal(wider[2:34], source)
+    assert wider.shape == (44, 32, 3) and "--extend 4,0,8,0" in result.settings  # 4 px tokens
+    np.testing.assert_array_equal(wider[4:36], source)
 
     result = studio.edit(upload, Box(8, 8, 6, 6), 2, 1, sampler, seed=0)
     assert "--box 8,8,6,6" in result.settings and load_image(result.images[0]).shape == (3, 32, 32)
@@ -151,7 +151,7 @@ def test_editing_errors(studio, tmp_path):
         studio.inpaint(upload, torch.zeros(32, 32, dtype=torch.bool), 0, 1, sampler, seed=0)
     with pytest.raises(ValueError, match="add at least one token"):
         studio.outpaint(upload, (0, 0, 0, 0), 0, 1, sampler, seed=0)
-    with pytest.raises(ValueError, match="between 0 and 16"):
+    with pytest.raises(ValueError, match="between 0 and 8"):
         studio.outpaint(upload, (0, 17, 0, 0), 0, 1, sampler, seed=0)
     with pytest.raises(ValueError, match="outside the 32x32 image"):
         studio.edit(upload, Box(30, 30, 8, 8), 0, 1, sampler, seed=0)

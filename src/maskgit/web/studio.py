@@ -338,7 +338,7 @@ class Studio:
                   ",".join(map(str, temperature)) if isinstance(temperature, list) else str(temperature)]
         if fields["top_k"] is not None:
             words += ["--top-k", str(fields["top_k"])]
-        if fields["guidance"]:
-            words += ["--guidance", str(fields["guidance"]), "--guidance-schedule", fields["guidance_schedule"]]
+        # Always written: a flag left out means the model's default, which may be guided.
+        words += ["--guidance", str(fields["guidance"]), "--guidance-schedule", fields["guidance_schedule"]]
         words += ["--out", f"out/{mode}"]
         return shlex.join(words)

@@ -111,14 +111,19 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(temporary, path)
 
 
+TEMPERATURES = ("choice_temperature", "softmax_temperature")
+
+
+def temperatures(setting: dict[str, Any]) -> str:
+    """The temperatures a setting of the second pass sets, as text ('' for the sweep's settings)."""
+    return "".join(f", {name.split('_')[0]} T {setting[name]}" for name in TEMPERATURES if name in setting)
+
+
 def label(setting: dict[str, Any]) -> str:
     text = f"{setting['sampler']}, {setting['num_steps']} steps"
     if setting.get("guidance"):
         text += f", guidance {setting['guidance']:g} {setting['guidance_schedule']}"
-    for name in ("choice_temperature", "softmax_temperature"):
-        if name in setting:
-            text += f", {name.split('_')[0]} T {setting[name]}"
-    return text
+    return text + temperatures(setting)
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
@@ -128,9 +133,8 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     ]
     for row in rows:
         s = row["setting"]
-        extra = "".join(f", {n.split('_')[0]} T {s[n]}" for n in ("choice_temperature", "softmax_temperature") if n in s)
         lines.append(
-            f"| {s['sampler']}{extra} | {s['guidance']:g} | {s['guidance_schedule'] if s['guidance'] else '-'} | "
+            f"| {s['sampler']}{temperatures(s)} | {s['guidance']:g} | {s['guidance_schedule'] if s['guidance'] else '-'} | "
             f"{s['num_steps']} | {100 * row['accuracy']:.1f} % | {100 * row['worst_class_accuracy']:.0f} % "
             f"({row['worst_class']}) | {row['fid']:.2f} ({row['fid_floor']:.2f}) | {100 * row['diversity']:.0f} % | "
             f"{row['images_per_second']:.0f} |"
@@ -152,7 +156,7 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
                                 sharey="row", squeeze=False)
     colours = {0.0: "black", 1.0: "tab:blue", 2.0: "tab:orange", 4.0: "tab:red"}
     dashes = {"constant": "-", "linear": "--", "cosine": ":"}
-    sweep = [r for r in rows if "choice_temperature" not in r["setting"] and "softmax_temperature" not in r["setting"]]
+    sweep = [r for r in rows if not temperatures(r["setting"])]
     for column, name in enumerate(samplers):
         groups: dict[tuple[float, str], list[dict[str, Any]]] = {}
         for row in sweep:

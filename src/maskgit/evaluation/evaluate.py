@@ -179,6 +179,7 @@ class GenerationEvaluator:
         self.data_root = data_root
         self._test: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._floors: dict[tuple[tuple[int, int], ...], torch.Tensor] = {}
+        self._spreads: dict[int, float | None] = {}
 
     def _test_set(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Test labels, features and predictions (computed on first use)."""
@@ -187,6 +188,13 @@ class GenerationEvaluator:
             features, predictions = _features_and_predictions(self.classifier, images)
             self._test = labels, features, predictions
         return self._test
+
+    def _real_spread(self, label: int) -> float | None:
+        """Mean pairwise feature distance among the test images of one class (computed once)."""
+        if label not in self._spreads:
+            labels, features, _ = self._test_set()
+            self._spreads[label] = _mean_pairwise_distance(features[labels == label])
+        return self._spreads[label]
 
     def _floor_features(self, counts: tuple[tuple[int, int], ...]) -> torch.Tensor:
         """Features of ``count`` seeded training images of each ``(class, count)``."""
@@ -225,7 +233,7 @@ class GenerationEvaluator:
         for label in classes:
             chosen, real = labels == label, test_labels == label
             spread = _mean_pairwise_distance(generated_features[chosen])
-            real_spread = _mean_pairwise_distance(test_features[real])
+            real_spread = self._real_spread(label)
             per_class.append({
                 "class": label,
                 "name": names[label],

@@ -2,11 +2,15 @@
 one run on one machine, each path in its own process (so that its peak memory is its own).
 
 Paths:
-- ``reference``: what the existing PyTorch ports do: float32, eager, autograd left on, plain
-  math attention, logits over the whole vocabulary, an NCHW float32 decoder.
+- ``maskgit-torch`` (with ``--maskgit-torch DIR``, ImageNet cases, CPU): that port's own code,
+  run as its generation script runs it, for checking that ``reference`` is a fair stand-in.
+- ``reference``: what the existing PyTorch ports do: float32, eager, autograd left on, attention
+  through torch's default dispatch (as their ``nn.MultiheadAttention`` does), logits over the whole
+  vocabulary, an NCHW float32 decoder.
 - ``fp32``: ``MaskGIT.to_precision("fp32")``: inference mode, codebook-only logits, a channels-last
   decoder.
-- ``bf16``: the same with the weights in bfloat16 (quantizer and output layers float32).
+- ``bf16``: the same with the weights in bfloat16 (quantizer and output layers float32) and, on a
+  CPU, each transformer layer as four oneDNN linear calls (``FusedLayer``).
 - ``fp16`` (CUDA only), and any path with ``+compile`` (``MaskGIT.compile``).
 
 Cases: ImageNet 256 / 512 architectures with random weights (the speed does not depend on the
@@ -19,6 +23,7 @@ decoder, the process's peak memory, the achieved GFLOP/s (FLOPs counted by
 in the same run, and the speed-up over ``reference``. It writes everything to a JSON file.
 
     python benchmarks/sampling_speed.py --threads 2 --json benchmarks/results/cpu.json
+    python benchmarks/sampling_speed.py --threads 2 --maskgit-torch ../maskgit-torch --no-shipped
     python benchmarks/sampling_speed.py --sizes 256 512 --batches 1 8 --steps 8 16 --device cuda --paths reference bf16 fp16 bf16+compile
 """
 
@@ -32,6 +37,7 @@ import resource
 import subprocess
 import sys
 import time
+import types
 from typing import Any
 
 import torch
@@ -64,10 +70,12 @@ def _models(case: dict[str, Any], device: torch.device):
 
 
 def _reference_generate(tokenizer, transformer, classes: torch.Tensor, num_steps: int) -> tuple[torch.Tensor, float]:
-    """The ports' loop: grad on, math attention, full-vocabulary logits, multinomial draws and
-    Gumbel re-masking, an NCHW float32 decoder. Returns images and the decoder's share of time."""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
+    """The ports' loop: grad on, full-vocabulary logits, multinomial draws and Gumbel re-masking,
+    an NCHW float32 decoder. Returns images and the decoder's share of time.
 
+    Attention goes through torch's default dispatch, as maskgit-torch's ``nn.MultiheadAttention``
+    (with ``need_weights=False``) sends it to the fused CPU kernel; forcing the math kernel made this
+    path 1.9x slower than maskgit-torch's own code."""
     from maskgit.sampling import MASK_ID, clamp_num_masked, scheduled_num_masked
 
     config = transformer.config
@@ -77,20 +85,19 @@ def _reference_generate(tokenizer, transformer, classes: torch.Tensor, num_steps
     unknown0 = torch.full((batch,), config.num_tokens)
     scheduled = scheduled_num_masked("cosine", torch.arange(num_steps)[:, None], num_steps, unknown0)
     gumbel = torch.distributions.Gumbel(0.0, 1.0)
-    with sdpa_kernel(SDPBackend.MATH):
-        for step in range(num_steps):
-            logits = transformer(ids)[..., : config.codebook_size]
-            probs = torch.softmax(logits, dim=-1)
-            sampled = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1).view(batch, length)
-            unknown = ids == MASK_ID
-            sampled = torch.where(unknown, sampled, ids)
-            picked = torch.gather(probs, -1, sampled.clamp(max=config.codebook_size - 1)[..., None])[..., 0]
-            picked = torch.where(unknown, picked, torch.inf)
-            ratio = 1.0 - (step + 1) / num_steps
-            confidence = torch.log(picked) + 4.5 * ratio * gumbel.sample(picked.shape).to(picked.device)
-            mask_len = clamp_num_masked(scheduled[step].to(ids.device), unknown.sum(-1))
-            cut = torch.sort(confidence, dim=-1).values.gather(-1, mask_len[:, None])
-            ids = torch.where(confidence < cut, MASK_ID, sampled)
+    for step in range(num_steps):
+        logits = transformer(ids)[..., : config.codebook_size]
+        probs = torch.softmax(logits, dim=-1)
+        sampled = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1).view(batch, length)
+        unknown = ids == MASK_ID
+        sampled = torch.where(unknown, sampled, ids)
+        picked = torch.gather(probs, -1, sampled.clamp(max=config.codebook_size - 1)[..., None])[..., 0]
+        picked = torch.where(unknown, picked, torch.inf)
+        ratio = 1.0 - (step + 1) / num_steps
+        confidence = torch.log(picked) + 4.5 * ratio * gumbel.sample(picked.shape).to(picked.device)
+        mask_len = clamp_num_masked(scheduled[step].to(ids.device), unknown.sum(-1))
+        cut = torch.sort(confidence, dim=-1).values.gather(-1, mask_len[:, None])
+        ids = torch.where(confidence < cut, MASK_ID, sampled)
     _sync(classes.device)
     start = time.perf_counter()
     images = tokenizer.decode_ids(sampled[:, 1:].reshape(batch, config.latent_size, config.latent_size))
@@ -98,12 +105,55 @@ def _reference_generate(tokenizer, transformer, classes: torch.Tensor, num_steps
     return images, time.perf_counter() - start
 
 
-def _run_worker(case: dict[str, Any], path: str, device_name: str, threads: int) -> dict[str, Any]:
-    from maskgit import MaskGIT
+def _maskgit_torch_run(checkout: str, case: dict[str, Any], classes: torch.Tensor):
+    """maskgit-torch's own code (a local checkout of github.com/hmorimitsu/maskgit-torch), with
+    random weights, run as its ``generate_imagenet.py`` runs it: its generator's
+    ``generate_samples``, autograd left on. Returns a function that runs it and returns (images,
+    decoder seconds)."""
+    # Their ``maskgit`` is a folder without __init__.py; ours, installed, would win the import.
+    package = types.ModuleType("maskgit")
+    package.__path__ = [os.path.join(checkout, "maskgit")]
+    sys.modules["maskgit"] = package
+    from maskgit.inference import ImageNet_class_conditional_generator as Generator  # theirs
 
+    Generator._load_checkpoints = lambda self: None  # random weights: the speed does not depend on them
+    torch.manual_seed(0)
+    generator = Generator(image_size=case["size"])
+    generator.maskgit_cf.eval_batch_size = case["batch"]
+    config = generator.maskgit_cf
+    inputs = torch.full((case["batch"], generator.transformer_block_size), config.transformer.mask_token_id)
+    inputs[:, 0] = classes + config.vqvae.codebook_size
+    decode = generator.tokenizer_model.decode_from_indices
+    timed: dict[str, float] = {}
+
+    def timed_decode(*args, **kwargs):
+        start = time.perf_counter()
+        images = decode(*args, **kwargs)
+        timed["decoder"] = time.perf_counter() - start
+        return images
+
+    generator.tokenizer_model.decode_from_indices = timed_decode
+
+    def run():
+        images = generator.generate_samples(inputs.clone(), num_iterations=case["steps"])
+        return images, timed["decoder"]
+
+    return run
+
+
+def _run_worker(case: dict[str, Any], path: str, device_name: str, threads: int,
+                maskgit_torch: str | None = None) -> dict[str, Any]:
     torch.set_num_threads(threads)
     device = torch.device(device_name)
     precision, _, compiled = path.partition("+")
+    if precision == "maskgit-torch":  # before importing this package: both are called ``maskgit``
+        if device.type != "cpu":
+            raise SystemExit("the maskgit-torch path runs on the CPU only here")
+        run = _maskgit_torch_run(maskgit_torch, case, torch.arange(case["batch"]) % 1000)
+        return _time(run, device, compiled=False, subtract_decoder=False)
+
+    from maskgit import MaskGIT
+
     tokenizer, transformer, sampler = _models(case, device)
     classes = torch.arange(case["batch"], device=device) % transformer.config.num_classes
     if precision == "reference":
@@ -127,6 +177,12 @@ def _run_worker(case: dict[str, Any], path: str, device_name: str, threads: int)
                 _sync(device)
             return images, time.perf_counter() - start
 
+    return _time(run, device, compiled=bool(compiled), subtract_decoder=precision != "reference")
+
+
+def _time(run, device: torch.device, compiled: bool, subtract_decoder: bool) -> dict[str, Any]:
+    """Time one call of ``run`` (after a warm-up call when compiling); ``run`` returns (images,
+    decoder seconds). ``subtract_decoder``: the decode was timed apart, outside generation."""
     warmup = None
     if compiled:  # compilation happens on the first call of a shape: timed apart
         start = time.perf_counter()
@@ -137,7 +193,7 @@ def _run_worker(case: dict[str, Any], path: str, device_name: str, threads: int)
     _, decoder_s = run()
     _sync(device)
     total = time.perf_counter() - start
-    if precision != "reference":
+    if subtract_decoder:
         total -= decoder_s  # the extra timed decode of the fast paths is not part of generation
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     result = {"seconds": total, "decoder_s": decoder_s, "transformer_s": total - decoder_s, "peak_rss_bytes": peak,
@@ -191,11 +247,14 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--json", default=None, help="write the results here")
+    parser.add_argument("--maskgit-torch", default=None, metavar="DIR",
+                        help="a checkout of github.com/hmorimitsu/maskgit-torch (needs einops and ml_collections): "
+                             "also time its own code on the ImageNet cases")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         job = json.loads(args.worker)
-        print(json.dumps(_run_worker(job["case"], job["path"], job["device"], job["threads"])))
+        print(json.dumps(_run_worker(job["case"], job["path"], job["device"], job["threads"], job.get("maskgit_torch"))))
         return
 
     device = torch.device(args.device)
@@ -219,18 +278,22 @@ def main() -> None:
             sampler = _models(case, torch.device("cpu"))[2]
             case["steps"], guided = sampler.num_steps, bool(sampler.guidance)
         rows = []
-        for path in args.paths:
+        paths = list(args.paths)
+        if args.maskgit_torch and case["model"] != "fashion-mnist":
+            paths.insert(0, "maskgit-torch")
+        for path in paths:
             if path == "reference" and guided:
                 print(f"  reference: skipped for {case['model']}: its default sampler uses guidance, which the ports lack")
                 continue
-            job = json.dumps({"case": case, "path": path, "device": args.device, "threads": args.threads})
+            job = json.dumps({"case": case, "path": path, "device": args.device, "threads": args.threads,
+                              "maskgit_torch": os.path.abspath(args.maskgit_torch) if args.maskgit_torch else None})
             output = subprocess.run([sys.executable, __file__, "--worker", job], capture_output=True, text=True)
             if output.returncode != 0:
                 print(f"  {path}: failed: {output.stderr.strip().splitlines()[-1] if output.stderr else ''}")
                 continue
             result = json.loads(output.stdout.strip().splitlines()[-1])
             precision = path.split("+")[0]
-            peak = peaks["fp32" if precision in ("reference", "fp32") else precision]
+            peak = peaks["fp32" if precision in ("maskgit-torch", "reference", "fp32") else precision]
             result.update(path=path, images_per_s=case["batch"] / result["seconds"],
                           gflops=flops * case["batch"] / result["seconds"] / 1e9)
             result["fraction_of_peak"] = result["gflops"] / peak

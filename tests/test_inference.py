@@ -93,25 +93,65 @@ def test_compiled_transformer_gives_the_same_tokens(fixture_folder):
         assert torch.equal(a, b)
 
 
-def test_bf16_on_cpu_fuses_the_linears_without_changing_the_state_dict(small_transformer, small_tokenizer):
+def _needs_onednn():
     from maskgit.models.inference import FusedLinear
 
     if not FusedLinear.available():
         pytest.skip("this torch build has no oneDNN linear primitive")
+
+
+def _ids():
+    return torch.from_numpy(load_npz("transformer_small_io.npz")["input_ids"]).long()
+
+
+def test_bf16_on_cpu_fuses_the_layers_without_changing_the_state_dict(small_transformer, small_tokenizer):
+    from maskgit.models.inference import FusedLayer, FusedLinear
+
+    _needs_onednn()
     transformer = MaskGITTransformer(small_transformer.config).eval()
     transformer.load_state_dict(small_transformer.state_dict())
     plain = MaskGITTransformer(small_transformer.config).eval()
     plain.load_state_dict(small_transformer.state_dict())
     plain.to(torch.bfloat16)
     prepare_for_inference(VQGAN(small_tokenizer.config), transformer, "bf16")
+    assert all(isinstance(layer, FusedLayer) for layer in transformer.layers)
     assert isinstance(transformer.layers[0].mlp_intermediate, FusedLinear)
     assert transformer.layers[0].mlp_intermediate.gelu and not transformer.layers[0].mlp_intermediate.training
     assert list(transformer.state_dict()) == list(plain.state_dict())
-    ids = torch.from_numpy(load_npz("transformer_small_io.npz")["input_ids"]).long()
+    ids = _ids()
     with torch.inference_mode():
         fused, plain_bf16 = transformer.codebook_logits(ids).float(), plain.codebook_logits(ids).float()
         exact = small_transformer.codebook_logits(ids)
     # Both are bf16 computations of the same function: the fused one is as close to float32.
     fused_error, plain_error = (fused - exact).abs(), (plain_bf16 - exact).abs()
     assert fused_error.max() <= 2 * plain_error.max() and fused_error.mean() <= 1.5 * plain_error.mean()
-    assert not torch.equal(fused, plain_bf16)  # the fused primitive did run
+    assert not torch.equal(fused, plain_bf16)  # the fused primitives did run
+    with torch.inference_mode():  # training mode takes the plain path (same seed: same dropout)
+        torch.manual_seed(0)
+        trained = transformer.train().codebook_logits(ids)
+        torch.manual_seed(0)
+        assert torch.equal(trained, plain.train().codebook_logits(ids))
+
+
+def test_fused_layers_follow_weights_loaded_after_preparation(small_transformer, small_tokenizer):
+    """The packed weights are a cache: a load_state_dict after preparation must refresh them, and a
+    deepcopy must compute the same values."""
+    import copy
+
+    _needs_onednn()
+    config = small_transformer.config
+    prepared = MaskGITTransformer(config).eval()  # random weights, then the fixture's loaded in
+    prepare_for_inference(VQGAN(small_tokenizer.config), prepared, "bf16")
+    ids = _ids()
+    with torch.inference_mode():
+        before = prepared.codebook_logits(ids)
+    prepared.load_state_dict(small_transformer.state_dict())
+    fresh = MaskGITTransformer(config).eval()
+    fresh.load_state_dict(small_transformer.state_dict())
+    prepare_for_inference(VQGAN(small_tokenizer.config), fresh, "bf16")
+    with torch.inference_mode():
+        after, expected = prepared.codebook_logits(ids), fresh.codebook_logits(ids)
+        copied = copy.deepcopy(prepared).codebook_logits(ids)
+    assert not torch.equal(before, after)
+    assert torch.equal(after, expected)
+    assert torch.equal(copied, expected)

@@ -180,6 +180,19 @@ def _run_worker(case: dict[str, Any], path: str, device_name: str, threads: int,
     return _time(run, device, compiled=bool(compiled), subtract_decoder=precision != "reference")
 
 
+def _peak_rss() -> int:
+    """This process's peak resident memory in bytes. Linux's VmHWM starts afresh at exec; ru_maxrss
+    would start from the parent's resident size at fork."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+
+
 def _time(run, device: torch.device, compiled: bool, subtract_decoder: bool) -> dict[str, Any]:
     """Time one call of ``run`` (after a warm-up call when compiling); ``run`` returns (images,
     decoder seconds). ``subtract_decoder``: the decode was timed apart, outside generation."""
@@ -195,8 +208,7 @@ def _time(run, device: torch.device, compiled: bool, subtract_decoder: bool) -> 
     total = time.perf_counter() - start
     if subtract_decoder:
         total -= decoder_s  # the extra timed decode of the fast paths is not part of generation
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    result = {"seconds": total, "decoder_s": decoder_s, "transformer_s": total - decoder_s, "peak_rss_bytes": peak,
+    result = {"seconds": total, "decoder_s": decoder_s, "transformer_s": total - decoder_s, "peak_rss_bytes": _peak_rss(),
               "compile_s": warmup}
     if device.type == "cuda":
         result["peak_cuda_bytes"] = torch.cuda.max_memory_allocated(device)
@@ -206,10 +218,12 @@ def _time(run, device: torch.device, compiled: bool, subtract_decoder: bool) -> 
 # -- in the parent process ------------------------------------------------------------------------
 
 
-def matmul_peak(dtype: torch.dtype, device: torch.device, size: int = 2048, repeats: int = 10) -> float:
-    """Best achieved GFLOP/s of a square matmul, measured now."""
+def matmul_peak(dtype: torch.dtype, device: torch.device, size: int = 2048, repeats: int = 20) -> float:
+    """Best achieved GFLOP/s of a square matmul, measured now (after three warm-up calls)."""
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
+    for _ in range(3):
+        torch.mm(a, b)
     best = float("inf")
     for _ in range(repeats):
         _sync(device)
@@ -235,6 +249,26 @@ def count_flops(case: dict[str, Any]) -> float:
             tokenizer.decode_ids(grid)
     passes = 2 if sampler.guidance else 1
     return sampler.num_steps * passes * step.get_total_flops() + decode.get_total_flops()
+
+
+def _physical_memory() -> int:
+    """This machine's RAM in bytes."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _too_big(path: str, case: dict[str, Any], done: list, memory: int) -> bool:
+    """Whether ``path`` would run out of memory on ``case``: its peak on a smaller image size at the
+    same batch, scaled by the pixel count, above 90 % of RAM (the ports' autograd-on paths need
+    about 40 GB at 512 px, batch 8). Prints why it is skipped."""
+    for other, result in done:
+        if result["path"] == path and other["model"] != "fashion-mnist" and other["batch"] == case["batch"] \
+                and other["size"] < case["size"]:
+            estimate = result["peak_rss_bytes"] * (case["size"] / other["size"]) ** 2
+            if estimate > 0.9 * memory:
+                print(f"  {path}: skipped at {case['size']} px, batch {case['batch']}: its {result['peak_rss_bytes'] / 1e9:.1f} GB "
+                      f"peak at {other['size']} px scales to {estimate / 1e9:.0f} GB, over this machine's {memory / 1e9:.0f} GB")
+                return True
+    return False
 
 
 def main() -> None:
@@ -263,14 +297,15 @@ def main() -> None:
              for size in args.sizes for batch in args.batches for steps in args.steps]
     if not args.no_shipped:
         cases.append({"model": "fashion-mnist", "size": 32, "batch": 80, "steps": None})
-    peaks = {"fp32": matmul_peak(torch.float32, device), "bf16": matmul_peak(torch.bfloat16, device)}
-    if device.type == "cuda":
-        peaks["fp16"] = matmul_peak(torch.float16, device)
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, **({"fp16": torch.float16} if device.type == "cuda" else {})}
+    peaks = {name: matmul_peak(dtype, device) for name, dtype in dtypes.items()}
+    memory = _physical_memory()
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or platform.machine()} CPU"
     report: dict[str, Any] = {"device": f"{name}, {args.threads} threads", "torch": torch.__version__,
                               "matmul_peak_gflops": peaks, "cases": []}
     print(f"{report['device']}, torch {torch.__version__}; matmul peak GFLOP/s: "
           + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items()))
+    done: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (case, result) of every finished run
     for case in cases:
         flops = count_flops(case)
         guided = False
@@ -278,9 +313,8 @@ def main() -> None:
             sampler = _models(case, torch.device("cpu"))[2]
             case["steps"], guided = sampler.num_steps, bool(sampler.guidance)
         rows = []
-        paths = list(args.paths)
-        if args.maskgit_torch and case["model"] != "fashion-mnist":
-            paths.insert(0, "maskgit-torch")
+        paths = (["maskgit-torch"] if args.maskgit_torch and case["model"] != "fashion-mnist" else []) + args.paths
+        paths = [path for path in paths if not _too_big(path, case, done, memory)]
         for path in paths:
             if path == "reference" and guided:
                 print(f"  reference: skipped for {case['model']}: its default sampler uses guidance, which the ports lack")
@@ -289,7 +323,10 @@ def main() -> None:
                               "maskgit_torch": os.path.abspath(args.maskgit_torch) if args.maskgit_torch else None})
             output = subprocess.run([sys.executable, __file__, "--worker", job], capture_output=True, text=True)
             if output.returncode != 0:
-                print(f"  {path}: failed: {output.stderr.strip().splitlines()[-1] if output.stderr else ''}")
+                why = output.stderr.strip().splitlines()[-1] if output.stderr.strip() else ""
+                if output.returncode < 0:
+                    why = f"killed by signal {-output.returncode}" + (" (out of memory?)" if output.returncode == -9 else "")
+                print(f"  {path}: failed: {why}")
                 continue
             result = json.loads(output.stdout.strip().splitlines()[-1])
             precision = path.split("+")[0]
@@ -298,6 +335,7 @@ def main() -> None:
                           gflops=flops * case["batch"] / result["seconds"] / 1e9)
             result["fraction_of_peak"] = result["gflops"] / peak
             rows.append(result)
+            done.append((case, result))
         reference = next((r for r in rows if r["path"] == "reference"), None)
         print(f"\n{case['model']} batch {case['batch']}, {case['steps']} steps, {flops / 1e9:.0f} GFLOP per image")
         print(f"  {'path':<14}{'time s':>9}{'img/s':>9}{'transf. s':>11}{'decoder s':>11}{'peak GB':>9}"
@@ -308,6 +346,15 @@ def main() -> None:
                   f"{row['decoder_s']:>11.2f}{row['peak_rss_bytes'] / 1e9:>9.2f}{row['gflops']:>9.0f}"
                   f"{row['fraction_of_peak']:>9.0%}" + (f"{row['speedup']:>9.2f}x" if row["speedup"] else ""))
         report["cases"].append({**case, "gflop_per_image": flops / 1e9, "paths": rows})
+    # The matmul peak again at the end: the machine's speed drifts; the fractions use the higher.
+    for name, dtype in dtypes.items():
+        peaks[name] = max(peaks[name], matmul_peak(dtype, device))
+    for case in report["cases"]:
+        for row in case["paths"]:
+            precision = row["path"].split("+")[0]
+            row["fraction_of_peak"] = row["gflops"] / peaks["fp32" if precision in ("maskgit-torch", "reference", "fp32") else precision]
+    print("\nmatmul peak GFLOP/s, the higher of the start and the end: " + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items())
+          + " (the fractions in the JSON use these)")
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as handle:

@@ -119,8 +119,8 @@ def _maskgit_torch_run(checkout: str, case: dict[str, Any], classes: torch.Tenso
     Generator._load_checkpoints = lambda self: None  # random weights: the speed does not depend on them
     torch.manual_seed(0)
     generator = Generator(image_size=case["size"])
-    generator.maskgit_cf.eval_batch_size = case["batch"]
     config = generator.maskgit_cf
+    config.eval_batch_size = case["batch"]  # as its script sets it
     inputs = torch.full((case["batch"], generator.transformer_block_size), config.transformer.mask_token_id)
     inputs[:, 0] = classes + config.vqvae.codebook_size
     decode = generator.tokenizer_model.decode_from_indices
@@ -251,6 +251,12 @@ def count_flops(case: dict[str, Any]) -> float:
     return sampler.num_steps * passes * step.get_total_flops() + decode.get_total_flops()
 
 
+def _peak_for(path: str, peaks: dict[str, float]) -> float:
+    """The matmul peak a path is measured against: float32 for the float32 paths."""
+    precision = path.split("+")[0]
+    return peaks["fp32" if precision in ("maskgit-torch", "reference", "fp32") else precision]
+
+
 def _physical_memory() -> int:
     """This machine's RAM in bytes."""
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -259,7 +265,7 @@ def _physical_memory() -> int:
 def _too_big(path: str, case: dict[str, Any], done: list, memory: int) -> bool:
     """Whether ``path`` would run out of memory on ``case``: its peak on a smaller image size at the
     same batch, scaled by the pixel count, above 90 % of RAM (the ports' autograd-on paths need
-    about 40 GB at 512 px, batch 8). Prints why it is skipped."""
+    about 50 GB at 512 px, batch 8). Prints why it is skipped."""
     for other, result in done:
         if result["path"] == path and other["model"] != "fashion-mnist" and other["batch"] == case["batch"] \
                 and other["size"] < case["size"]:
@@ -282,7 +288,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("--maskgit-torch", default=None, metavar="DIR",
-                        help="a checkout of github.com/hmorimitsu/maskgit-torch (needs einops and ml_collections): "
+                        help="a checkout of github.com/hmorimitsu/maskgit-torch (needs einops, ml_collections and requests): "
                              "also time its own code on the ImageNet cases")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -329,11 +335,9 @@ def main() -> None:
                 print(f"  {path}: failed: {why}")
                 continue
             result = json.loads(output.stdout.strip().splitlines()[-1])
-            precision = path.split("+")[0]
-            peak = peaks["fp32" if precision in ("maskgit-torch", "reference", "fp32") else precision]
             result.update(path=path, images_per_s=case["batch"] / result["seconds"],
                           gflops=flops * case["batch"] / result["seconds"] / 1e9)
-            result["fraction_of_peak"] = result["gflops"] / peak
+            result["fraction_of_peak"] = result["gflops"] / _peak_for(path, peaks)
             rows.append(result)
             done.append((case, result))
         reference = next((r for r in rows if r["path"] == "reference"), None)
@@ -351,8 +355,7 @@ def main() -> None:
         peaks[name] = max(peaks[name], matmul_peak(dtype, device))
     for case in report["cases"]:
         for row in case["paths"]:
-            precision = row["path"].split("+")[0]
-            row["fraction_of_peak"] = row["gflops"] / peaks["fp32" if precision in ("maskgit-torch", "reference", "fp32") else precision]
+            row["fraction_of_peak"] = row["gflops"] / _peak_for(row["path"], peaks)
     print("\nmatmul peak GFLOP/s, the higher of the start and the end: " + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items())
           + " (the fractions in the JSON use these)")
     if args.json:

@@ -64,7 +64,7 @@ def prepare_for_inference(tokenizer: VQGAN, transformer: MaskGITTransformer, pre
     tokenizer.to(memory_format=torch.channels_last)
     device = next(transformer.parameters()).device
     if precision == "bf16" and device.type == "cpu" and FusedLinear.available():
-        _fuse_linears(transformer)
+        _fuse_transformer(transformer)
 
 
 class PackedWeight:
@@ -185,7 +185,7 @@ class FusedLayer(TransformerLayer):
         return self.mlp_norm(self.mlp_output(self.mlp_intermediate(x), residual=x))
 
 
-def _fuse_linears(transformer: MaskGITTransformer) -> None:
+def _fuse_transformer(transformer: MaskGITTransformer) -> None:
     """Make every layer a ``FusedLayer`` and fold the head's tanh GELU into its dense layer."""
     for layer in transformer.layers:
         FusedLayer.fuse(layer)

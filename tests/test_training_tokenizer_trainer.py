@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from maskgit import VQGAN
+from maskgit.checkpoints import CheckpointError
 from maskgit.configs import ConfigError
 from training_helpers import make_trainer, metrics_log, write_vgg_weights
 
@@ -71,3 +72,46 @@ def test_perceptual_loss_plugs_in_from_a_weights_file(tmp_path):
     with pytest.raises(ConfigError, match="perceptual_weight is 0.1 but perceptual_weights is not set"):
         make_trainer("tokenizer", tmp_path / "none", {"perceptual_weight": 0.1})
     assert not (tmp_path / "none").exists()
+
+
+def test_decoder_fine_tuning_keeps_every_images_ids(tmp_path):
+    first = make_trainer("tokenizer", tmp_path / "first", {"steps": 2})
+    first.train()
+    start = VQGAN.from_pretrained(tmp_path / "first" / "tokenizer")
+    images = torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    trainer = make_trainer(
+        "tokenizer", tmp_path / "tuned",
+        {"steps": 3, "discriminator_start": 1, "init_from": str(tmp_path / "first" / "tokenizer"), "decoder_only": True},
+    )
+    # The run starts from the saved weights, its EMA too.
+    for name, value in start.state_dict().items():
+        assert torch.equal(trainer.model.state_dict()[name], value), name
+        assert torch.equal(trainer.ema.model.state_dict()[name], value), name
+    trainer.train()
+    tuned = VQGAN.from_pretrained(tmp_path / "tuned" / "tokenizer")
+    state = tuned.state_dict()
+    # Encoder and codebook untouched, so the ids of any image are too; the decoder moved.
+    for name, value in start.state_dict().items():
+        if name.startswith(("encoder.", "quantizer.")):
+            assert torch.equal(state[name], value), name
+    assert any(not torch.equal(state[n], v) for n, v in start.state_dict().items() if n.startswith("decoder."))
+    assert torch.equal(tuned.encode_to_ids(images), start.encode_to_ids(images))
+    assert not torch.equal(tuned.reconstruct(images), start.reconstruct(images))
+    log = metrics_log(tmp_path / "tuned")
+    assert all("commitment" not in record and "reconstruction" in record for record in log)
+    assert "d_loss" in log[-1]
+
+
+def test_init_from_and_decoder_only_are_checked(tmp_path):
+    first = make_trainer("tokenizer", tmp_path / "first", {"steps": 1})
+    first.train()
+    saved = str(tmp_path / "first" / "tokenizer")
+    with pytest.raises(ConfigError, match="decoder_only needs init_from"):
+        make_trainer("tokenizer", tmp_path / "a", {"decoder_only": True})
+    with pytest.raises(ConfigError, match="dead_code_reinit_every must be 0, got 5"):
+        make_trainer("tokenizer", tmp_path / "b", {"decoder_only": True, "init_from": saved, "dead_code_reinit_every": 5})
+    with pytest.raises(ConfigError, match=f"init_from {saved}: its tokenizer config .* differs"):
+        make_trainer("tokenizer", tmp_path / "c", {"init_from": saved, "model.codebook_size": 64})
+    with pytest.raises(CheckpointError, match="nowhere: no such file or folder"):
+        make_trainer("tokenizer", tmp_path / "d", {"init_from": str(tmp_path / "nowhere")})
+    assert not any((tmp_path / name).exists() for name in "abcd")  # refused before anything is written

@@ -24,7 +24,11 @@ __all__ = ["register", "run_tokenizer", "run_transformer"]
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="a preset name (tiny, fashion-mnist, imagenet256) or a YAML/JSON file")
+    parser.add_argument(
+        "--config",
+        help="a preset name (tiny, fashion-mnist, imagenet256; for train-tokenizer also fashion-mnist-decoder, "
+        "which fine-tunes a trained tokenizer's decoder) or a YAML/JSON file",
+    )
     parser.add_argument(
         "--data",
         help="training data: 'fashion-mnist', 'fashion-mnist:DIR', 'mnist:DIR' or an image folder "
@@ -112,7 +116,7 @@ def _config(stage: str, args: argparse.Namespace) -> tuple[Any, Path | None]:
             return wanted, checkpoint
         return (stored.updated(overrides, source="flags") if overrides else stored), checkpoint
     if args.config is None:
-        raise CLIError("--config is required: a preset (tiny, fashion-mnist, imagenet256) or a YAML/JSON file")
+        raise CLIError("--config is required: a preset (tiny, fashion-mnist, imagenet256, ...) or a YAML/JSON file")
     return load_train_config(stage, args.config, overrides), None
 
 

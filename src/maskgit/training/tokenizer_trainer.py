@@ -79,7 +79,15 @@ class TokenizerTrainer(Trainer):
         if not isinstance(image, torch.Tensor) or tuple(image.shape) != (3, size, size):
             shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
             raise ValueError(f"the dataset yields images of shape {shape}, the model config needs (3, {size}, {size})")
-        self.model = VQGAN(config.model).to(self.device).train()
+        self.model = VQGAN(config.model)
+        if config.init_from is not None:
+            self._load_initial_weights(config.init_from)
+        self.model = self.model.to(self.device).train()
+        if config.decoder_only:
+            # Frozen encoder and codebook: every image keeps its ids, so a transformer trained on
+            # this tokenizer's tokens stays valid with the fine-tuned decoder.
+            self.model.encoder.requires_grad_(False)
+            self.model.quantizer.requires_grad_(False)
         self.discriminator = Discriminator(
             size, config.discriminator_channel_base, config.discriminator_max_channels
         ).to(self.device)
@@ -98,7 +106,7 @@ class TokenizerTrainer(Trainer):
             self.perceptual = PerceptualLoss.from_file(config.perceptual_weights).to(self.device)
         self.autoencode = self.maybe_compile(Autoencode(self.model))
         self.discriminate = self.maybe_compile(self.discriminator)
-        self.g_optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate, betas=config.betas)
+        self.g_optimizer = torch.optim.Adam(self._trained_parameters(), lr=config.learning_rate, betas=config.betas)
         self.d_optimizer = torch.optim.Adam(
             self.discriminator.parameters(), lr=config.discriminator_learning_rate, betas=config.betas
         )
@@ -114,6 +122,20 @@ class TokenizerTrainer(Trainer):
             torch.manual_seed(0)
             count = min(8, len(source))  # type: ignore[arg-type]
             self.sample_images = torch.stack([source[i][0] for i in range(count)])
+
+    def _load_initial_weights(self, folder: str) -> None:
+        """Copy a saved VQGAN's weights into ``self.model``; its config must be ``config.model``."""
+        initial = VQGAN.from_pretrained(folder)
+        if initial.config != self.config.model:
+            raise ConfigError(
+                f"init_from {folder}: its tokenizer config {initial.config.to_dict()} differs from the run's model "
+                f"config {self.config.model.to_dict()}"
+            )
+        self.model.load_state_dict(initial.state_dict())
+
+    def _trained_parameters(self) -> list[nn.Parameter]:
+        """The VQGAN parameters this run updates: all of them, or the decoder's with ``decoder_only``."""
+        return [parameter for parameter in self.model.parameters() if parameter.requires_grad]
 
     # -- one step ---------------------------------------------------------------------------------
 
@@ -136,14 +158,14 @@ class TokenizerTrainer(Trainer):
             with self.autocast():
                 reconstruction, latents, ids, distances, codes = self.autoencode(images)
             reconstruction_loss = F.mse_loss(reconstruction.float(), images)
-            commitment, codebook = vq_losses(latents, codes)
-            entropy = entropy_loss(-distances, config.entropy_temperature)
-            loss = (
-                config.reconstruction_weight * reconstruction_loss
-                + config.commitment_weight * commitment
-                + codebook
-                + config.entropy_weight * entropy
-            )
+            loss = config.reconstruction_weight * reconstruction_loss
+            if not config.decoder_only:  # with a frozen encoder and codebook these are constants
+                commitment, codebook = vq_losses(latents, codes)
+                entropy = entropy_loss(-distances, config.entropy_temperature)
+                loss = loss + config.commitment_weight * commitment + codebook + config.entropy_weight * entropy
+                add("commitment", commitment)
+                add("codebook", codebook)
+                add("entropy", entropy)
             if self.perceptual is not None and config.perceptual_weight > 0:
                 with self.autocast():
                     perceptual = self.perceptual(reconstruction, images)
@@ -161,12 +183,8 @@ class TokenizerTrainer(Trainer):
             step_counts += torch.bincount(ids.flatten(), minlength=config.model.codebook_size)
             add("loss", loss)
             add("reconstruction", reconstruction_loss)
-            add("commitment", commitment)
-            add("codebook", codebook)
-            add("entropy", entropy)
             add("psnr", psnr(reconstruction.detach(), images).mean())
-        parameters = list(self.model.parameters())
-        sums["grad_norm"] = self.optimizer_step(parameters, self.g_optimizer, config.learning_rate, config.grad_clip)
+        sums["grad_norm"] = self.optimizer_step(self._trained_parameters(), self.g_optimizer, config.learning_rate, config.grad_clip)
         self.ema.update(self.model)
 
         # Discriminator update on the same batch.

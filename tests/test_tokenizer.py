@@ -88,6 +88,25 @@ def test_shortcut_quirk_drops_the_block_input():
     torch.testing.assert_close(block(x), h + block.shortcut(h))
 
 
+@pytest.mark.parametrize("index", [0, 2])  # a plain block, and one with the shortcut conv
+def test_blocks_without_autograd_write_in_place_and_give_the_same_values(index):
+    block = VQGAN(TokenizerConfig(filters=32, channel_multipliers=(1, 2), embedding_dim=8, codebook_size=16,
+                                  image_size=32)).encoder.res_blocks[index]
+    x = torch.randn(2, block.norm1.num_channels, 8, 8)
+    kept = x.clone()
+    expected = block(x)  # autograd on: the plain forward
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), expected, rtol=0, atol=0)
+    assert torch.equal(x, kept)  # the input is never written
+    # A hook sees its module's output as returned, so hooks switch the in-place ops off.
+    seen = []
+    handle = block.norm1.register_forward_hook(lambda module, args, output: seen.append((output, output.clone())))
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), expected, rtol=0, atol=0)
+    handle.remove()
+    assert torch.equal(seen[0][0], seen[0][1])
+
+
 def test_fewer_levels_give_a_smaller_stride():
     model = VQGAN(TokenizerConfig(filters=32, channel_multipliers=(1, 2, 2), embedding_dim=8, codebook_size=32,
                                   image_size=32))

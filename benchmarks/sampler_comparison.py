@@ -10,8 +10,9 @@ the requested class (overall and the worst class), FID in the classifier's featu
 test set (beside the train-vs-test floor on as many images) and diversity within each class relative
 to real images. Guidance 0 has no schedule, so it runs once per sampler and step count.
 
-The JSON is rewritten after every setting, and a rerun skips the settings it already holds, so an
-interrupted sweep resumes. ``--save-default`` writes the best sampler into the model folder's
+The JSON is rewritten after every setting, and a rerun with the same options on the same weights
+(the JSON records a digest of them) skips the settings it already holds, so an interrupted sweep
+resumes; changed weights at the same path start afresh. ``--save-default`` writes the best sampler into the model folder's
 ``model_index.json``, where ``maskgit generate`` and ``MaskGIT.from_pretrained`` find it. ``--temperatures`` adds a second pass over the choice and softmax
 temperatures of the best setting. The best setting is the one with the lowest FID among those that
 meet the targets (accuracy >= 90 %, no class below 70 %, diversity >= 80 %), or the lowest FID when
@@ -23,6 +24,7 @@ and the same rule picks among them.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -101,6 +103,18 @@ def run_setting(pipe: MaskGIT, evaluator: GenerationEvaluator, setting: dict[str
         "seconds": seconds,
         "per_class_accuracy": per_class,
     }
+
+
+def weights_digest(pipe: MaskGIT) -> str:
+    """SHA-256 of the pipeline's tokenizer and transformer tensors (names, dtypes, shapes, values):
+    which weights a sweep ran on, so that a resumed sweep and the shipped model can be checked
+    against it."""
+    digest = hashlib.sha256()
+    for part in (pipe.tokenizer, pipe.transformer):
+        for name, tensor in sorted(part.state_dict().items()):
+            digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+            digest.update(tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -217,12 +231,15 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    pipe = MaskGIT.from_pretrained(args.model, precision=args.precision)
+    pipe = MaskGIT.from_pretrained(args.model)
+    digest = weights_digest(pipe)  # of the stored float32 weights, before any cast
+    pipe = pipe.to_precision(args.precision)
     pipe.set_progress_bar_config(disable=True)
     evaluator = GenerationEvaluator()
     labels = torch.arange(len(pipe.class_names)).repeat_interleave(args.num_per_class)
     config = {"model": args.model, "num_per_class": args.num_per_class, "seed": args.seed,
-              "precision": args.precision, "threads": args.threads, "batch_size": args.batch_size}
+              "precision": args.precision, "threads": args.threads, "batch_size": args.batch_size,
+              "weights_sha256": digest}
     data: dict[str, Any] = {"config": config, "machine": platform.processor() or platform.machine(), "rows": []}
     if args.json.is_file():
         previous = json.loads(args.json.read_text())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -14,6 +15,17 @@ from maskgit.data import FASHION_MNIST_CLASSES, FASHION_MNIST_ROOT, build_datase
 from maskgit.registry import SHIPPED_MODELS, shipped_model_dir
 from maskgit.sampling import ConfidenceSampler
 from maskgit.training.metrics import psnr
+
+
+ROOT = Path(__file__).parents[1]
+
+
+def _comparison_module():
+    """benchmarks/sampler_comparison.py, which is a script, not part of the package."""
+    spec = importlib.util.spec_from_file_location("sampler_comparison", ROOT / "benchmarks" / "sampler_comparison.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +56,10 @@ def test_shipped_model_generates_fashion_mnist_images(shipped):
 
 def test_the_shipped_model_samples_with_the_sampler_its_comparison_picked(shipped, tmp_path):
     # benchmarks/sampler_comparison.py --save-default wrote its best setting into model_index.json.
-    comparison = json.loads((Path(__file__).parents[1] / "benchmarks/results/sampler-comparison.json").read_text())
+    comparison = json.loads((ROOT / "benchmarks/results/sampler-comparison.json").read_text())
     assert shipped.sampler.to_dict() == comparison["best"]["sampler"]
+    # ... and it ran on the weights that ship (a sweep resumed on stale weights would not match).
+    assert comparison["config"]["weights_sha256"] == _comparison_module().weights_digest(shipped)
     assert shipped.transformer.config.null_class_id is not None  # trained with class dropout: guidance works
     # `maskgit generate` without sampler flags samples with it, and records it.
     assert main(["generate", "--class", "Sneaker", "--num", "2", "--seed", "3", "--device", "cpu", "--quiet",

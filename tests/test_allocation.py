@@ -1,11 +1,14 @@
 """maskgit._allocation: importing maskgit turns on torch's huge-page allocation unless the
-environment already says otherwise."""
+environment already says otherwise; reuse_freed_memory() stops glibc from faulting a freed block's
+pages in again."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+
+import pytest
 
 
 def _imported_value(env: dict[str, str]) -> str:
@@ -20,3 +23,29 @@ def test_importing_maskgit_enables_huge_pages_for_torch():
 
 def test_a_value_set_by_the_user_wins():
     assert _imported_value({**os.environ, "THP_MEM_ALLOC_ENABLE": "0"}) == "0"
+
+
+_REFAULTS = """
+import resource, sys, torch, maskgit
+if sys.argv[1] == "reuse":
+    assert maskgit.reuse_freed_memory()
+size = 64 << 20  # 64 MiB, far above glibc's largest mmap threshold (32 MiB)
+for _ in range(3):  # allocate, touch, free (glibc may extend its heap twice before it reuses)
+    torch.ones(size // 4).sum()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+torch.ones(size // 4).sum()  # the same size again
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def _page_faults_of_a_second_allocation(mode: str) -> int:
+    env = {**os.environ, "THP_MEM_ALLOC_ENABLE": "0", "OMP_NUM_THREADS": "1"}  # 4 KiB pages: one fault each
+    result = subprocess.run([sys.executable, "-c", _REFAULTS, mode], env=env, capture_output=True, text=True, check=True)
+    return int(result.stdout.strip())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+def test_reused_memory_is_not_faulted_in_again():
+    # Without it, glibc unmaps the freed 64 MiB and the next one faults all 16,384 pages in again.
+    assert _page_faults_of_a_second_allocation("default") > 10_000
+    assert _page_faults_of_a_second_allocation("reuse") < 1_000

@@ -22,3 +22,15 @@ def test_python_m_maskgit_reports_usage_errors_with_status_2():
     result = run_module("no-such-command")
     assert result.returncode == 2
     assert "invalid choice: 'no-such-command'" in result.stderr
+
+
+def test_the_executable_keeps_freed_memory_and_main_alone_does_not(monkeypatch, capsys):
+    import maskgit
+    from maskgit.cli import main, run
+
+    calls = []
+    monkeypatch.setattr(maskgit, "reuse_freed_memory", lambda: calls.append(1) or True)
+    monkeypatch.setattr(sys, "argv", ["maskgit", "classes"])
+    assert main(["classes"]) == 0 and calls == []  # called as a function: the caller's malloc is left alone
+    assert run() == 0 and calls == [1]
+    assert "Sneaker" in capsys.readouterr().out

@@ -16,7 +16,6 @@ from maskgit.registry import SHIPPED_MODELS, shipped_model_dir
 from maskgit.sampling import ConfidenceSampler
 from maskgit.training.metrics import psnr
 
-
 ROOT = Path(__file__).parents[1]
 
 

@@ -1,6 +1,6 @@
 """MaskGIT in PyTorch: the official models and weights, generation, editing and training."""
 
-from maskgit import _allocation  # noqa: F401  (first: it configures torch's allocator)
+from maskgit._allocation import reuse_freed_memory  # first: importing it configures torch's allocator
 from maskgit.checkpoints import CheckpointError
 from maskgit.configs import ConfigError, TokenizerConfig, TransformerConfig
 from maskgit.models import VQGAN, MaskGITTransformer, load_model
@@ -22,5 +22,6 @@ __all__ = [
     "ConfigError",
     "load_model",
     "list_models",
+    "reuse_freed_memory",
     "__version__",
 ]

@@ -2,6 +2,6 @@
 
 import sys
 
-from maskgit.cli import main
+from maskgit.cli import run
 
-sys.exit(main())
+sys.exit(run())

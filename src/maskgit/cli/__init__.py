@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from maskgit.checkpoints.errors import CheckpointError
 from maskgit.configs import ConfigError
 
-__all__ = ["main", "build_parser", "CLIError", "user_error_message"]
+__all__ = ["main", "run", "build_parser", "CLIError", "user_error_message"]
 
 
 class CLIError(Exception):
@@ -86,6 +86,16 @@ def _without_worker_traceback(message: str) -> str:
         return message
     lines = [line for line in message.splitlines() if line.strip()]
     return _EXCEPTION_PREFIX.sub("", lines[-1].strip()) if lines else message
+
+
+def run() -> int:
+    """The ``maskgit`` executable (and ``python -m maskgit``): ``main`` in a process of its own,
+    which keeps freed memory for reuse (``maskgit.reuse_freed_memory``); ``main`` alone, as tests
+    and other programs call it, leaves the caller's ``malloc`` as it is."""
+    from maskgit import reuse_freed_memory
+
+    reuse_freed_memory()
+    return main()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,5 +1,5 @@
 import sys
 
-from maskgit.cli import main
+from maskgit.cli import run
 
-sys.exit(main())
+sys.exit(run())

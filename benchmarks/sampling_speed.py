@@ -11,20 +11,24 @@ Paths:
   decoder.
 - ``bf16``: the same with the weights in bfloat16 (quantizer and output layers float32) and, on a
   CPU, each transformer layer as four oneDNN linear calls (``FusedLayer``).
-- ``fp16`` (CUDA only), and any path with ``+compile`` (``MaskGIT.compile``).
+- ``fp16`` (CUDA only); any fast path with ``+compile`` (``MaskGIT.compile``) and/or ``+reuse``
+  (``maskgit.reuse_freed_memory()``, which the ``maskgit`` command calls: glibc keeps freed memory
+  for reuse), e.g. ``bf16+reuse``.
 
 Cases: ImageNet 256 / 512 architectures with random weights (the speed does not depend on the
 values), batch sizes and step counts from the flags, and the shipped ``fashion-mnist`` model at its
 own defaults (80 images: 8 of each class).
 
 For each case and path it reports images/s, the split between the transformer steps and the
-decoder, the process's peak memory, the achieved GFLOP/s (FLOPs counted by
+decoder (of one call in a fresh process, or with ``--repeats N`` the median of calls 2..N, so a
+warm process; the first call's time is kept as ``first_call_s``), the process's peak memory, the achieved GFLOP/s (FLOPs counted by
 ``torch.utils.flop_counter`` on one step and one decode) as a fraction of the matmul peak measured
 in the same run, and the speed-up over ``reference``. It writes everything to a JSON file.
 
     python benchmarks/sampling_speed.py --threads 2 --json benchmarks/results/cpu.json
     python benchmarks/sampling_speed.py --threads 2 --maskgit-torch ../maskgit-torch --no-shipped
     python benchmarks/sampling_speed.py --sizes 256 512 --batches 1 8 --steps 8 16 --device cuda --paths reference bf16 fp16 bf16+compile
+    python benchmarks/sampling_speed.py --threads 2 --repeats 2 --paths reference fp32 bf16 fp32+reuse bf16+reuse
 """
 
 from __future__ import annotations
@@ -141,18 +145,34 @@ def _maskgit_torch_run(checkout: str, case: dict[str, Any], classes: torch.Tenso
     return run
 
 
+MODIFIERS = ("compile", "reuse")
+
+
+def _parse_path(path: str) -> tuple[str, set[str]]:
+    """``"bf16+compile+reuse"`` → ("bf16", {"compile", "reuse"}); SystemExit naming a bad modifier."""
+    precision, *modifiers = path.split("+")
+    unknown = [m for m in modifiers if m not in MODIFIERS]
+    if unknown or (modifiers and precision in ("reference", "maskgit-torch")):
+        raise SystemExit(f"--paths {path}: modifiers are {', '.join('+' + m for m in MODIFIERS)}, on fp32, bf16 or fp16 only")
+    return precision, set(modifiers)
+
+
 def _run_worker(case: dict[str, Any], path: str, device_name: str, threads: int,
-                maskgit_torch: str | None = None) -> dict[str, Any]:
+                maskgit_torch: str | None = None, repeats: int = 1) -> dict[str, Any]:
     torch.set_num_threads(threads)
     device = torch.device(device_name)
-    precision, _, compiled = path.partition("+")
+    precision, modifiers = _parse_path(path)
+    compiled = "compile" in modifiers
     if precision == "maskgit-torch":  # before importing this package: both are called ``maskgit``
         if device.type != "cpu":
             raise SystemExit("the maskgit-torch path runs on the CPU only here")
         run = _maskgit_torch_run(maskgit_torch, case, torch.arange(case["batch"]) % 1000)
-        return _time(run, device, compiled=False, subtract_decoder=False)
+        return _time(run, device, compiled=False, subtract_decoder=False, repeats=repeats)
 
-    from maskgit import MaskGIT
+    from maskgit import MaskGIT, reuse_freed_memory
+
+    if "reuse" in modifiers and not reuse_freed_memory():
+        raise SystemExit(f"{path}: reuse_freed_memory() needs glibc")
 
     tokenizer, transformer, sampler = _models(case, device)
     classes = torch.arange(case["batch"], device=device) % transformer.config.num_classes
@@ -177,7 +197,7 @@ def _run_worker(case: dict[str, Any], path: str, device_name: str, threads: int,
                 _sync(device)
             return images, time.perf_counter() - start
 
-    return _time(run, device, compiled=bool(compiled), subtract_decoder=precision != "reference")
+    return _time(run, device, compiled=compiled, subtract_decoder=precision != "reference", repeats=repeats)
 
 
 def _peak_rss() -> int:
@@ -193,23 +213,29 @@ def _peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
 
 
-def _time(run, device: torch.device, compiled: bool, subtract_decoder: bool) -> dict[str, Any]:
-    """Time one call of ``run`` (after a warm-up call when compiling); ``run`` returns (images,
-    decoder seconds). ``subtract_decoder``: the decode was timed apart, outside generation."""
+def _time(run, device: torch.device, compiled: bool, subtract_decoder: bool, repeats: int = 1) -> dict[str, Any]:
+    """Time ``repeats`` calls of ``run`` (after a warm-up call when compiling); ``run`` returns
+    (images, decoder seconds). The result is the one call, or with ``repeats`` > 1 the median call
+    of the warm ones (2..N). ``subtract_decoder``: the decode was timed apart, outside generation."""
     warmup = None
     if compiled:  # compilation happens on the first call of a shape: timed apart
         start = time.perf_counter()
         run()
         warmup = time.perf_counter() - start
-    _sync(device)
-    start = time.perf_counter()
-    _, decoder_s = run()
-    _sync(device)
-    total = time.perf_counter() - start
-    if subtract_decoder:
-        total -= decoder_s  # the extra timed decode of the fast paths is not part of generation
+    calls = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        _, decoder_s = run()
+        _sync(device)
+        total = time.perf_counter() - start
+        if subtract_decoder:
+            total -= decoder_s  # the extra timed decode of the fast paths is not part of generation
+        calls.append((total, decoder_s))
+    warm = sorted(calls[1:] or calls)
+    total, decoder_s = warm[(len(warm) - 1) // 2]
     result = {"seconds": total, "decoder_s": decoder_s, "transformer_s": total - decoder_s, "peak_rss_bytes": _peak_rss(),
-              "compile_s": warmup}
+              "compile_s": warmup, "first_call_s": calls[0][0], "calls": len(calls)}
     if device.type == "cuda":
         result["peak_cuda_bytes"] = torch.cuda.max_memory_allocated(device)
     return result
@@ -290,12 +316,19 @@ def main() -> None:
     parser.add_argument("--maskgit-torch", default=None, metavar="DIR",
                         help="a checkout of github.com/hmorimitsu/maskgit-torch (needs einops, ml_collections and requests): "
                              "also time its own code on the ImageNet cases")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="calls per path in one process; above 1 the median of calls 2..N is reported (warm)")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         job = json.loads(args.worker)
-        print(json.dumps(_run_worker(job["case"], job["path"], job["device"], job["threads"], job.get("maskgit_torch"))))
+        print(json.dumps(_run_worker(job["case"], job["path"], job["device"], job["threads"], job.get("maskgit_torch"),
+                                     job.get("repeats", 1))))
         return
+    if not 1 <= args.repeats <= 20:
+        parser.error(f"--repeats must be 1 to 20, got {args.repeats}")
+    for path in args.paths:
+        _parse_path(path)
 
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
@@ -308,7 +341,7 @@ def main() -> None:
     memory = _physical_memory()
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or platform.machine()} CPU"
     report: dict[str, Any] = {"device": f"{name}, {args.threads} threads", "torch": torch.__version__,
-                              "matmul_peak_gflops": peaks, "cases": []}
+                              "repeats": args.repeats, "matmul_peak_gflops": peaks, "cases": []}
     print(f"{report['device']}, torch {torch.__version__}; matmul peak GFLOP/s: "
           + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items()))
     done: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (case, result) of every finished run
@@ -326,7 +359,8 @@ def main() -> None:
                 print(f"  reference: skipped for {case['model']}: its default sampler uses guidance, which the ports lack")
                 continue
             job = json.dumps({"case": case, "path": path, "device": args.device, "threads": args.threads,
-                              "maskgit_torch": os.path.abspath(args.maskgit_torch) if args.maskgit_torch else None})
+                              "maskgit_torch": os.path.abspath(args.maskgit_torch) if args.maskgit_torch else None,
+                              "repeats": args.repeats})
             output = subprocess.run([sys.executable, __file__, "--worker", job], capture_output=True, text=True)
             if output.returncode != 0:
                 why = output.stderr.strip().splitlines()[-1] if output.stderr.strip() else ""

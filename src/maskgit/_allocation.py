@@ -29,9 +29,10 @@ def reuse_freed_memory() -> bool:
     would be unmapped when freed and faulted in again when next allocated) and no trimming of the
     heap. Returns True when applied, False where the C library is not glibc (nothing changes).
 
-    The effect is process-wide, and the process's resident memory stays at its peak. On this
-    project's 2-core CPU, ImageNet-256 at batch 8 in bf16: a decode went from 1.2-4.1 s to about
-    1.0 s, an 8-step generation from 8-10 s to 5.5-6 s, and the peak from 2.0 to 2.9-3.1 GB.
+    The effect is process-wide, and the process's resident memory stays at its peak, which
+    fragmentation raises. On this project's 2-core CPU, ImageNet 256 at batch 8, 8 steps, a warm
+    call (``benchmarks/sampling_speed.py --repeats 2``): bf16 7.90 → 6.39 s with the peak 1.94 →
+    3.35 GB; fp32 29.5 → 24.9 s with the peak 2.36 → 4.43 GB.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")

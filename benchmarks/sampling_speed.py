@@ -21,9 +21,10 @@ own defaults (80 images: 8 of each class).
 
 For each case and path it reports images/s, the split between the transformer steps and the
 decoder (of one call in a fresh process, or with ``--repeats N`` the median of calls 2..N, so a
-warm process; the first call's time is kept as ``first_call_s``), the process's peak memory, the achieved GFLOP/s (FLOPs counted by
-``torch.utils.flop_counter`` on one step and one decode) as a fraction of the matmul peak measured
-in the same run, and the speed-up over ``reference``. It writes everything to a JSON file.
+warm process; the first call's time is kept as ``first_call_s``), the process's peak memory, the
+achieved GFLOP/s (FLOPs counted by ``torch.utils.flop_counter`` on one step and one decode) as a
+fraction of the matmul peak measured in the same run, and the speed-up over ``reference``. It
+writes everything to a JSON file.
 
     python benchmarks/sampling_speed.py --threads 2 --json benchmarks/results/cpu.json
     python benchmarks/sampling_speed.py --threads 2 --maskgit-torch ../maskgit-torch --no-shipped
@@ -279,7 +280,7 @@ def count_flops(case: dict[str, Any]) -> float:
 
 def _peak_for(path: str, peaks: dict[str, float]) -> float:
     """The matmul peak a path is measured against: float32 for the float32 paths."""
-    precision = path.split("+")[0]
+    precision, _ = _parse_path(path)
     return peaks["fp32" if precision in ("maskgit-torch", "reference", "fp32") else precision]
 
 

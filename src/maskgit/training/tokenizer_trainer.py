@@ -106,7 +106,9 @@ class TokenizerTrainer(Trainer):
             self.perceptual = PerceptualLoss.from_file(config.perceptual_weights).to(self.device)
         self.autoencode = self.maybe_compile(Autoencode(self.model))
         self.discriminate = self.maybe_compile(self.discriminator)
-        self.g_optimizer = torch.optim.Adam(self._trained_parameters(), lr=config.learning_rate, betas=config.betas)
+        # All of the VQGAN, or its decoder alone with ``decoder_only``.
+        self.trained_parameters = [p for p in self.model.parameters() if p.requires_grad]
+        self.g_optimizer = torch.optim.Adam(self.trained_parameters, lr=config.learning_rate, betas=config.betas)
         self.d_optimizer = torch.optim.Adam(
             self.discriminator.parameters(), lr=config.discriminator_learning_rate, betas=config.betas
         )
@@ -132,10 +134,6 @@ class TokenizerTrainer(Trainer):
                 f"config {self.config.model.to_dict()}"
             )
         self.model.load_state_dict(initial.state_dict())
-
-    def _trained_parameters(self) -> list[nn.Parameter]:
-        """The VQGAN parameters this run updates: all of them, or the decoder's with ``decoder_only``."""
-        return [parameter for parameter in self.model.parameters() if parameter.requires_grad]
 
     # -- one step ---------------------------------------------------------------------------------
 
@@ -184,7 +182,7 @@ class TokenizerTrainer(Trainer):
             add("loss", loss)
             add("reconstruction", reconstruction_loss)
             add("psnr", psnr(reconstruction.detach(), images).mean())
-        sums["grad_norm"] = self.optimizer_step(self._trained_parameters(), self.g_optimizer, config.learning_rate, config.grad_clip)
+        sums["grad_norm"] = self.optimizer_step(self.trained_parameters, self.g_optimizer, config.learning_rate, config.grad_clip)
         self.ema.update(self.model)
 
         # Discriminator update on the same batch.

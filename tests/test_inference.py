@@ -155,3 +155,29 @@ def test_fused_layers_follow_weights_loaded_after_preparation(small_transformer,
     assert not torch.equal(before, after)
     assert torch.equal(after, expected)
     assert torch.equal(copied, expected)
+
+
+def test_fp32_on_cpu_fuses_the_layers_and_keeps_the_logits(small_transformer, small_tokenizer):
+    from maskgit.models.inference import FusedLayer
+
+    _needs_onednn()
+    transformer = MaskGITTransformer(small_transformer.config).eval()
+    transformer.load_state_dict(small_transformer.state_dict())
+    prepare_for_inference(VQGAN(small_tokenizer.config), transformer, "fp32")
+    assert all(isinstance(layer, FusedLayer) for layer in transformer.layers)
+    ids = _ids()
+    with torch.inference_mode():
+        fused, exact = transformer.codebook_logits(ids), small_transformer.codebook_logits(ids)
+    assert fused.dtype == torch.float32 and not torch.equal(fused, exact)  # the fused primitives ran
+    torch.testing.assert_close(fused, exact, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_preparing_draws_nothing_from_the_global_generator(small_transformer, small_tokenizer, precision):
+    # A seeded program gives the same numbers whether or not it prepared a model on the way.
+    tokenizer, transformer = VQGAN(small_tokenizer.config), MaskGITTransformer(small_transformer.config).eval()
+    torch.manual_seed(0)
+    prepare_for_inference(tokenizer, transformer, precision)
+    after_preparing = torch.rand(4)
+    torch.manual_seed(0)
+    assert torch.equal(after_preparing, torch.rand(4))

@@ -1,6 +1,6 @@
 """maskgit._allocation: importing maskgit turns on torch's huge-page allocation unless the
 environment already says otherwise; reuse_freed_memory() stops glibc from faulting a freed block's
-pages in again."""
+pages in again, and release_freed_memory() hands what it kept back."""
 
 from __future__ import annotations
 
@@ -49,3 +49,25 @@ def test_reused_memory_is_not_faulted_in_again():
     # Without it, glibc unmaps the freed 64 MiB and the next one faults all 16,384 pages in again.
     assert _page_faults_of_a_second_allocation("default") > 10_000
     assert _page_faults_of_a_second_allocation("reuse") < 1_000
+
+
+_RELEASE = """
+import sys, torch, maskgit
+assert maskgit.reuse_freed_memory()
+def resident_mib():
+    return int(open("/proc/self/status").read().split("VmRSS:")[1].split()[0]) // 1024
+blocks = [torch.ones(1 << 20) for _ in range(64)]  # 64 blocks of 4 MiB on the heap
+keep = torch.ones(1 << 20)  # above them: the heap's top cannot shrink past it
+del blocks
+before = resident_mib()
+released = maskgit._allocation.release_freed_memory()
+print(released, before - resident_mib())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+def test_freed_memory_kept_for_reuse_can_be_handed_back():
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-c", _RELEASE], env=env, capture_output=True, text=True, check=True)
+    released, dropped_mib = result.stdout.split()
+    assert released == "True" and int(dropped_mib) > 200  # of the 256 MiB freed

@@ -283,3 +283,18 @@ def test_the_default_sampler_is_saved_with_the_model_and_used(tmp_path, small_to
 def test_guidance_on_a_model_without_a_null_class_is_refused(small_pipeline):
     with pytest.raises(ValueError, match="class dropout"):
         small_pipeline.generate([1], sampler=ConfidenceSampler(num_steps=2, guidance=2.0), seed=0)
+
+
+def test_large_batches_are_decoded_in_chunks_with_the_same_images(small_pipeline, monkeypatch):
+    import maskgit.pipeline
+
+    sampler = ConfidenceSampler(num_steps=2)
+    whole = small_pipeline.generate([1, 2, 3, 4, 5], sampler=sampler, seed=3)
+    decoded_batches = []
+    decode_ids = small_pipeline.tokenizer.decode_ids
+    monkeypatch.setattr(small_pipeline.tokenizer, "decode_ids", lambda ids: decoded_batches.append(len(ids)) or decode_ids(ids))
+    monkeypatch.setattr(maskgit.pipeline, "DECODE_PIXELS", 2 * 128 * 128 + 1)  # two 128 px images
+    chunked = small_pipeline.generate([1, 2, 3, 4, 5], sampler=sampler, seed=3)
+    assert decoded_batches == [2, 2, 1]
+    # The same tokens; the decoder's convolutions round differently per batch size (~1e-5).
+    torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-4)

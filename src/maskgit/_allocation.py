@@ -11,6 +11,8 @@ so ``THP_MEM_ALLOC_ENABLE=0`` turns it off.
 every allocation from its heap and keeps what is freed, so the next layer, step or call reuses
 memory that is already mapped instead of faulting fresh pages in. It changes the whole process's
 ``malloc``, so the library does not call it on import; the ``maskgit`` command does.
+``release_freed_memory()`` hands back what a one-off burst of freeing left in the heap; pipelines
+call it after converting their weights.
 """
 
 import ctypes
@@ -24,6 +26,16 @@ _M_MMAP_MAX = -4
 _INT_MAX = 2**31 - 1
 
 
+def _glibc() -> ctypes.CDLL | None:
+    """The process's C library when it is glibc (whose ``malloc`` these settings are for), else None."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.gnu_get_libc_version  # noqa: B018  (only glibc has it)
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
 def reuse_freed_memory() -> bool:
     """Make glibc's ``malloc`` keep freed memory for reuse: no ``mmap`` for large blocks (each
     would be unmapped when freed and faulted in again when next allocated) and no trimming of the
@@ -34,9 +46,14 @@ def reuse_freed_memory() -> bool:
     call (``benchmarks/sampling_speed.py --repeats 2``): bf16 7.90 → 6.39 s with the peak 1.94 →
     3.35 GB; fp32 29.5 → 24.9 s with the peak 2.36 → 4.43 GB.
     """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.gnu_get_libc_version  # noqa: B018  (only glibc has it)
-    except (OSError, AttributeError):
-        return False
-    return libc.mallopt(_M_MMAP_MAX, 0) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, _INT_MAX) == 1
+    libc = _glibc()
+    return libc is not None and libc.mallopt(_M_MMAP_MAX, 0) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, _INT_MAX) == 1
+
+
+def release_freed_memory() -> bool:
+    """Give the free memory of glibc's heaps back to the system now (``malloc_trim(0)``), without
+    changing any setting. For after a one-off burst of freeing, such as converting a model's
+    weights: under ``reuse_freed_memory`` the heap would otherwise keep it for the rest of the
+    process. Returns whether any memory was released; False where the C library is not glibc."""
+    libc = _glibc()
+    return libc is not None and libc.malloc_trim(0) == 1

@@ -191,11 +191,10 @@ def _run_worker(case: dict[str, Any], path: str, device_name: str, threads: int,
 
         def run():
             images = pipe.generate(classes, seed=0)
-            with torch.inference_mode():
-                _sync(device)
-                start = time.perf_counter()
-                pipe.tokenizer.decode_ids(ids)
-                _sync(device)
+            _sync(device)
+            start = time.perf_counter()
+            pipe.decode(ids)  # as generate decodes
+            _sync(device)
             return images, time.perf_counter() - start
 
     return _time(run, device, compiled=compiled, subtract_decoder=precision != "reference", repeats=repeats)

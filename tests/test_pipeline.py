@@ -296,5 +296,11 @@ def test_large_batches_are_decoded_in_chunks_with_the_same_images(small_pipeline
     monkeypatch.setattr(maskgit.pipeline, "DECODE_PIXELS", 2 * 128 * 128 + 1)  # two 128 px images
     chunked = small_pipeline.generate([1, 2, 3, 4, 5], sampler=sampler, seed=3)
     assert decoded_batches == [2, 2, 1]
+    ids = torch.randint(0, small_pipeline.tokenizer.config.codebook_size, (3, 8, 8))
+    images = small_pipeline.decode(ids)
+    assert decoded_batches[3:] == [2, 1] and images.dtype == torch.float32 and images.shape == (3, 3, 128, 128)
+    assert images.min() >= 0 and images.max() <= 1
+    with torch.no_grad():
+        torch.testing.assert_close(images, small_pipeline.tokenizer.decode_ids(ids).clamp(0, 1), rtol=0, atol=1e-4)
     # The same tokens; the decoder's convolutions round differently per batch size (~1e-5).
     torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-4)

@@ -566,6 +566,13 @@ class MaskGIT(nn.Module):
                 outputs.append(self._fill(canvas, chunk, sampler, source, callback=on_step))
         return torch.cat(outputs)
 
+    def decode(self, ids: torch.Tensor) -> torch.Tensor:
+        """Token ids (B, h, w) int in [0, codebook_size) → images (B, 3, h·f, w·f) float32 in [0, 1],
+        decoded as generation decodes them (at most ``DECODE_PIXELS`` pixels at a time)."""
+        with self._inference():
+            images = self._decode_images(ids.to(self.device))
+        return self._released(images)
+
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, 3, H, W) in [0, 1] → tokenizer round trip, clipped to [0, 1]."""
         with self._inference():

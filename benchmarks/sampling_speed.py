@@ -63,8 +63,14 @@ def _models(case: dict[str, Any], device: torch.device):
     from maskgit.configs import TOKENIZER_PRESETS, TRANSFORMER_PRESETS
 
     if case["model"] == "fashion-mnist":
-        pipe = MaskGIT.from_pretrained("fashion-mnist", device=device)
-        return pipe.tokenizer, pipe.transformer, pipe.sampler
+        from maskgit.registry import resolve_pretrained
+
+        # The plain models (a pipeline prepares its own, whose oneDNN calls FLOP counting misses)
+        # and the sampler the model's folder records.
+        folder = resolve_pretrained("fashion-mnist")
+        return (VQGAN.from_pretrained(folder / "tokenizer", device=device).eval(),
+                MaskGITTransformer.from_pretrained(folder / "transformer", device=device).eval(),
+                MaskGIT.from_pretrained(folder, device=device).sampler)
     torch.manual_seed(0)
     preset = PRESETS[case["size"]]
     tokenizer = VQGAN(TOKENIZER_PRESETS[preset]).to(device).eval()
@@ -274,7 +280,10 @@ def count_flops(case: dict[str, Any]) -> float:
         with FlopCounterMode(display=False) as decode:
             tokenizer.decode_ids(grid)
     passes = 2 if sampler.guidance else 1
-    return sampler.num_steps * passes * step.get_total_flops() + decode.get_total_flops()
+    flops = sampler.num_steps * passes * step.get_total_flops() + decode.get_total_flops()
+    if not step.get_total_flops() or not decode.get_total_flops():
+        raise RuntimeError(f"{case['model']}: the FLOP counter saw no matmuls or convolutions")
+    return flops
 
 
 def _peak_for(path: str, peaks: dict[str, float]) -> float:
@@ -329,6 +338,9 @@ def main() -> None:
         parser.error(f"--repeats must be 1 to 20, got {args.repeats}")
     for path in args.paths:
         _parse_path(path)
+    if "maskgit-torch" in args.paths:
+        parser.error("--paths maskgit-torch: give --maskgit-torch DIR instead (it adds that path to the ImageNet cases)")
+    args.paths = list(dict.fromkeys(args.paths))  # each path once
 
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)

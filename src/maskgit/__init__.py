@@ -1,6 +1,6 @@
 """MaskGIT in PyTorch: the official models and weights, generation, editing and training."""
 
-from maskgit._allocation import reuse_freed_memory  # first: importing it configures torch's allocator
+from maskgit._allocation import reuse_freed_memory
 from maskgit.checkpoints import CheckpointError
 from maskgit.configs import ConfigError, TokenizerConfig, TransformerConfig
 from maskgit.models import VQGAN, MaskGITTransformer, load_model

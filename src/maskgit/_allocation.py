@@ -1,13 +1,13 @@
-"""CPU memory settings: torch's allocator, applied when ``maskgit`` is imported (before torch
-allocates anything, for them to take effect), and glibc's, applied on request.
+"""CPU memory settings for sampling: glibc's ``malloc``, changed on request only.
 
-``THP_MEM_ALLOC_ENABLE=1`` makes torch back large CPU tensors with transparent huge pages. Sampling
-allocates activation-sized tensors afresh at every layer, and with 4 KiB pages each one costs a
-page fault per page: on this project's CPU (2 threads), the ImageNet-256 decoder in bf16 at batch 8
-takes 2.3 s without huge pages and 1.8 s with them. A value already set in the environment wins,
-so ``THP_MEM_ALLOC_ENABLE=0`` turns it off.
+Torch's own switch, ``THP_MEM_ALLOC_ENABLE=1`` (large CPU tensors aligned to 2 MiB and backed by
+transparent huge pages), is left to the user. This package turned it on at import until it was
+measured warm: on this project's 2-core CPU, ImageNet 256 at batch 8, 8 steps, bf16, a warm
+transformer step faulted 14,240 pages in with it and 1 without, and a whole call took 7.73 s with
+it against 5.63 s without (the first call of a process 8.93 s against 5.92 s;
+``benchmarks/sampling_speed.py --repeats 3``).
 
-``reuse_freed_memory()`` goes further, for a process that samples again and again: glibc serves
+``reuse_freed_memory()`` is for a process that samples again and again: glibc serves
 every allocation from its heap and keeps what is freed, so the next layer, step or call reuses
 memory that is already mapped instead of faulting fresh pages in. It changes the whole process's
 ``malloc``, so the library does not call it on import; the ``maskgit`` command does.
@@ -16,9 +16,6 @@ call it after converting their weights.
 """
 
 import ctypes
-import os
-
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 # glibc's mallopt(3) parameters.
 _M_TRIM_THRESHOLD = -1

@@ -290,10 +290,11 @@ def test_large_batches_are_decoded_in_chunks_with_the_same_images(small_pipeline
 
     sampler = ConfidenceSampler(num_steps=2)
     whole = small_pipeline.generate([1, 2, 3, 4, 5], sampler=sampler, seed=3)
+    half = MaskGIT(small_pipeline.tokenizer, small_pipeline.transformer, precision="bf16")  # copies the models
     decoded_batches = []
     decode_ids = small_pipeline.tokenizer.decode_ids
     monkeypatch.setattr(small_pipeline.tokenizer, "decode_ids", lambda ids: decoded_batches.append(len(ids)) or decode_ids(ids))
-    monkeypatch.setattr(maskgit.pipeline, "DECODE_PIXELS", 2 * 128 * 128 + 1)  # two 128 px images
+    monkeypatch.setattr(maskgit.pipeline, "DECODE_PIXELS", 4 * 128 * 128)  # two 128 px images in float32
     chunked = small_pipeline.generate([1, 2, 3, 4, 5], sampler=sampler, seed=3)
     assert decoded_batches == [2, 2, 1]
     ids = torch.randint(0, small_pipeline.tokenizer.config.codebook_size, (3, 8, 8))
@@ -304,3 +305,9 @@ def test_large_batches_are_decoded_in_chunks_with_the_same_images(small_pipeline
         torch.testing.assert_close(images, small_pipeline.tokenizer.decode_ids(ids).clamp(0, 1), rtol=0, atol=1e-4)
     # The same tokens; the decoder's convolutions round differently per batch size (~1e-5).
     torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-4)
+    # A bf16 decoder's activations are half the size: twice the images per chunk.
+    bf16_batches = []
+    bf16_decode_ids = half.tokenizer.decode_ids
+    monkeypatch.setattr(half.tokenizer, "decode_ids", lambda ids: bf16_batches.append(len(ids)) or bf16_decode_ids(ids))
+    half.decode(ids.repeat(2, 1, 1))
+    assert bf16_batches == [4, 2]

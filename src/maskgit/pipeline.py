@@ -70,10 +70,12 @@ _VERSION = 1
 #: model's sampler with this many steps when no sampler is given.
 EDIT_STEPS = 12
 
-#: The most pixels the decoder is given at once (4 images of 256 px, 256 of ``fashion-mnist``'s 32 px).
-#: Its activation memory grows with the pixels decoded together and its speed does not: ImageNet 256
-#: in bf16 on this project's CPU, 8 images in one batch take 1.04 s at a peak of 2.85 GB, in two
-#: chunks of 4 1.07 s at 1.85 GB (with ``maskgit.reuse_freed_memory``, as the ``maskgit`` command runs).
+#: The most pixels a bf16 decoder is given at once (4 images of 256 px, 256 of ``fashion-mnist``'s
+#: 32 px); a float32 decoder, whose activations are twice the size, takes half as many. Its memory
+#: grows with the pixels decoded together and its speed does not. ImageNet 256 on this project's
+#: CPU, 8 images, with ``maskgit.reuse_freed_memory`` (as the ``maskgit`` command runs): in bf16
+#: one batch takes 1.04 s at a peak of 2.85 GB, two of 4 1.07 s at 1.85 GB; in float32 two batches
+#: of 4 take 3.94 s at 2.37 GB, four of 2 4.06 s at 1.62 GB.
 DECODE_PIXELS = 4 * 256 * 256
 
 #: A class given by id or by name (any spelling ``maskgit.class_names.resolve_class`` takes).
@@ -461,7 +463,8 @@ class MaskGIT(nn.Module):
     def _decode_images(self, ids: torch.Tensor) -> torch.Tensor:
         """ids (B, h, w) → images (B, 3, H, W) float32 in [0, 1], decoded ``DECODE_PIXELS`` at a time."""
         height, width = (side * self.tokenizer.config.downsample_factor for side in ids.shape[-2:])
-        per_chunk = max(1, DECODE_PIXELS // (height * width))
+        bytes_per_value = self.tokenizer.decoder.conv_in.weight.element_size()  # 2 in bf16, 4 in float32
+        per_chunk = max(1, DECODE_PIXELS * 2 // (bytes_per_value * height * width))
         if ids.shape[0] <= per_chunk:
             return self.tokenizer.decode_ids(ids).float().clamp(0, 1)
         return torch.cat([self.tokenizer.decode_ids(chunk).float().clamp(0, 1) for chunk in ids.split(per_chunk)])

@@ -301,6 +301,10 @@ def test_large_batches_are_decoded_in_chunks_with_the_same_images(small_pipeline
     images = small_pipeline.decode(ids)
     assert decoded_batches[3:] == [2, 1] and images.dtype == torch.float32 and images.shape == (3, 3, 128, 128)
     assert images.min() >= 0 and images.max() <= 1
+    with pytest.raises(ValueError, match=r"ids must be a \(B, h, w\) tensor of token ids, got \(8,\)"):
+        small_pipeline.decode(ids[0, 0])
+    with pytest.raises(ValueError, match="token ids must be in"):
+        small_pipeline.decode(ids + 10_000)
     with torch.no_grad():
         torch.testing.assert_close(images, small_pipeline.tokenizer.decode_ids(ids).clamp(0, 1), rtol=0, atol=1e-4)
     # The same tokens; the decoder's convolutions round differently per batch size (~1e-5).

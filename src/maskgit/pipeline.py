@@ -572,6 +572,9 @@ class MaskGIT(nn.Module):
     def decode(self, ids: torch.Tensor) -> torch.Tensor:
         """Token ids (B, h, w) int in [0, codebook_size) → images (B, 3, h·f, w·f) float32 in [0, 1],
         decoded as generation decodes them (at most ``DECODE_PIXELS`` pixels at a time)."""
+        if not isinstance(ids, torch.Tensor) or ids.dim() != 3:
+            shape = tuple(ids.shape) if isinstance(ids, torch.Tensor) else type(ids).__name__
+            raise ValueError(f"ids must be a (B, h, w) tensor of token ids, got {shape}")
         with self._inference():
             images = self._decode_images(ids.to(self.device))
         return self._released(images)

@@ -10,10 +10,10 @@ in bfloat16 (or float16) removes those copies. Precision is kept where it matter
 - with ``fp16`` the tokenizer stays float32 altogether: float16 VQ decoders are known to overflow
   into NaNs, and bfloat16 has float32's range.
 
-On a CPU, in bf16 and fp32, each transformer layer runs its linear layers as four oneDNN linear primitive
-calls on weights packed once into oneDNN's blocked layout (``FusedLayer``): query, key and value as
-one matmul, the tanh GELU fused into the MLP's first linear, and the residual adds into the
-attention output and the MLP's second linear. Measured on this project's CPU (ImageNet-256
+On a CPU, in bf16 and fp32, each transformer layer runs its linear layers as four oneDNN linear
+primitive calls on weights packed once into oneDNN's blocked layout (``FusedLayer``): query, key
+and value as one matmul, the tanh GELU fused into the MLP's first linear, and the residual adds
+into the attention output and the MLP's second linear. Measured on this project's CPU (ImageNet-256
 transformer, batch 8): ``F.linear`` plus ``F.gelu(approximate="tanh")`` in bf16 takes about 2.7x as
 long as the fused call, whose bf16 GELU kernel is the slow part; packing and stacking then take a
 step from 0.94 s to 0.80 s. In fp32 the fused GELU is what counts: a step takes 2.51 s plain and

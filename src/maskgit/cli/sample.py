@@ -62,6 +62,9 @@ def run_sample(args: argparse.Namespace) -> int:
         if process.is_main:
             print(f"wrote {total} image(s) ({len(plan) - total} kept) to {args.out}: {len(classes)} classes x "
                   f"{args.num_per_class}" + (f"; packed into {args.npz}" if args.npz is not None else ""))
+        # Every rank leaves together: a rank that tore its gloo connections down while rank 0 was
+        # still packing sometimes aborted at exit ("terminate called without an active exception").
+        process.barrier()
     finally:
         process.close()
     return 0

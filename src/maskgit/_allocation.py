@@ -40,8 +40,8 @@ def reuse_freed_memory() -> bool:
 
     The effect is process-wide, and the process's resident memory stays at its peak, which
     fragmentation raises. On this project's 2-core CPU, ImageNet 256 at batch 8, 8 steps, a warm
-    call (``benchmarks/sampling_speed.py --repeats 3``): bf16 5.75 → 5.09 s with the peak 1.74 →
-    2.12 GB; fp32 21.4 → 21.3 s with the peak 2.60 → 3.15 GB.
+    call (``benchmarks/sampling_speed.py --repeats 3``): bf16 5.69 → 5.09 s with the peak 1.69 →
+    2.08 GB; fp32 22.4 → 22.5 s with the peak 2.40 → 2.45 GB.
     """
     libc = _glibc()
     return libc is not None and libc.mallopt(_M_MMAP_MAX, 0) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, _INT_MAX) == 1

@@ -136,3 +136,23 @@ def test_collectives_average_gather_and_sum_over_two_processes(tmp_path):
         assert seen["gathered"].tolist() == [0, 1, 10, 11]  # rank order
         assert seen["objects"] == [{"rank": 0}, {"rank": 1}]
         assert seen["sum"].tolist() == [3.0]
+
+
+@pytest.mark.parametrize("failing", [False, True])
+def test_leaving_the_group_waits_for_the_others_unless_an_error_is_on_its_way(tmp_path, monkeypatch, failing):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    waits = []
+    real_barrier = dist.barrier
+    monkeypatch.setattr(dist, "barrier", lambda *a, **k: waits.append(1) or real_barrier(*a, **k))
+    process = Distributed(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"), owns_group=True)
+    try:
+        with process:
+            if failing:
+                raise RuntimeError("this rank failed")
+    except RuntimeError:
+        assert failing
+    # A normal end waits (the others may still be using the group); a failing one must not hang.
+    assert waits == ([] if failing else [1])
+    assert not dist.is_initialized()

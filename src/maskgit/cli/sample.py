@@ -37,8 +37,7 @@ def run_sample(args: argparse.Namespace) -> int:
     if args.npz is not None and args.npz.suffix != ".npz":
         raise CLIError(f"--npz must name an .npz file, got {args.npz}")
     check_output_dir(args.out)
-    process = setup_distributed(args.device)
-    try:
+    with setup_distributed(args.device) as process:  # every rank leaves once rank 0 has packed and reported
         args.device = str(process.device)
         pipeline = _load_pipeline(args)
         sampler = _pipeline_sampler(args, pipeline, editing=False)
@@ -62,11 +61,6 @@ def run_sample(args: argparse.Namespace) -> int:
         if process.is_main:
             print(f"wrote {total} image(s) ({len(plan) - total} kept) to {args.out}: {len(classes)} classes x "
                   f"{args.num_per_class}" + (f"; packed into {args.npz}" if args.npz is not None else ""))
-        # Every rank leaves together: a rank that tore its gloo connections down while rank 0 was
-        # still packing sometimes aborted at exit ("terminate called without an active exception").
-        process.barrier()
-    finally:
-        process.close()
     return 0
 
 

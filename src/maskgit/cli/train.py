@@ -142,12 +142,10 @@ def run_tokenizer(args: argparse.Namespace) -> int:
         config, args.out, dataset=dataset, eval_dataset=eval_dataset, device=args.device,
         resume=checkpoint, progress=not args.quiet,
     )
-    try:
+    with trainer:  # every rank leaves the group once rank 0 has reported
         results = trainer.train()
         if trainer.dist.is_main:
             _report(args.out, results, ["tokenizer"])
-    finally:
-        trainer.close()
     return 0
 
 
@@ -178,10 +176,8 @@ def run_transformer(args: argparse.Namespace) -> int:
         config, args.out, dataset=dataset, tokenizer=tokenizer, eval_dataset=eval_dataset,
         device=args.device, resume=checkpoint, progress=not args.quiet,
     )
-    try:
+    with trainer:  # every rank leaves the group once rank 0 has reported
         results = trainer.train()
         if trainer.dist.is_main:
             _report(args.out, results, ["transformer"] + (["pipeline"] if tokenizer is not None else []))
-    finally:
-        trainer.close()
     return 0

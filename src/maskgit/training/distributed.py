@@ -62,9 +62,23 @@ class Distributed:
         dist.all_gather_object(out, obj)
         return out
 
-    def close(self) -> None:
+    def close(self, wait: bool = False) -> None:
+        """Leave the process group if this process created it. ``wait``: first wait until every
+        rank gets here. A rank that tore its gloo connections down while rank 0 was still writing
+        sometimes aborted at exit ("terminate called without an active exception"), so a run that
+        ends normally waits; one that ends with an error does not, since the others may never come.
+        """
         if self.owns_group and dist.is_initialized():
+            if wait:
+                dist.barrier()
             dist.destroy_process_group()
+
+    def __enter__(self) -> Distributed:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: Any) -> None:
+        """Leave the group, waiting for the other ranks unless an exception is on its way out."""
+        self.close(wait=exc_type is None)
 
 
 def setup_distributed(device: str | torch.device | None = None) -> Distributed:

@@ -420,6 +420,13 @@ class Trainer(abc.ABC):
     def current_lr(self) -> float:
         """The learning rate of the last step, for the log."""
 
-    def close(self) -> None:
-        """Leave the process group if this trainer created it."""
-        self.dist.close()
+    def close(self, wait: bool = False) -> None:
+        """Leave the process group if this trainer created it (``Distributed.close``)."""
+        self.dist.close(wait)
+
+    def __enter__(self) -> Trainer:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: Any) -> None:
+        """Leave the group, waiting for the other ranks unless an exception is on its way out."""
+        self.close(wait=exc_type is None)

@@ -181,3 +181,57 @@ def test_preparing_draws_nothing_from_the_global_generator(small_transformer, sm
     after_preparing = torch.rand(4)
     torch.manual_seed(0)
     assert torch.equal(after_preparing, torch.rand(4))
+
+
+def test_fused_gelu_is_the_official_tanh_form_in_fp32_and_the_erf_form_in_bf16():
+    from maskgit.models.inference import FusedLinear
+
+    _needs_onednn()
+    torch.manual_seed(0)
+    plain = torch.nn.Linear(64, 256).eval()
+    x = torch.randn(32, 64) * 2
+    with torch.inference_mode():
+        pre = plain(x).double()
+        fp32 = FusedLinear(plain, gelu=True)(x)
+        torch.testing.assert_close(fp32.double(), torch.nn.functional.gelu(pre, approximate="tanh"), rtol=0, atol=2e-6)
+        bf16_linear = FusedLinear(torch.nn.Linear(64, 256).to(torch.bfloat16).eval(), gelu=True)
+        bf16_linear.load_state_dict(plain.to(torch.bfloat16).state_dict())
+        bf16 = bf16_linear(x.bfloat16()).double()
+        exact = torch.nn.functional.linear(x.bfloat16().double(), bf16_linear.weight.double(), bf16_linear.bias.double())
+    erf, tanh = torch.nn.functional.gelu(exact), torch.nn.functional.gelu(exact, approximate="tanh")
+    # Within bf16 rounding of the erf form, and the two forms differ by at most 4.7e-4.
+    torch.testing.assert_close(bf16, erf, rtol=2**-8, atol=1e-6)
+    assert (erf - tanh).abs().max() <= 4.8e-4
+    assert (bf16 - erf).abs().mean() < (bf16 - tanh).abs().mean()
+
+
+def test_bf16_resblocks_add_their_residual_inside_the_convolution(small_tokenizer, small_transformer):
+    import copy
+
+    from maskgit.models.inference import FusedResBlock
+    from maskgit.models.tokenizer import ResBlock
+
+    if not FusedResBlock.available():
+        pytest.skip("this torch build has no oneDNN convolution with a fused add")
+    fp32 = copy.deepcopy(small_tokenizer).eval()
+    prepare_for_inference(fp32, MaskGITTransformer(small_transformer.config), "fp32")
+    assert not any(isinstance(m, FusedResBlock) for m in fp32.modules())  # float32 keeps its sums
+    fused = copy.deepcopy(small_tokenizer).eval()
+    prepare_for_inference(fused, MaskGITTransformer(small_transformer.config), "bf16")
+    blocks = [m for m in fused.modules() if isinstance(m, ResBlock)]
+    assert blocks and all(isinstance(block, FusedResBlock) for block in blocks)
+    assert any(block.shortcut is not None for block in blocks)  # both kinds of residual are covered
+    plain = copy.deepcopy(fused)
+    for block in plain.modules():
+        if isinstance(block, ResBlock):
+            block.__class__ = ResBlock
+    ids = torch.randint(0, small_tokenizer.config.codebook_size, (2, 4, 4), generator=torch.Generator().manual_seed(0))
+    images = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        exact, exact_latents = small_tokenizer.decode_ids(ids), small_tokenizer.encoder(images)
+        decoded, plain_decoded = fused.decode_ids(ids), plain.decode_ids(ids)
+        latents, plain_latents = fused.encoder(images), plain.encoder(images)
+    # The fused convolutions ran, and rounding once instead of twice is no further from float32.
+    assert not torch.equal(decoded, plain_decoded) and not torch.equal(latents, plain_latents)
+    assert (decoded - exact).abs().mean() <= 1.2 * (plain_decoded - exact).abs().mean()
+    assert (latents - exact_latents).abs().mean() <= 1.2 * (plain_latents - exact_latents).abs().mean()

@@ -19,7 +19,8 @@ transformer, batch 8): ``F.linear`` plus ``F.gelu(approximate="tanh")`` in bf16 
 long as the fused call, whose bf16 GELU kernel is the slow part; packing and stacking then take a
 step from 0.94 s to 0.80 s. In fp32 the fused GELU is what counts: a step takes 2.51 s plain and
 2.38 s fused (batch 8, warm, ``maskgit.reuse_freed_memory``), with logits within 4e-6 of the plain
-ones.
+ones. In bf16 the tokenizer's residual blocks also add their residual inside their last
+convolution (``FusedResBlock``).
 
 The decoding arithmetic (softmax, sampling, schedules) is float32 in every precision.
 """

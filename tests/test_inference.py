@@ -206,7 +206,7 @@ def test_fused_gelu_is_the_official_tanh_form_in_fp32_and_the_erf_form_in_bf16()
     assert (bf16 - erf).abs().mean() < (bf16 - tanh).abs().mean()
 
 
-def test_bf16_resblocks_add_their_residual_inside_the_convolution(small_tokenizer, small_transformer):
+def test_bf16_resblocks_add_their_residual_inside_the_convolution(small_tokenizer, small_transformer, monkeypatch):
     import copy
 
     from maskgit.models.inference import FusedResBlock
@@ -236,3 +236,16 @@ def test_bf16_resblocks_add_their_residual_inside_the_convolution(small_tokenize
     assert not torch.equal(decoded, plain_decoded) and not torch.equal(latents, plain_latents)
     assert (decoded - exact).abs().mean() <= 1.2 * (plain_decoded - exact).abs().mean()
     assert (latents - exact_latents).abs().mean() <= 1.2 * (plain_latents - exact_latents).abs().mean()
+    # Converted back to float32 (as ``to_precision("fp32")`` does), the blocks sum as plain ones.
+    import maskgit.models.inference as inference
+
+    fused_calls = []
+    conv_add = inference._conv_add
+    monkeypatch.setattr(inference, "_conv_add", lambda *args: fused_calls.append(1) or conv_add(*args))
+    with torch.inference_mode():
+        fused.decode_ids(ids)
+        assert fused_calls
+        fused_calls.clear()
+        prepare_for_inference(fused, MaskGITTransformer(small_transformer.config), "fp32")
+        fused.decode_ids(ids)
+    assert not fused_calls

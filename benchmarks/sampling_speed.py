@@ -290,11 +290,10 @@ def count_flops(case: dict[str, Any]) -> float:
             transformer.codebook_logits(ids)
         with flop_counter() as decode:
             tokenizer.decode_ids(grid)
-    passes = 2 if sampler.guidance else 1
-    flops = sampler.num_steps * passes * step.get_total_flops() + decode.get_total_flops()
     if not step.get_total_flops() or not decode.get_total_flops():
         raise RuntimeError(f"{case['model']}: the FLOP counter saw no matmuls or convolutions")
-    return flops
+    passes = 2 if sampler.guidance else 1
+    return sampler.num_steps * passes * step.get_total_flops() + decode.get_total_flops()
 
 
 def _peak_for(path: str, peaks: dict[str, float]) -> float:

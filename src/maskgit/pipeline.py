@@ -465,9 +465,8 @@ class MaskGIT(nn.Module):
         height, width = (side * self.tokenizer.config.downsample_factor for side in ids.shape[-2:])
         bytes_per_value = self.tokenizer.decoder.conv_in.weight.element_size()  # 2 in bf16, 4 in float32
         per_chunk = max(1, DECODE_PIXELS * 2 // (bytes_per_value * height * width))
-        if ids.shape[0] <= per_chunk:
-            return self.tokenizer.decode_ids(ids).float().clamp(0, 1)
-        return torch.cat([self.tokenizer.decode_ids(chunk).float().clamp(0, 1) for chunk in ids.split(per_chunk)])
+        images = [self.tokenizer.decode_ids(chunk).float().clamp(0, 1) for chunk in ids.split(per_chunk)]
+        return images[0] if len(images) == 1 else torch.cat(images)
 
     # -- generation and editing -------------------------------------------------------------------
 

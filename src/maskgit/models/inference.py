@@ -28,6 +28,7 @@ The decoding arithmetic (softmax, sampling, schedules) is float32 in every preci
 from __future__ import annotations
 
 import copy
+import functools
 from typing import Any
 
 import torch
@@ -144,6 +145,7 @@ class FusedLinear(nn.Linear):
         self.train(linear.training)
 
     @staticmethod
+    @functools.cache
     def available() -> bool:
         """Whether this torch build has the oneDNN linear primitive (checked in bf16, which needs
         more of it than fp32)."""
@@ -254,6 +256,7 @@ class FusedResBlock(ResBlock):
         return block
 
     @staticmethod
+    @functools.cache
     def available() -> bool:
         """Whether this torch build has oneDNN's convolution with a fused binary op."""
         try:

@@ -427,6 +427,6 @@ class Trainer(abc.ABC):
     def __enter__(self) -> Trainer:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, *_: Any) -> None:
-        """Leave the group, waiting for the other ranks unless an exception is on its way out."""
-        self.close(wait=exc_type is None)
+    def __exit__(self, *exc_info: Any) -> None:
+        """Leave the group as ``Distributed`` does on exit."""
+        self.dist.__exit__(*exc_info)

@@ -31,3 +31,35 @@ def test_devices_we_cannot_run_on_are_refused():
         count = torch.cuda.device_count()
         with pytest.raises(ValueError, match=f"has {count} CUDA device"):
             resolve_device(f"cuda:{count}")
+
+
+def test_native_bf16_is_read_from_the_cpu_flags():
+    from maskgit.devices import native_bf16_from_cpuinfo
+
+    zen2 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n\nprocessor\t: 1\nflags\t\t: fpu avx512_bf16\n"
+    assert native_bf16_from_cpuinfo(zen2) is False  # the first CPU's line decides
+    assert native_bf16_from_cpuinfo("flags : avx2 avx512f avx512_bf16 avx512_vnni\n") is True
+    assert native_bf16_from_cpuinfo("flags : avx2 amx_tile amx_bf16\n") is True
+    assert native_bf16_from_cpuinfo("Features\t: fp asimd bf16 i8mm\n") is True  # Arm
+    assert native_bf16_from_cpuinfo("Features\t: fp asimd\n") is False
+    assert native_bf16_from_cpuinfo("model name : something\n") is None
+
+
+@pytest.mark.parametrize("native", [False, True, None])
+def test_bf16_on_a_cpu_without_it_warns_in_inference_and_training(monkeypatch, tmp_path, recwarn, native):
+    import maskgit.devices
+    from maskgit.models.inference import check_precision
+    from training_helpers import make_trainer
+
+    monkeypatch.setattr(maskgit.devices, "cpu_has_native_bf16", lambda: native)
+    check_precision("bf16", "cpu")
+    make_trainer("transformer", tmp_path / "bf16", {"precision": "bf16"})
+    check_precision("fp32", "cpu")
+    make_trainer("transformer", tmp_path / "fp32", {"precision": "fp32"})
+    messages = [str(w.message) for w in recwarn if "bfloat16" in str(w.message)]
+    if native is False:  # only a CPU known to lack it warns, once per bf16 use, naming the setting
+        assert len(messages) == 2
+        assert messages[0].startswith("precision bf16: this CPU has no native bfloat16") and "--precision fp32" in messages[0]
+        assert messages[1].startswith("training precision bf16:") and "--set precision=fp32" in messages[1]
+    else:
+        assert messages == []

@@ -97,7 +97,7 @@ def _needs_onednn():
     from maskgit.models.inference import FusedLinear
 
     if not FusedLinear.available():
-        pytest.skip("this torch build has no oneDNN linear primitive")
+        pytest.skip("no oneDNN bf16 linear primitive in this torch build or on this CPU")
 
 
 def _ids():
@@ -213,7 +213,7 @@ def test_bf16_resblocks_add_their_residual_inside_the_convolution(small_tokenize
     from maskgit.models.tokenizer import ResBlock
 
     if not FusedResBlock.available():
-        pytest.skip("this torch build has no oneDNN convolution with a fused add")
+        pytest.skip("no oneDNN bf16 convolution with a fused add in this torch build or on this CPU")
     fp32 = copy.deepcopy(small_tokenizer).eval()
     prepare_for_inference(fp32, MaskGITTransformer(small_transformer.config), "fp32")
     assert not any(isinstance(m, FusedResBlock) for m in fp32.modules())  # float32 keeps its sums

@@ -1,14 +1,19 @@
 """Turning what a user types for ``--device`` (or ``device=``) into a ``torch.device`` that exists.
 
 Checked up front, so that a typo or a missing GPU is a clear error before any file is read or any
-model is built, not a CUDA traceback halfway through a run.
+model is built, not a CUDA traceback halfway through a run. Also: whether this CPU computes bfloat16
+natively, since bf16 on a CPU without it is emulated and several times slower than float32.
 """
 
 from __future__ import annotations
 
+import functools
+import warnings
+from pathlib import Path
+
 import torch
 
-__all__ = ["resolve_device", "DEVICE_HELP"]
+__all__ = ["resolve_device", "DEVICE_HELP", "cpu_has_native_bf16", "native_bf16_from_cpuinfo", "warn_if_bf16_is_emulated"]
 
 DEVICE_HELP = "auto (cuda if available, else cpu), cpu, cuda, cuda:N or mps"
 
@@ -40,3 +45,41 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
             raise ValueError(f"device {str(spec)!r}: MPS is not available on this machine (use --device cpu or auto)")
         return device
     raise ValueError(f"unsupported device {str(spec)!r}; expected {DEVICE_HELP}")
+
+
+# CPU feature flags (Linux /proc/cpuinfo) that give native bfloat16 dot products: x86 AVX512-BF16
+# or AMX-BF16, Arm's BF16 extension.
+_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def native_bf16_from_cpuinfo(text: str) -> bool | None:
+    """Whether the first ``flags`` (x86) or ``Features`` (Arm) line of a /proc/cpuinfo ``text``
+    names a native bfloat16 extension; None when the text has neither line."""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return not _BF16_FLAGS.isdisjoint(value.split())
+    return None
+
+
+@functools.cache
+def cpu_has_native_bf16() -> bool | None:
+    """Whether this machine's CPU computes bfloat16 natively (read from /proc/cpuinfo); None where
+    that file does not tell (not Linux)."""
+    try:
+        return native_bf16_from_cpuinfo(Path("/proc/cpuinfo").read_text())
+    except OSError:
+        return None
+
+
+def warn_if_bf16_is_emulated(device: torch.device | str, setting: str, alternative: str) -> None:
+    """A UserWarning naming ``setting`` (e.g. ``--precision bf16``) and ``alternative`` when bf16
+    is about to run on a CPU known to lack native bfloat16: oneDNN then emulates it, and on a 2-core
+    AVX2 EPYC 80 images of the fashion-mnist model took 134 s in bf16 against 22 s in float32, and a
+    training step of its transformer over 120 s against 8 s."""
+    if torch.device(device).type == "cpu" and cpu_has_native_bf16() is False:
+        warnings.warn(
+            f"{setting}: this CPU has no native bfloat16 (no AVX512-BF16, AMX or Arm BF16 in /proc/cpuinfo), so "
+            f"bf16 is emulated and runs several times slower than float32; use {alternative}",
+            stacklevel=3,
+        )

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from maskgit.devices import warn_if_bf16_is_emulated
 from maskgit.models.tokenizer import VQGAN, ResBlock
 from maskgit.models.transformer import MaskGITTransformer, SelfAttention, TransformerLayer
 
@@ -46,11 +47,14 @@ PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloa
 
 
 def check_precision(precision: str, device: torch.device | str | None = None) -> None:
-    """Raise ValueError for an unknown precision, or fp16 anywhere but on a CUDA device."""
+    """Raise ValueError for an unknown precision, or fp16 anywhere but on a CUDA device; warn for
+    bf16 on a CPU without native bfloat16."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision == "fp16" and device is not None and torch.device(device).type != "cuda":
         raise ValueError("precision fp16 needs a CUDA device (CPUs have no fast float16 matmul); use bf16")
+    if precision == "bf16" and device is not None:
+        warn_if_bf16_is_emulated(device, "precision bf16", "precision fp32 (--precision fp32)")
 
 
 def prepare_for_inference(tokenizer: VQGAN, transformer: MaskGITTransformer, precision: str) -> None:
@@ -147,8 +151,8 @@ class FusedLinear(nn.Linear):
     @staticmethod
     @functools.cache
     def available() -> bool:
-        """Whether this torch build has the oneDNN linear primitive (checked in bf16, which needs
-        more of it than fp32)."""
+        """Whether this torch build and CPU run the oneDNN linear primitive in bf16 (which needs
+        more of it than fp32; oneDNN has no bf16 kernels below AVX-512)."""
         try:
             x, w = torch.ones(1, 2, dtype=torch.bfloat16), torch.ones(2, 2, dtype=torch.bfloat16)
             torch.ops.mkldnn._linear_pointwise(x, torch.ops.mkldnn._reorder_linear_weight(w, None), None, "none", [], "")
@@ -258,7 +262,7 @@ class FusedResBlock(ResBlock):
     @staticmethod
     @functools.cache
     def available() -> bool:
-        """Whether this torch build has oneDNN's convolution with a fused binary op."""
+        """Whether this torch build and CPU run oneDNN's bf16 convolution with a fused binary op."""
         try:
             x = torch.ones(1, 1, 2, 2, dtype=torch.bfloat16)
             # skip_init: a plain Conv2d would draw its random weight from the global generator.

@@ -25,6 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from maskgit.checkpoints.errors import CheckpointError
+from maskgit.devices import warn_if_bf16_is_emulated
 from maskgit.io import atomic_torch_save, atomic_write_text, remove_temp_files
 from maskgit.training.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -119,6 +120,8 @@ class Trainer(abc.ABC):
         self.micro_batch_size = config.batch_size // span
         use_bf16 = config.precision == "bf16" or (config.precision == "auto" and self.device.type == "cuda")
         self.autocast_dtype = torch.bfloat16 if use_bf16 else None
+        if use_bf16:
+            warn_if_bf16_is_emulated(self.device, "training precision bf16", "--set precision=fp32")
         self.step = 0
         self.position = DataPosition()
         # Same seed on every rank while building, so every rank starts from the same weights.

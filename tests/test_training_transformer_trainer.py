@@ -1,5 +1,5 @@
 """training/transformer_trainer.py end to end on tiny token grids and images: learning, evaluation,
-the exports and refused token ids."""
+the exports, fine-tuning from a saved transformer and refused token ids."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from maskgit import VQGAN, MaskGITTransformer
+from maskgit.configs import ConfigError
 from maskgit.training import TransformerTrainer, load_train_config
-from training_helpers import RandomImages, RandomTokens, metrics_log
+from training_helpers import RandomImages, RandomTokens, make_trainer, metrics_log
 
 
 def test_transformer_learns_patterned_tokens(tmp_path):
@@ -55,3 +56,21 @@ def test_token_ids_outside_the_codebook_are_refused(tmp_path):
     trainer = TransformerTrainer(load_train_config("transformer", "tiny", {"batch_size": 8}), tmp_path, dataset=data, progress=False)
     with pytest.raises(ValueError, match="token ids must be in \\[0, 32\\)"):
         trainer.train()
+
+
+def test_fine_tuning_starts_from_the_saved_transformer(tmp_path):
+    make_trainer("transformer", tmp_path / "first", {"steps": 2}).train()
+    saved = MaskGITTransformer.from_pretrained(tmp_path / "first" / "transformer")
+    tuned = make_trainer("transformer", tmp_path / "tuned", {"steps": 2, "init_from": str(tmp_path / "first" / "transformer")})
+    fresh = make_trainer("transformer", tmp_path / "fresh", {"steps": 2})
+    # The model and its EMA start at the saved weights, not at the seeded initialisation.
+    for name, value in saved.state_dict().items():
+        assert torch.equal(tuned.model.state_dict()[name], value), name
+        assert torch.equal(tuned.ema.model.state_dict()[name], value), name
+    assert any(not torch.equal(fresh.model.state_dict()[n], v) for n, v in saved.state_dict().items())
+    tuned.train()
+    moved = MaskGITTransformer.from_pretrained(tmp_path / "tuned" / "transformer").state_dict()
+    assert any(not torch.equal(moved[n], v) for n, v in saved.state_dict().items())
+    with pytest.raises(ConfigError, match="init_from .*: its transformer config .* differs"):
+        make_trainer("transformer", tmp_path / "wider", {"init_from": str(tmp_path / "first" / "transformer"), "model.hidden_size": 64})
+    assert not (tmp_path / "wider").exists()  # refused before anything is written

@@ -50,6 +50,11 @@ class TrainConfig(Config):
     ``batch_size / grad_accum_steps`` times the pixels of an image (the tokenizer) or times 64 per
     token of a sequence (the transformer). The default, 2**28, allows e.g. 256 images of 1024x1024;
     ``--set max_batch_pixels=N`` raises it.
+
+    ``init_from`` is a saved model folder (a tokenizer for the tokenizer stage, a transformer for
+    the transformer stage) whose weights start the run instead of a random initialisation: a
+    fine-tuning. Its config must equal the run's model config. Optimizer, EMA and schedule start
+    fresh (``--resume`` is what continues a run exactly).
     """
 
     tag_key: ClassVar[str] = "stage"
@@ -79,6 +84,7 @@ class TrainConfig(Config):
     max_batch_pixels: int = 1 << 28
     eval_images: int = 2000
     tensorboard: bool = False
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -155,7 +161,6 @@ class TokenizerTrainConfig(TrainConfig):
     lecam_weight: float = 0.0
     lecam_decay: float = 0.99
     dead_code_reinit_every: int = 0
-    init_from: str | None = None
     decoder_only: bool = False
 
     def __post_init__(self) -> None:

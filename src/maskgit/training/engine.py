@@ -25,6 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from maskgit.checkpoints.errors import CheckpointError
+from maskgit.config_base import ConfigError
 from maskgit.devices import warn_if_bf16_is_emulated
 from maskgit.io import atomic_torch_save, atomic_write_text, remove_temp_files
 from maskgit.training.checkpoint import (
@@ -193,6 +194,18 @@ class Trainer(abc.ABC):
             raise ValueError(
                 f"the training dataset has {size} samples, fewer than one global batch ({config.batch_size})"
             )
+
+    def load_initial_weights(self, model: nn.Module) -> None:
+        """Copy the weights of the model saved in ``config.init_from`` into ``model`` (a freshly
+        built ``VQGAN`` or ``MaskGITTransformer``); the saved config must equal ``config.model``."""
+        folder = self.config.init_from
+        initial = type(model).from_pretrained(folder)
+        if initial.config != self.config.model:
+            raise ConfigError(
+                f"init_from {folder}: its {self.stage} config {initial.config.to_dict()} differs from the run's "
+                f"model config {self.config.model.to_dict()}"
+            )
+        model.load_state_dict(initial.state_dict())
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.autocast_dtype is None:

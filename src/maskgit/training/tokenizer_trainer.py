@@ -81,7 +81,7 @@ class TokenizerTrainer(Trainer):
             raise ValueError(f"the dataset yields images of shape {shape}, the model config needs (3, {size}, {size})")
         self.model = VQGAN(config.model)
         if config.init_from is not None:
-            self._load_initial_weights(config.init_from)
+            self.load_initial_weights(self.model)
         self.model = self.model.to(self.device).train()
         if config.decoder_only:
             # Frozen encoder and codebook: every image keeps its ids, so a transformer trained on
@@ -124,16 +124,6 @@ class TokenizerTrainer(Trainer):
             torch.manual_seed(0)
             count = min(8, len(source))  # type: ignore[arg-type]
             self.sample_images = torch.stack([source[i][0] for i in range(count)])
-
-    def _load_initial_weights(self, folder: str) -> None:
-        """Copy a saved VQGAN's weights into ``self.model``; its config must be ``config.model``."""
-        initial = VQGAN.from_pretrained(folder)
-        if initial.config != self.config.model:
-            raise ConfigError(
-                f"init_from {folder}: its tokenizer config {initial.config.to_dict()} differs from the run's model "
-                f"config {self.config.model.to_dict()}"
-            )
-        self.model.load_state_dict(initial.state_dict())
 
     # -- one step ---------------------------------------------------------------------------------
 

@@ -108,7 +108,10 @@ class TransformerTrainer(Trainer):
         config = self.config
         if self.tokenizer is not None:
             self.tokenizer = self.tokenizer.to(self.device).eval().requires_grad_(False)
-        self.model = MaskGITTransformer(config.model).to(self.device).train()
+        self.model = MaskGITTransformer(config.model)
+        if config.init_from is not None:
+            self.load_initial_weights(self.model)
+        self.model = self.model.to(self.device).train()
         self.ema = EMA(self.model, config.ema_decay)
         self.forward_model = self.maybe_compile(self.model)
         decay = [p for p in self.model.parameters() if p.dim() >= 2]

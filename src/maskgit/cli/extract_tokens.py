@@ -46,7 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--no-flips",
         dest="flips",
         action="store_false",
-        help="do not add each image's horizontal mirror (use for digits, where a mirror is not a digit)",
+        help="do not add each image's horizontal mirror: use it for data with one orientation (digits; "
+        "Fashion-MNIST, whose shoes and bags all face one way), where mirrors teach the transformer images "
+        "that never occur",
     )
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes (default: 0)")

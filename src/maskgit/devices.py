@@ -75,7 +75,7 @@ def cpu_has_native_bf16() -> bool | None:
 def warn_if_bf16_is_emulated(device: torch.device | str, setting: str, alternative: str) -> None:
     """A UserWarning naming ``setting`` (e.g. ``--precision bf16``) and ``alternative`` when bf16
     is about to run on a CPU known to lack native bfloat16: oneDNN then emulates it, and on a 2-core
-    AVX2 EPYC 80 images of the fashion-mnist model took 134 s in bf16 against 22 s in float32, and a
+    AVX2 EPYC 80 images of the fashion-mnist model took 134 s in bf16 against 21-24 s in float32, and a
     training step of its transformer over 120 s against 8 s."""
     if torch.device(device).type == "cpu" and cpu_has_native_bf16() is False:
         warnings.warn(

@@ -34,6 +34,11 @@ def test_evaluate_a_generation_run(generated, tmp_path, capsys):
     assert all(0 < e["diversity"] < 2 for e in results["per_class"])
     tokenizer = results["tokenizer"]
     assert tokenizer["images"] == 40 and tokenizer["psnr"] > 23 and 0.8 < tokenizer["ssim"] <= 1
+    # The reconstructed floor: the same 8 training images as the floor, so the same floor beside it.
+    reconstruction = tokenizer["reconstruction"]
+    assert reconstruction["images"] == 8 and reconstruction["fid_floor"] == results["fid_floor"]
+    assert reconstruction["fid"] > 0 and 0 <= reconstruction["accuracy"] <= 1
+    assert "its reconstructions of the floor's 8 training images: FID" in printed
 
 
 def test_bad_input_is_a_one_line_error(generated, real_folder, tmp_path, capsys):

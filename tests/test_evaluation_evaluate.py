@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import FASHION_NAMES as NAMES
 from maskgit.data import FASHION_MNIST_ROOT
@@ -17,6 +19,8 @@ from maskgit.evaluation.evaluate import (
     evaluate_images,
     load_generated,
 )
+
+ROOT = Path(__file__).parents[1]
 
 pytestmark = pytest.mark.skipif(
     not Path(FASHION_MNIST_ROOT, "t10k-images-idx3-ubyte.gz").is_file(),
@@ -62,3 +66,34 @@ def test_an_evaluator_scores_many_sets_with_the_real_features_computed_once(real
     sandals = labels == 5
     assert evaluator(images[sandals], labels[sandals])["fid_reference_images"] == 1000
     assert calls == [40, 4, 4]  # a new class mix draws its own floor (4 sandals), then the images
+
+
+
+def _sensitivity_tool():
+    """tools/fid_sensitivity.py, a script, not part of the package: its stand-in tokenizers."""
+    spec = importlib.util.spec_from_file_location("fid_sensitivity", ROOT / "tools" / "fid_sensitivity.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reconstruction_fid_is_the_floor_for_a_lossless_tokenizer_and_above_it_for_a_lossy_one(real_folder):
+    tool = _sensitivity_tool()
+    images, labels = load_generated(real_folder, NAMES, 32)
+    evaluator = GenerationEvaluator()
+    scores = evaluator(images, labels)
+    lossless = evaluator.reconstruction(tool.Degradation(lambda x: x), labels)
+    # The floor's own images, unchanged: exactly the floor, and classified as well as real images.
+    assert lossless["images"] == 40 and lossless["fid_floor"] == scores["fid_floor"]
+    assert lossless["fid"] == pytest.approx(scores["fid_floor"], rel=1e-9) and lossless["accuracy"] >= 0.8
+    assert lossless["psnr"] == float("inf")
+    assert evaluator.reconstruction(tool.Degradation(lambda x: x), labels[labels == 5])["images"] == 4
+    # Lost detail costs FID, more with more loss. (On 200 images: at 40 the floor itself is large,
+    # as sampling noise dominates.)
+    many = torch.arange(10).repeat_interleave(20)
+    floor = evaluator.reconstruction(tool.Degradation(lambda x: x), many)["fid"]
+    light, heavy = (evaluator.reconstruction(tool.Degradation(tool.gaussian_blur(s)), many) for s in (0.4, 0.8))
+    assert floor < light["fid"] < heavy["fid"] and heavy["fid"] > 3 * floor
+    assert 30 < light["psnr"] < 45 and 15 < heavy["psnr"] < light["psnr"]
+    noisy = evaluator.reconstruction(tool.Degradation(tool.gaussian_noise(0.04)), many)
+    assert noisy["fid"] > floor and noisy["psnr"] == pytest.approx(28, abs=2)  # 20 log10(1 / 0.04), less clipping

@@ -34,7 +34,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "folder with one subfolder per class (named by index, e.g. 0003, or by class name)",
     )
     evaluate.add_argument("--classifier", type=Path, help="a classifier folder (default: the shipped one)")
-    evaluate.add_argument("--tokenizer", help="also score this tokenizer's test-set reconstructions (a model name or folder)")
+    evaluate.add_argument(
+        "--tokenizer",
+        help="also score this tokenizer (a model name or folder): PSNR and SSIM of its test-set reconstructions, "
+        "and the FID of its reconstructions of the floor's training images",
+    )
     evaluate.add_argument(
         "--tokenizer-images", type=int, default=1000, help="test images for --tokenizer (default 1000)"
     )

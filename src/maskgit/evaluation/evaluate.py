@@ -10,7 +10,9 @@
 - **diversity** per class: the mean pairwise feature distance among the generated images of a class,
   as a fraction of the same mean over the real test images of that class (1.0 = as varied as real
   images); overall, the mean over classes.
-- optionally a tokenizer's reconstruction **PSNR** and **SSIM** on the test set.
+- optionally a tokenizer's reconstruction **PSNR** and **SSIM** on the test set, and the FID of its
+  reconstructions of the floor's training images: the FID that samples would score if the
+  transformer produced exactly the tokens of real images, so the tokenizer's share of the FID.
 
 ``evaluate_folder`` reads the output of ``maskgit generate`` (its ``manifest.json`` gives the requested
 class of every image) or a folder with one subfolder per class.
@@ -196,21 +198,66 @@ class GenerationEvaluator:
             self._spreads[label] = _mean_pairwise_distance(features[labels == label])
         return self._spreads[label]
 
+    def _floor_images(self, counts: tuple[tuple[int, int], ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``count`` seeded training images of each ``(class, count)``: uint8 (N, 3, S, S) and their
+        int64 (N,) labels, the same images on every call."""
+        train_images, train_labels = fashion_mnist_images("train", self.data_root, self.classifier.config.image_size)
+        generator = torch.Generator().manual_seed(_FLOOR_SEED)
+        index = []
+        for label, count in counts:
+            pool = torch.nonzero(train_labels == label).flatten()
+            if count > len(pool):
+                raise ValueError(
+                    f"{count} images of class {label}: the floor needs as many training images, there are {len(pool)}"
+                )
+            index.append(pool[torch.randperm(len(pool), generator=generator)[:count]])
+        chosen = torch.cat(index)
+        return train_images[chosen], train_labels[chosen]
+
     def _floor_features(self, counts: tuple[tuple[int, int], ...]) -> torch.Tensor:
-        """Features of ``count`` seeded training images of each ``(class, count)``."""
+        """Features of the floor's images (``_floor_images``), computed once per ``counts``."""
         if counts not in self._floors:
-            train_images, train_labels = fashion_mnist_images("train", self.data_root, self.classifier.config.image_size)
-            generator = torch.Generator().manual_seed(_FLOOR_SEED)
-            index = []
-            for label, count in counts:
-                pool = torch.nonzero(train_labels == label).flatten()
-                if count > len(pool):
-                    raise ValueError(
-                        f"{count} images of class {label}: the floor needs as many training images, there are {len(pool)}"
-                    )
-                index.append(pool[torch.randperm(len(pool), generator=generator)[:count]])
-            self._floors[counts] = _features_and_predictions(self.classifier, train_images[torch.cat(index)])[0]
+            self._floors[counts] = _features_and_predictions(self.classifier, self._floor_images(counts)[0])[0]
         return self._floors[counts]
+
+    @staticmethod
+    def _class_counts(labels: torch.Tensor) -> tuple[tuple[int, int], ...]:
+        return tuple((label, int((labels == label).sum())) for label in sorted(set(labels.tolist())))
+
+    @torch.no_grad()
+    def reconstruction(self, tokenizer: torch.nn.Module, labels: torch.Tensor, batch_size: int = 250) -> dict[str, Any]:
+        """The tokenizer's share of the FID: the floor's training images (as many of each class as
+        ``labels`` int64 (N,) holds) encoded to ids and decoded by ``tokenizer`` (a ``VQGAN``, or any
+        module with ``encode_to_ids`` and ``decode_ids``), rounded to uint8 as saved samples are, and
+        scored against the test set like samples.
+
+        A transformer that produced exactly the tokens of real images would score this FID; a perfect
+        tokenizer would score ``fid_floor``, which uses the same images unchanged. Returns
+        ``{images, fid, fid_floor, accuracy, psnr}``: accuracy, the reconstructions classified as
+        their class; psnr, their mean PSNR (dB) against the originals.
+        """
+        from maskgit.evaluation.reconstruction import psnr
+
+        counts = self._class_counts(labels)
+        real, real_labels = self._floor_images(counts)
+        parameter = next(tokenizer.parameters(), None)
+        device = parameter.device if parameter is not None else torch.device("cpu")
+        outputs = []
+        for start in range(0, len(real), batch_size):
+            batch = real[start : start + batch_size].to(device).float().div_(255.0)
+            decoded = tokenizer.decode_ids(tokenizer.encode_to_ids(batch)).float().clamp(0, 1)
+            outputs.append(decoded.mul(255.0).round().to(torch.uint8).cpu())
+        reconstructed = torch.cat(outputs)
+        features, predictions = _features_and_predictions(self.classifier, reconstructed)
+        test_labels, test_features, _ = self._test_set()
+        test_array = test_features[torch.isin(test_labels, real_labels.unique())].numpy()
+        return {
+            "images": len(real),
+            "fid": _frechet_distance(features.numpy(), test_array),
+            "fid_floor": _frechet_distance(self._floor_features(counts).numpy(), test_array),
+            "accuracy": float((predictions == real_labels).double().mean()),
+            "psnr": float(psnr(reconstructed.float() / 255, real.float() / 255).mean()),
+        }
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
         """Scores of ``images`` float (N, 3, S, S) in [0, 1] generated for ``labels`` int64 (N,)."""
@@ -225,7 +272,7 @@ class GenerationEvaluator:
         test_labels, test_features = test_labels[in_classes], test_features[in_classes]
         test_predictions = test_predictions[in_classes]
         # The floor: as many real training images, with the same count per class, seeded.
-        floor_features = self._floor_features(tuple((label, int((labels == label).sum())) for label in classes))
+        floor_features = self._floor_features(self._class_counts(labels))
         generated_features, predictions = _features_and_predictions(self.classifier, images)
         test_array = test_features.numpy()
 
@@ -320,15 +367,22 @@ def evaluate_folder(
     data_root: str | os.PathLike[str] = FASHION_MNIST_ROOT,
     device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
-    """``evaluate_images`` on a folder (see ``load_generated``), plus ``tokenizer`` (a model name or
-    folder) reconstruction scores under ``"tokenizer"`` when given. Adds ``source``."""
+    """``evaluate_images`` on a folder (see ``load_generated``), plus, when ``tokenizer`` (a model
+    name or folder) is given, under ``"tokenizer"``: its PSNR and SSIM on ``tokenizer_images`` test
+    images (``evaluate_reconstruction``) and, under ``"reconstruction"``, the FID of its
+    reconstructions of the floor's images (``GenerationEvaluator.reconstruction``). Adds ``source``."""
     classifier = (classifier if classifier is not None else load_classifier()).to(device)
     images, labels = load_generated(folder, classifier.config.class_names, classifier.config.image_size)
+    evaluator = GenerationEvaluator(classifier, data_root=data_root)
     results: dict[str, Any] = {"source": str(folder)}
-    results.update(evaluate_images(images, labels, classifier=classifier, data_root=data_root))
+    results.update(evaluator(images, labels))
     if tokenizer is not None:
         model = _load_tokenizer(tokenizer, device)
-        results["tokenizer"] = {"model": tokenizer, **evaluate_reconstruction(model, num_images=tokenizer_images, data_root=data_root)}
+        results["tokenizer"] = {
+            "model": tokenizer,
+            **evaluate_reconstruction(model, num_images=tokenizer_images, data_root=data_root),
+            "reconstruction": evaluator.reconstruction(model, labels),
+        }
     return results
 
 
@@ -363,5 +417,11 @@ def format_report(results: dict[str, Any]) -> str:
     ]
     if "tokenizer" in results:
         tok = results["tokenizer"]
-        lines.append(f"tokenizer {tok['model']}: PSNR {tok['psnr']:.2f} dB, SSIM {tok['ssim']:.4f} ({tok['images']} test images)")
+        rec = tok["reconstruction"]
+        lines += [
+            f"tokenizer {tok['model']}: PSNR {tok['psnr']:.2f} dB, SSIM {tok['ssim']:.4f} ({tok['images']} test images)",
+            f"  its reconstructions of the floor's {rec['images']} training images: FID {rec['fid']:.2f}"
+            f"   floor {rec['fid_floor']:.2f}   ratio {rec['fid'] / max(rec['fid_floor'], 1e-12):.2f}"
+            f"   accuracy {_percent(rec['accuracy'])} (what samples of real images' tokens would score)",
+        ]
     return "\n".join(lines)

@@ -68,7 +68,6 @@ def test_an_evaluator_scores_many_sets_with_the_real_features_computed_once(real
     assert calls == [40, 4, 4]  # a new class mix draws its own floor (4 sandals), then the images
 
 
-
 def _sensitivity_tool():
     """tools/fid_sensitivity.py, a script, not part of the package: its stand-in tokenizers."""
     spec = importlib.util.spec_from_file_location("fid_sensitivity", ROOT / "tools" / "fid_sensitivity.py")
@@ -96,4 +95,5 @@ def test_reconstruction_fid_is_the_floor_for_a_lossless_tokenizer_and_above_it_f
     assert floor < light["fid"] < heavy["fid"] and heavy["fid"] > 3 * floor
     assert 30 < light["psnr"] < 45 and 15 < heavy["psnr"] < light["psnr"]
     noisy = evaluator.reconstruction(tool.Degradation(tool.gaussian_noise(0.04)), many)
-    assert noisy["fid"] > floor and noisy["psnr"] == pytest.approx(28, abs=2)  # 20 log10(1 / 0.04), less clipping
+    # 20 log10(1 / 0.04) = 28 dB, and a little more: clipping at black cuts the noise on the background.
+    assert noisy["fid"] > floor and 28 < noisy["psnr"] < 32

@@ -32,6 +32,7 @@ import torch
 from maskgit.data.datasets import ImageFolder
 from maskgit.data.idx import FASHION_MNIST_ROOT
 from maskgit.evaluation.classifier import ImageClassifier, fashion_mnist_images, float_images, load_classifier
+from maskgit.evaluation.reconstruction import psnr, ssim
 from maskgit.evaluation.statistics import FeatureStatistics, frechet_distance
 from maskgit.imageio import load_image
 
@@ -236,8 +237,6 @@ class GenerationEvaluator:
         ``{images, fid, fid_floor, accuracy, psnr}``: accuracy, the reconstructions classified as
         their class; psnr, their mean PSNR (dB) against the originals.
         """
-        from maskgit.evaluation.reconstruction import psnr
-
         counts = self._class_counts(labels)
         real, real_labels = self._floor_images(counts)
         parameter = next(tokenizer.parameters(), None)
@@ -266,13 +265,14 @@ class GenerationEvaluator:
             raise ValueError(f"need N >= 1 images (N, 3, S, S) and N labels, got {tuple(images.shape)} and {tuple(labels.shape)}")
         if int(labels.min()) < 0 or int(labels.max()) >= len(names):
             raise ValueError(f"labels must be in [0, {len(names)}), got values in [{int(labels.min())}, {int(labels.max())}]")
-        classes = sorted(set(labels.tolist()))
+        counts = self._class_counts(labels)
+        classes = [label for label, _ in counts]
         test_labels, test_features, test_predictions = self._test_set()
         in_classes = torch.isin(test_labels, torch.tensor(classes))
         test_labels, test_features = test_labels[in_classes], test_features[in_classes]
         test_predictions = test_predictions[in_classes]
         # The floor: as many real training images, with the same count per class, seeded.
-        floor_features = self._floor_features(self._class_counts(labels))
+        floor_features = self._floor_features(counts)
         generated_features, predictions = _features_and_predictions(self.classifier, images)
         test_array = test_features.numpy()
 
@@ -330,8 +330,6 @@ def evaluate_reconstruction(
 ) -> dict[str, float]:
     """Reconstruction PSNR (dB) and SSIM (Gaussian window 11, sigma 1.5, data range 1) of a VQGAN
     on the first ``num_images`` Fashion-MNIST test images, each the mean over images."""
-    from maskgit.evaluation.reconstruction import psnr, ssim
-
     if num_images < 1:
         raise ValueError(f"num_images must be >= 1, got {num_images}")
     images, _ = fashion_mnist_images("test", data_root, tokenizer.config.image_size)

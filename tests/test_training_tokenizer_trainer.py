@@ -1,5 +1,5 @@
 """training/tokenizer_trainer.py end to end on tiny synthetic images: the discriminator switch,
-dead-code re-initialisation, the perceptual loss, the metrics and the export."""
+dead-code re-initialisation, the perceptual and L1 losses, the metrics and the export."""
 
 from __future__ import annotations
 
@@ -100,6 +100,20 @@ def test_decoder_fine_tuning_keeps_every_images_ids(tmp_path):
     log = metrics_log(tmp_path / "tuned")
     assert all("commitment" not in record and "reconstruction" in record for record in log)
     assert "d_loss" in log[-1]
+
+
+def test_l1_reconstruction_loss_is_the_mean_absolute_error(tmp_path):
+    # Same seed, so the same initial weights and first batch: the first step's logged
+    # reconstruction term is E|e| with "l1" and E[e^2] with "l2", of the same errors e, so
+    # Jensen's E[e^2] >= (E|e|)^2 holds; it fails if the two are swapped, and equality would
+    # mean that one loss serves both.
+    first = {}
+    for loss in ("l1", "l2"):
+        make_trainer("tokenizer", tmp_path / loss, {"steps": 1, "reconstruction_loss": loss}).train()
+        first[loss] = metrics_log(tmp_path / loss)[0]["reconstruction"]
+    assert first["l1"] ** 2 <= first["l2"] and first["l1"] != first["l2"]
+    with pytest.raises(ConfigError, match="reconstruction_loss"):
+        make_trainer("tokenizer", tmp_path / "bad", {"reconstruction_loss": "l3"})
 
 
 def test_init_from_and_decoder_only_are_checked(tmp_path):

@@ -130,7 +130,7 @@ class TrainConfig(Config):
 
 @dataclass(frozen=True)
 class TokenizerTrainConfig(TrainConfig):
-    """VQGAN training (spec §1.4, §1.6): L2 reconstruction + commitment + codebook entropy +
+    """VQGAN training (spec §1.4, §1.6): L2 (or L1) reconstruction + commitment + codebook entropy +
     optional perceptual loss + a StyleGAN2 discriminator (non-saturating loss, R1 penalty,
     optional LeCAM) that switches on at ``discriminator_start``; Adam β = (0, 0.99); EMA.
 
@@ -138,13 +138,17 @@ class TokenizerTrainConfig(TrainConfig):
     refuses ``perceptual_weight > 0`` without it (set the weight to 0 to train without the loss). The discriminator's width at resolution ``r`` is
     ``min(discriminator_max_channels, discriminator_channel_base // r)`` (the official table is
     base 16384, max 512). ``dead_code_reinit_every`` > 0 re-initialises codes unused for that many
-    steps from the current encoder outputs.
+    steps from the current encoder outputs. ``reconstruction_loss`` is ``"l2"`` (the official
+    recipe: mean squared error) or ``"l1"`` (mean absolute error, as in taming-transformers' VQGAN):
+    L1's optimum is the conditional median rather than the mean, so flat regions such as a black
+    background come out exactly flat instead of hazy.
     """
 
     stage: ClassVar[str] = "tokenizer"
 
     model: TokenizerConfig = field(default_factory=lambda: tokenizer_preset("imagenet256"))
     betas: tuple[float, float] = (0.0, 0.99)
+    reconstruction_loss: str = "l2"
     reconstruction_weight: float = 1.0
     commitment_weight: float = 0.25
     entropy_weight: float = 0.1
@@ -166,6 +170,7 @@ class TokenizerTrainConfig(TrainConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         self._check_at_least(1, "r1_every")
+        self._check_choice("reconstruction_loss", ("l2", "l1"))
         if self.decoder_only and self.init_from is None:
             raise ConfigError("TokenizerTrainConfig: decoder_only needs init_from (the tokenizer whose decoder is fine-tuned)")
         if self.decoder_only and self.dead_code_reinit_every:

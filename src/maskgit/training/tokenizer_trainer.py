@@ -101,6 +101,7 @@ class TokenizerTrainer(Trainer):
                 "perceptual loss needs a VGG16 safetensors file (see maskgit.training.perceptual); pass "
                 "--set perceptual_weights=FILE, or --set perceptual_weight=0 to train without it"
             )
+        self.reconstruction_loss = F.l1_loss if config.reconstruction_loss == "l1" else F.mse_loss
         self.perceptual = None
         if config.perceptual_weights is not None:
             self.perceptual = PerceptualLoss.from_file(config.perceptual_weights).to(self.device)
@@ -145,7 +146,7 @@ class TokenizerTrainer(Trainer):
             images = images.to(self.device, non_blocking=True)
             with self.autocast():
                 reconstruction, latents, ids, distances, codes = self.autoencode(images)
-            reconstruction_loss = F.mse_loss(reconstruction.float(), images)
+            reconstruction_loss = self.reconstruction_loss(reconstruction.float(), images)
             loss = config.reconstruction_weight * reconstruction_loss
             if not config.decoder_only:  # with a frozen encoder and codebook these are constants
                 commitment, codebook = vq_losses(latents, codes)

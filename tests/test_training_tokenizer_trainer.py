@@ -102,7 +102,7 @@ def test_decoder_fine_tuning_keeps_every_images_ids(tmp_path):
     assert "d_loss" in log[-1]
 
 
-def test_l1_reconstruction_loss_is_the_mean_absolute_error(tmp_path):
+def test_reconstruction_loss_picks_the_absolute_or_the_squared_error(tmp_path):
     # Same seed, so the same initial weights and first batch: the first step's logged
     # reconstruction term is E|e| with "l1" and E[e^2] with "l2", of the same errors e, so
     # Jensen's E[e^2] >= (E|e|)^2 holds; it fails if the two are swapped, and equality would

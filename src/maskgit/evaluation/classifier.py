@@ -1,14 +1,8 @@
 """The Fashion-MNIST classifier that scores generated images, and the code that trains it.
 
-``ImageClassifier`` is a compact CNN on the images the ``fashion-mnist`` model generates: float32
-RGB (N, 3, 32, 32) in [0, 1], Fashion-MNIST's 28 px items zero-padded to 32 px exactly as
-``maskgit.data.build_dataset("fashion-mnist", image_size=32, train=False)`` serves them. It averages
-the three channels first, so a slight colour cast in a generated image changes nothing that a grey
-one would not. ``logits`` give the class; ``features`` (the penultimate layer, after its ReLU) are
-the space in which ``maskgit.evaluation.evaluate`` measures FID and diversity.
-
-The trained weights ship in ``maskgit/pretrained/fashion-mnist-classifier`` (``load_classifier()``);
-``train_classifier`` (``maskgit train-classifier``) reproduces them.
+The model (``ImageClassifier``, ``ClassifierConfig``) is defined in ``maskgit.models.classifier``
+and re-exported here. The trained weights ship in ``maskgit/pretrained/fashion-mnist-classifier``
+(``load_classifier()``); ``train_classifier`` (``maskgit train-classifier``) reproduces them.
 """
 
 from __future__ import annotations
@@ -22,11 +16,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
-from torch import nn
 
-from maskgit.data.idx import FASHION_MNIST_CLASSES, FASHION_MNIST_ROOT, load_fashion_mnist
-from maskgit.io import atomic_path, atomic_write_text
+from maskgit.data.idx import FASHION_MNIST_ROOT, load_fashion_mnist
+from maskgit.io import atomic_write_text
+from maskgit.models.classifier import ClassifierConfig, ImageClassifier
 from maskgit.registry import shipped_model_dir
 
 __all__ = [
@@ -42,114 +35,6 @@ __all__ = [
 ]
 
 SHIPPED_CLASSIFIER = "fashion-mnist-classifier"
-_WEIGHTS_NAME = "model.safetensors"
-_CONFIG_NAME = "config.json"
-_FORMAT = "maskgit-classifier"
-
-
-@dataclass(frozen=True)
-class ClassifierConfig:
-    """The classifier's shape: three conv stages of ``channels`` (each halving the resolution),
-    then a ``feature_size``-wide layer (the features) and one logit per class."""
-
-    image_size: int = 32
-    channels: tuple[int, int, int] = (32, 64, 128)
-    feature_size: int = 128
-    dropout: float = 0.3
-    class_names: tuple[str, ...] = FASHION_MNIST_CLASSES
-
-    def __post_init__(self) -> None:
-        if self.image_size <= 0 or self.image_size % 8:
-            raise ValueError(f"ClassifierConfig: image_size must be a positive multiple of 8, got {self.image_size}")
-        if len(self.channels) != 3 or min(self.channels) <= 0:
-            raise ValueError(f"ClassifierConfig: channels must be three positive ints, got {self.channels}")
-        if len(self.class_names) < 2:
-            raise ValueError(f"ClassifierConfig: needs at least 2 class_names, got {self.class_names}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"format": _FORMAT, **asdict(self)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "config") -> ClassifierConfig:
-        if data.get("format") != _FORMAT:
-            raise ValueError(f"{source}: not a {_FORMAT} config (format {data.get('format')!r})")
-        known = {name for name in cls.__dataclass_fields__}
-        values = {key: value for key, value in data.items() if key in known}
-        for key in ("channels", "class_names"):
-            if key in values:
-                values[key] = tuple(values[key])
-        return cls(**values)
-
-
-def _conv(in_channels: int, out_channels: int) -> list[nn.Module]:
-    return [nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels), nn.ReLU()]
-
-
-class ImageClassifier(nn.Module):
-    """Gray average → [conv]·pool → [conv, conv]·pool → [conv]·pool → linear+ReLU (features) → logits."""
-
-    def __init__(self, config: ClassifierConfig = ClassifierConfig()) -> None:
-        super().__init__()
-        self.config = config
-        first, second, third = config.channels
-        self.body = nn.Sequential(
-            *_conv(1, first), nn.MaxPool2d(2),
-            *_conv(first, second), *_conv(second, second), nn.MaxPool2d(2),
-            *_conv(second, third), nn.MaxPool2d(2),
-            nn.Flatten(),
-            nn.Linear(third * (config.image_size // 8) ** 2, config.feature_size),
-            nn.ReLU(),
-        )  # fmt: skip
-        self.dropout = nn.Dropout(config.dropout)
-        self.head = nn.Linear(config.feature_size, len(config.class_names))
-
-    def _check(self, images: torch.Tensor) -> torch.Tensor:
-        size = self.config.image_size
-        if images.dim() != 4 or tuple(images.shape[1:]) != (3, size, size):
-            raise ValueError(f"the classifier takes (N, 3, {size}, {size}) images in [0, 1], got {tuple(images.shape)}")
-        return images.float().mean(dim=1, keepdim=True)
-
-    def features(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, 3, S, S) float in [0, 1] → float32 (N, feature_size), non-negative."""
-        return self.body(self._check(images)).float()
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, 3, S, S) float in [0, 1] → float32 logits (N, num_classes)."""
-        return self.head(self.dropout(self.features(images)))
-
-    def logits(self, images: torch.Tensor) -> torch.Tensor:
-        """The same as calling the module: float32 logits (N, num_classes)."""
-        return self(images)
-
-    def save_pretrained(self, directory: str | os.PathLike[str]) -> None:
-        """Write ``model.safetensors`` then ``config.json`` into ``directory``, each atomically."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in self.state_dict().items()}
-        with atomic_path(directory / _WEIGHTS_NAME) as temp:
-            save_file(tensors, str(temp), metadata={"format": _FORMAT})
-        atomic_write_text(directory / _CONFIG_NAME, json.dumps(self.config.to_dict(), indent=2) + "\n")
-
-    @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike[str], *, device: str | torch.device | None = None) -> ImageClassifier:
-        """Load a folder written by ``save_pretrained``; the model is returned in eval mode."""
-        directory = Path(directory)
-        for name in (_CONFIG_NAME, _WEIGHTS_NAME):
-            if not (directory / name).is_file():
-                raise FileNotFoundError(f"{directory}: no {name} (not a classifier folder)")
-        try:
-            data = json.loads((directory / _CONFIG_NAME).read_text())
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{directory / _CONFIG_NAME}: not valid JSON ({error})") from None
-        model = cls(ClassifierConfig.from_dict(data, source=str(directory / _CONFIG_NAME)))
-        state = load_file(str(directory / _WEIGHTS_NAME))
-        expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
-        found = {name: tuple(t.shape) for name, t in state.items()}
-        if expected != found:
-            raise ValueError(f"{directory / _WEIGHTS_NAME}: parameters do not match {_CONFIG_NAME}")
-        model.load_state_dict(state)
-        model.eval()
-        return model.to(device) if device is not None else model
 
 
 def load_classifier(path: str | os.PathLike[str] | None = None, *, device: str | torch.device | None = None) -> ImageClassifier:

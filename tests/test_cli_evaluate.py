@@ -67,3 +67,18 @@ def test_bad_input_is_a_one_line_error(generated, real_folder, tmp_path, capsys)
     (edited / "manifest.json").write_text(json.dumps(manifest))
     assert "the run is incomplete" in error(edited)
     assert not (tmp_path / "never.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--channels", "16,32"], "--channels must be three widths"),
+        (["--channels", "16,x,64"], "--channels must be three widths"),
+        (["--channels", "16,32,0"], "--channels must be three widths"),
+        (["--feature-size", "5000"], "--feature-size must be in [1, 1024]"),
+    ],
+)
+def test_train_classifier_refuses_a_bad_shape_before_training(tmp_path, capsys, flags, message):
+    assert run("train-classifier", "--out", tmp_path / "clf", *flags) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "clf").exists()

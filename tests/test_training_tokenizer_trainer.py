@@ -74,6 +74,28 @@ def test_perceptual_loss_plugs_in_from_a_weights_file(tmp_path):
     assert not (tmp_path / "none").exists()
 
 
+def test_perceptual_loss_plugs_in_from_a_classifier_folder(tmp_path):
+    from maskgit.models.classifier import ClassifierConfig, ImageClassifier
+
+    torch.manual_seed(0)
+    ImageClassifier(ClassifierConfig(image_size=16, channels=(4, 8, 8), feature_size=16)).save_pretrained(tmp_path / "clf")
+    run = {"steps": 2, "perceptual_weights": str(tmp_path / "clf")}
+    with_loss = make_trainer("tokenizer", tmp_path / "with", {**run, "perceptual_weight": 0.5})
+    with_loss.train()
+    without = make_trainer("tokenizer", tmp_path / "without", {**run, "perceptual_weight": 0.0})
+    without.train()
+    assert all(record["perceptual"] > 0 for record in metrics_log(tmp_path / "with"))
+    assert "perceptual" not in metrics_log(tmp_path / "without")[0]
+    # The loss reaches the decoder: the same seeded run without it ends elsewhere.
+    decoder = "decoder.conv_out.weight"
+    assert not torch.equal(with_loss.model.state_dict()[decoder], without.model.state_dict()[decoder])
+    # A classifier for other image sizes is refused when the run is set up, naming both sizes.
+    ImageClassifier(ClassifierConfig(image_size=32, channels=(4, 8, 8), feature_size=16)).save_pretrained(tmp_path / "clf32")
+    with pytest.raises(ConfigError, match="the classifier takes 32 px images, the tokenizer 16 px"):
+        make_trainer("tokenizer", tmp_path / "mismatch", {"perceptual_weights": str(tmp_path / "clf32")})
+    assert not (tmp_path / "mismatch").exists()
+
+
 def test_decoder_fine_tuning_keeps_every_images_ids(tmp_path):
     first = make_trainer("tokenizer", tmp_path / "first", {"steps": 2})
     first.train()

@@ -15,6 +15,7 @@ __all__ = ["register", "run_evaluate", "run_train_classifier"]
 # Bounds on user-controlled sizes: enough for any sensible run, small enough to fail fast.
 _MAX_EPOCHS = 200
 _MAX_THREADS = 256
+_MAX_WIDTH = 1024
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -59,6 +60,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--threads", type=int, default=1, help="CPU threads (default 1: a busy machine slows several threads down more than one)")
     train.add_argument("--precision", choices=("bf16", "fp32"), default="bf16", help="bf16 autocast (default) or fp32")
     train.add_argument("--data", default=None, help="the folder of the Fashion-MNIST idx files (default: Debian's)")
+    train.add_argument(
+        "--channels", default="32,64,128",
+        help="the three conv stages' widths, A,B,C (default 32,64,128, the evaluator's). Another width "
+        "and --seed make a network for the tokenizer's perceptual loss that is not the evaluator",
+    )
+    train.add_argument("--feature-size", type=int, default=128, help="width of the feature layer (default 128)")
     train.set_defaults(run=run_train_classifier)
 
 
@@ -66,14 +73,23 @@ def run_train_classifier(args: argparse.Namespace) -> int:
     import torch
 
     from maskgit.data.idx import FASHION_MNIST_ROOT
-    from maskgit.evaluation.classifier import ClassifierTrainConfig, train_classifier
+    from maskgit.evaluation.classifier import ClassifierConfig, ClassifierTrainConfig, train_classifier
 
     if not 1 <= args.epochs <= _MAX_EPOCHS:
         raise CLIError(f"--epochs must be in [1, {_MAX_EPOCHS}], got {args.epochs}")
     if not 1 <= args.threads <= _MAX_THREADS:
         raise CLIError(f"--threads must be in [1, {_MAX_THREADS}], got {args.threads}")
+    try:
+        channels = tuple(int(part) for part in args.channels.split(","))
+    except ValueError:
+        channels = ()
+    if len(channels) != 3 or not all(1 <= c <= _MAX_WIDTH for c in channels):
+        raise CLIError(f"--channels must be three widths in [1, {_MAX_WIDTH}] like 32,64,128, got {args.channels!r}")
+    if not 1 <= args.feature_size <= _MAX_WIDTH:
+        raise CLIError(f"--feature-size must be in [1, {_MAX_WIDTH}], got {args.feature_size}")
     torch.set_num_threads(args.threads)
-    config = ClassifierTrainConfig(epochs=args.epochs, seed=args.seed, precision=args.precision)
+    model = ClassifierConfig(channels=channels, feature_size=args.feature_size)
+    config = ClassifierTrainConfig(model=model, epochs=args.epochs, seed=args.seed, precision=args.precision)
     summary = train_classifier(args.out, config, data_root=args.data or FASHION_MNIST_ROOT)
     print(f"test accuracy {summary['test_accuracy']:.4f} after {summary['wall_seconds']:.0f} s; wrote {args.out}")
     return 0

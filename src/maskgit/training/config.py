@@ -134,7 +134,8 @@ class TokenizerTrainConfig(TrainConfig):
     optional perceptual loss + a StyleGAN2 discriminator (non-saturating loss, R1 penalty,
     optional LeCAM) that switches on at ``discriminator_start``; Adam β = (0, 0.99); EMA.
 
-    ``perceptual_weights`` is a safetensors file for ``maskgit.training.perceptual``; the trainer
+    ``perceptual_weights`` names the perceptual loss's network (``maskgit.training.perceptual``): a
+    VGG16 safetensors file, or a classifier folder from ``maskgit train-classifier``; the trainer
     refuses ``perceptual_weight > 0`` without it (set the weight to 0 to train without the loss). The discriminator's width at resolution ``r`` is
     ``min(discriminator_max_channels, discriminator_channel_base // r)`` (the official table is
     base 16384, max 512). ``dead_code_reinit_every`` > 0 re-initialises codes unused for that many

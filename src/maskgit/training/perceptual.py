@@ -1,9 +1,15 @@
-"""A plug-in perceptual loss: LPIPS-style distances between VGG16 features.
+"""Plug-in perceptual losses: LPIPS-style distances between a frozen network's features.
 
-No feature-network weights ship with maskgit (none can be downloaded here), so the loss is off
-unless a weights file is given (``perceptual_weights`` in the tokenizer training config).
+Two feature networks, chosen by what ``perceptual_weights`` (tokenizer training config) names;
+``load_perceptual`` dispatches:
+- a safetensors **file**: VGG16 (``PerceptualLoss``), as LPIPS. No VGG weights ship with maskgit
+  and none can be downloaded here.
+- a **folder** written by ``maskgit train-classifier``: that Fashion-MNIST CNN's four convolution
+  outputs (``ClassifierPerceptualLoss``), a perceptual loss for grey 32 px images that needs no
+  download. Train it with another seed (and width) than the evaluator's classifier: a loss on the
+  very network that scores the samples would optimise the score rather than the images.
 
-Weights file (safetensors, float):
+VGG16 weights file (safetensors, float):
 - ``features.{i}.weight`` (out, in, 3, 3) and ``features.{i}.bias`` (out,) for the 13 convolutions
   of VGG16, with torchvision's indices i ∈ {0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28}. A
   torchvision VGG16 converts with
@@ -12,10 +18,12 @@ Weights file (safetensors, float):
   v0.1 per-channel weights (the ``lpips`` package calls them ``lin{k}.model.1.weight``). Without
   them every channel weighs 1.
 
-Computation (as LPIPS): images in [0, 1] are normalised with the ImageNet mean/std (identical to
-LPIPS's scaling layer on [-1, 1] inputs); features are taken after relu1_2, relu2_2, relu3_3,
-relu4_3 and relu5_3, unit-normalised over channels, and the squared differences are weighted per
-channel, averaged over space and summed over the five taps. The feature network is frozen.
+Computation (as LPIPS): for VGG16, images in [0, 1] are normalised with the ImageNet mean/std
+(identical to LPIPS's scaling layer on [-1, 1] inputs) and features taken after relu1_2, relu2_2,
+relu3_3, relu4_3 and relu5_3; the classifier takes [0, 1] images as they are. Each tap is
+unit-normalised over channels, the squared differences are weighted per channel (VGG16 with ``lin``
+weights; 1 otherwise), summed over channels, averaged over space and batch, and summed over the
+taps. The feature network is frozen.
 """
 
 from __future__ import annotations
@@ -27,7 +35,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["PerceptualLoss", "VGG16_CONV_INDICES", "VGG16_CONV_SHAPES", "LPIPS_CHANNELS"]
+from maskgit.models.classifier import ImageClassifier
+
+__all__ = [
+    "PerceptualLoss",
+    "ClassifierPerceptualLoss",
+    "load_perceptual",
+    "VGG16_CONV_INDICES",
+    "VGG16_CONV_SHAPES",
+    "LPIPS_CHANNELS",
+]
 
 # (torchvision index, in, out); a 2x2 max-pool follows the convs at 2, 7, 14, 21 (before the next block).
 VGG16_CONV_SHAPES: tuple[tuple[int, int, int], ...] = (
@@ -109,18 +126,66 @@ class PerceptualLoss(nn.Module):
         return taps
 
     def forward(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        if images.shape != targets.shape or images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(
-                f"perceptual loss takes two (B, 3, H, W) batches of one shape, got "
-                f"{tuple(images.shape)} and {tuple(targets.shape)}"
-            )
-        if min(images.shape[-2:]) < 16:
-            raise ValueError(f"perceptual loss needs images of at least 16x16, got {tuple(images.shape[-2:])}")
-        total = images.new_zeros((), dtype=torch.float32)
-        for k, (a, b) in enumerate(zip(self.features(images), self.features(targets))):
-            a, b = a.float(), b.float()
-            a = a / (a.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
-            b = b / (b.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
-            weight = getattr(self, f"lin_{k}").view(1, -1, 1, 1)
-            total = total + ((a - b).pow(2) * weight).sum(1).mean()
-        return total
+        _check_pair(images, targets)
+        weights = [getattr(self, f"lin_{k}") for k in range(len(LPIPS_CHANNELS))]
+        return _tap_distance(self.features(images), self.features(targets), weights)
+
+
+class ClassifierPerceptualLoss(nn.Module):
+    """LPIPS-style distance on a frozen ``ImageClassifier``'s four convolution outputs.
+    ``forward(a, b)`` with images (B, 3, S, S) in [0, 1], S the classifier's image size, returns the
+    batch-mean distance, a float32 scalar (0 for identical inputs). Gradients reach the images, not
+    the classifier."""
+
+    def __init__(self, classifier: ImageClassifier) -> None:
+        super().__init__()
+        self.classifier = classifier
+        self.requires_grad_(False)
+        self.eval()
+
+    @property
+    def image_size(self) -> int:
+        """The side of the square images the classifier takes."""
+        return self.classifier.config.image_size
+
+    def train(self, mode: bool = True) -> ClassifierPerceptualLoss:
+        return super().train(False)  # frozen, and its batch norms must keep their running statistics
+
+    def forward(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        _check_pair(images, targets)
+        return _tap_distance(self.classifier.conv_features(images), self.classifier.conv_features(targets))
+
+
+def load_perceptual(path: str | os.PathLike[str]) -> PerceptualLoss | ClassifierPerceptualLoss:
+    """The perceptual loss that ``path`` names: a classifier folder (``ClassifierPerceptualLoss``)
+    or a VGG16 safetensors file (``PerceptualLoss``). Raises FileNotFoundError for neither."""
+    path = Path(path)
+    if path.is_dir():
+        return ClassifierPerceptualLoss(ImageClassifier.from_pretrained(path))
+    return PerceptualLoss.from_file(path)
+
+
+def _check_pair(images: torch.Tensor, targets: torch.Tensor) -> None:
+    if images.shape != targets.shape or images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(
+            f"perceptual loss takes two (B, 3, H, W) batches of one shape, got "
+            f"{tuple(images.shape)} and {tuple(targets.shape)}"
+        )
+    if min(images.shape[-2:]) < 16:
+        raise ValueError(f"perceptual loss needs images of at least 16x16, got {tuple(images.shape[-2:])}")
+
+
+def _tap_distance(
+    taps: list[torch.Tensor], target_taps: list[torch.Tensor], weights: list[torch.Tensor] | None = None
+) -> torch.Tensor:
+    """Sum over taps of the channel-weighted squared distance between unit-normalised features."""
+    total = taps[0].new_zeros((), dtype=torch.float32)
+    for k, (a, b) in enumerate(zip(taps, target_taps)):
+        a, b = a.float(), b.float()
+        a = a / (a.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+        b = b / (b.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+        squared = (a - b).pow(2)
+        if weights is not None:
+            squared = squared * weights[k].view(1, -1, 1, 1)
+        total = total + squared.sum(1).mean()
+    return total

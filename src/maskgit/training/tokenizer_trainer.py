@@ -37,7 +37,7 @@ from maskgit.training.losses import (
     vq_losses,
 )
 from maskgit.training.metrics import evaluate_tokenizer, psnr
-from maskgit.training.perceptual import PerceptualLoss
+from maskgit.training.perceptual import ClassifierPerceptualLoss, load_perceptual
 from maskgit.training.progress import save_image_grid
 
 __all__ = ["TokenizerTrainer", "Autoencode"]
@@ -98,13 +98,19 @@ class TokenizerTrainer(Trainer):
         if config.perceptual_weight > 0 and config.perceptual_weights is None:
             raise ConfigError(
                 f"perceptual_weight is {config.perceptual_weight} but perceptual_weights is not set: the "
-                "perceptual loss needs a VGG16 safetensors file (see maskgit.training.perceptual); pass "
-                "--set perceptual_weights=FILE, or --set perceptual_weight=0 to train without it"
+                "perceptual loss needs a VGG16 safetensors file or a `maskgit train-classifier` folder (see "
+                "maskgit.training.perceptual); pass --set perceptual_weights=PATH, or --set perceptual_weight=0 "
+                "to train without it"
             )
         self.reconstruction_loss = F.l1_loss if config.reconstruction_loss == "l1" else F.mse_loss
         self.perceptual = None
         if config.perceptual_weights is not None:
-            self.perceptual = PerceptualLoss.from_file(config.perceptual_weights).to(self.device)
+            self.perceptual = load_perceptual(config.perceptual_weights).to(self.device)
+            if isinstance(self.perceptual, ClassifierPerceptualLoss) and self.perceptual.image_size != size:
+                raise ConfigError(
+                    f"perceptual_weights {config.perceptual_weights}: the classifier takes {self.perceptual.image_size} px "
+                    f"images, the tokenizer {size} px"
+                )
         self.autoencode = self.maybe_compile(Autoencode(self.model))
         self.discriminate = self.maybe_compile(self.discriminator)
         # All of the VQGAN, or its decoder alone with ``decoder_only``.

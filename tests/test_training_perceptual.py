@@ -7,6 +7,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from maskgit.config_base import ConfigError
 from maskgit.models.classifier import ClassifierConfig, ImageClassifier
 from maskgit.training.perceptual import ClassifierPerceptualLoss, PerceptualLoss, load_perceptual
 from training_helpers import write_vgg_weights
@@ -104,10 +105,12 @@ def test_the_classifier_distance_is_the_lpips_sum_over_its_four_conv_taps():
 
 def test_load_perceptual_picks_the_network_by_what_the_path_names(tmp_path):
     _classifier().save_pretrained(tmp_path / "clf")
-    assert isinstance(load_perceptual(tmp_path / "clf"), ClassifierPerceptualLoss)
+    assert isinstance(load_perceptual(tmp_path / "clf", image_size=32), ClassifierPerceptualLoss)
     write_vgg_weights(tmp_path / "vgg.safetensors", with_lin=False)
-    assert isinstance(load_perceptual(tmp_path / "vgg.safetensors"), PerceptualLoss)
+    assert isinstance(load_perceptual(tmp_path / "vgg.safetensors", image_size=32), PerceptualLoss)
     with pytest.raises(FileNotFoundError, match="not a classifier folder"):
-        load_perceptual(tmp_path)
+        load_perceptual(tmp_path, image_size=32)
     with pytest.raises(FileNotFoundError, match="nowhere"):
-        load_perceptual(tmp_path / "nowhere")
+        load_perceptual(tmp_path / "nowhere", image_size=32)
+    with pytest.raises(ConfigError, match="the classifier takes 32 px images, the tokenizer 16 px"):
+        load_perceptual(tmp_path / "clf", image_size=16)

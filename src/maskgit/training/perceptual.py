@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from maskgit.config_base import ConfigError
 from maskgit.models.classifier import ImageClassifier
 
 __all__ = [
@@ -127,6 +128,8 @@ class PerceptualLoss(nn.Module):
 
     def forward(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         _check_pair(images, targets)
+        if min(images.shape[-2:]) < 16:  # VGG16 halves the images four times
+            raise ValueError(f"perceptual loss needs images of at least 16x16, got {tuple(images.shape[-2:])}")
         weights = [getattr(self, f"lin_{k}") for k in range(len(LPIPS_CHANNELS))]
         return _tap_distance(self.features(images), self.features(targets), weights)
 
@@ -143,11 +146,6 @@ class ClassifierPerceptualLoss(nn.Module):
         self.requires_grad_(False)
         self.eval()
 
-    @property
-    def image_size(self) -> int:
-        """The side of the square images the classifier takes."""
-        return self.classifier.config.image_size
-
     def train(self, mode: bool = True) -> ClassifierPerceptualLoss:
         return super().train(False)  # frozen, and its batch norms must keep their running statistics
 
@@ -156,13 +154,20 @@ class ClassifierPerceptualLoss(nn.Module):
         return _tap_distance(self.classifier.conv_features(images), self.classifier.conv_features(targets))
 
 
-def load_perceptual(path: str | os.PathLike[str]) -> PerceptualLoss | ClassifierPerceptualLoss:
-    """The perceptual loss that ``path`` names: a classifier folder (``ClassifierPerceptualLoss``)
-    or a VGG16 safetensors file (``PerceptualLoss``). Raises FileNotFoundError for neither."""
+def load_perceptual(path: str | os.PathLike[str], image_size: int) -> PerceptualLoss | ClassifierPerceptualLoss:
+    """The perceptual loss that ``path`` names for ``image_size`` px images: a classifier folder
+    (``ClassifierPerceptualLoss``) or a VGG16 safetensors file (``PerceptualLoss``). Raises
+    FileNotFoundError for neither, and ConfigError for a classifier of another image size."""
     path = Path(path)
-    if path.is_dir():
-        return ClassifierPerceptualLoss(ImageClassifier.from_pretrained(path))
-    return PerceptualLoss.from_file(path)
+    if not path.is_dir():
+        return PerceptualLoss.from_file(path)
+    classifier = ImageClassifier.from_pretrained(path)
+    if classifier.config.image_size != image_size:
+        raise ConfigError(
+            f"perceptual_weights {path}: the classifier takes {classifier.config.image_size} px images, "
+            f"the tokenizer {image_size} px"
+        )
+    return ClassifierPerceptualLoss(classifier)
 
 
 def _check_pair(images: torch.Tensor, targets: torch.Tensor) -> None:
@@ -171,8 +176,6 @@ def _check_pair(images: torch.Tensor, targets: torch.Tensor) -> None:
             f"perceptual loss takes two (B, 3, H, W) batches of one shape, got "
             f"{tuple(images.shape)} and {tuple(targets.shape)}"
         )
-    if min(images.shape[-2:]) < 16:
-        raise ValueError(f"perceptual loss needs images of at least 16x16, got {tuple(images.shape[-2:])}")
 
 
 def _tap_distance(

@@ -37,7 +37,7 @@ from maskgit.training.losses import (
     vq_losses,
 )
 from maskgit.training.metrics import evaluate_tokenizer, psnr
-from maskgit.training.perceptual import ClassifierPerceptualLoss, load_perceptual
+from maskgit.training.perceptual import load_perceptual
 from maskgit.training.progress import save_image_grid
 
 __all__ = ["TokenizerTrainer", "Autoencode"]
@@ -105,12 +105,7 @@ class TokenizerTrainer(Trainer):
         self.reconstruction_loss = F.l1_loss if config.reconstruction_loss == "l1" else F.mse_loss
         self.perceptual = None
         if config.perceptual_weights is not None:
-            self.perceptual = load_perceptual(config.perceptual_weights).to(self.device)
-            if isinstance(self.perceptual, ClassifierPerceptualLoss) and self.perceptual.image_size != size:
-                raise ConfigError(
-                    f"perceptual_weights {config.perceptual_weights}: the classifier takes {self.perceptual.image_size} px "
-                    f"images, the tokenizer {size} px"
-                )
+            self.perceptual = load_perceptual(config.perceptual_weights, image_size=size).to(self.device)
         self.autoencode = self.maybe_compile(Autoencode(self.model))
         self.discriminate = self.maybe_compile(self.discriminator)
         # All of the VQGAN, or its decoder alone with ``decoder_only``.

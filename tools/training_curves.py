@@ -5,7 +5,8 @@
 Reads each run folder's ``metrics.jsonl`` (what ``maskgit train-tokenizer`` / ``train-transformer``
 write): training rows carry ``step`` and the logged losses, evaluation rows ``eval/...`` keys. Plots
 the tokenizer's reconstruction loss and PSNR, and the transformer's masked-token cross-entropy and
-accuracy, each with its evaluation points on the test set.
+accuracy, each with its evaluation points on the test set. Either run may be left out; the figure
+then holds the other's two panels.
 """
 
 from __future__ import annotations
@@ -26,6 +27,14 @@ def read_metrics(run: Path) -> tuple[list[dict], list[dict]]:
     return train, evaluation
 
 
+def reconstruction_loss_name(run: Path) -> str:
+    """"L1" or "L2": the ``reconstruction_loss`` in the run's stored ``config.json`` (L2 when absent,
+    the trainer's default and the only loss of runs made before the setting existed)."""
+    path = run / "config.json"
+    config = json.loads(path.read_text()) if path.is_file() else {}
+    return config.get("reconstruction_loss", "l2").upper()
+
+
 def _series(rows: list[dict], name: str) -> tuple[list[int], list[float]]:
     points = [(row["step"], row[name]) for row in rows if row.get(name) is not None]
     return [p[0] for p in points], [p[1] for p in points]
@@ -33,25 +42,34 @@ def _series(rows: list[dict], name: str) -> tuple[list[int], list[float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tokenizer", type=Path, required=True, help="the tokenizer's run folder")
-    parser.add_argument("--transformer", type=Path, required=True, help="the transformer's run folder")
+    parser.add_argument("--tokenizer", type=Path, help="the tokenizer's run folder (or a decoder fine-tuning run)")
+    parser.add_argument("--transformer", type=Path, help="the transformer's run folder")
     parser.add_argument("--out", type=Path, required=True, help="the PNG to write")
     args = parser.parse_args()
+    if args.tokenizer is None and args.transformer is None:
+        parser.error("give --tokenizer, --transformer or both")
 
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tok_train, tok_eval = read_metrics(args.tokenizer)
-    tr_train, tr_eval = read_metrics(args.transformer)
-    panels = [
-        ("tokenizer: L2 reconstruction loss", tok_train, "reconstruction", None, None, True),
-        ("tokenizer: PSNR (dB)", tok_train, "psnr", tok_eval, "eval/psnr", False),
-        ("transformer: masked-token cross-entropy", tr_train, "loss", tr_eval, "eval/loss", False),
-        ("transformer: masked-token accuracy (%)", tr_train, "masked_accuracy", tr_eval, "eval/accuracy", False),
-    ]
-    figure, axes = plt.subplots(2, 2, figsize=(10, 7))
+    panels = []
+    if args.tokenizer is not None:
+        tok_train, tok_eval = read_metrics(args.tokenizer)
+        loss = reconstruction_loss_name(args.tokenizer)
+        panels += [
+            (f"tokenizer: {loss} reconstruction loss", tok_train, "reconstruction", None, None, True),
+            ("tokenizer: PSNR (dB)", tok_train, "psnr", tok_eval, "eval/psnr", False),
+        ]
+    if args.transformer is not None:
+        tr_train, tr_eval = read_metrics(args.transformer)
+        panels += [
+            ("transformer: masked-token cross-entropy", tr_train, "loss", tr_eval, "eval/loss", False),
+            ("transformer: masked-token accuracy (%)", tr_train, "masked_accuracy", tr_eval, "eval/accuracy", False),
+        ]
+    rows = len(panels) // 2
+    figure, axes = plt.subplots(rows, 2, figsize=(10, 3.5 * rows), squeeze=False)
     for axis, (title, train, name, evaluation, eval_name, log) in zip(axes.flat, panels):
         scale = 100 if "accuracy" in name else 1
         steps, values = _series(train, name)

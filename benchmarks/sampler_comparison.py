@@ -18,7 +18,8 @@ temperatures of the best setting. The best setting is the one with the lowest FI
 meet the targets (accuracy >= 90 %, no class below 70 %, diversity >= 80 %), or the lowest FID when
 none does; among settings whose FID is within ``--fid-tolerance`` of it, the fastest wins. With
 ``--confirm N`` the N best settings are scored again on ``--confirm-per-class`` images of each class,
-and the same rule picks among them.
+and the same rule picks among them. ``--max-passes N`` is a speed budget for the default: only
+settings that cost at most N transformer passes an image (one a step, two with guidance) can win.
 """
 
 from __future__ import annotations
@@ -67,16 +68,29 @@ def meets_targets(row: dict[str, Any]) -> bool:
     return all(row[name] >= bound for name, bound in TARGETS.items())
 
 
-def ranked(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows meeting the targets (all rows if none does), lowest FID first."""
-    pool = [row for row in rows if meets_targets(row)] or rows
+def transformer_passes(setting: dict[str, Any]) -> int:
+    """Transformer passes one image costs under ``setting``: one a step, two at the steps whose
+    guidance scale is not 0 (the unconditional pass too; a linear or cosine guidance schedule starts
+    at 0). What a setting's generation time grows with, on any machine."""
+    fields = dict(setting)
+    sampler = build_sampler(fields.pop("sampler"), **fields)
+    return sum(2 if sampler.guidance_at(step) else 1 for step in range(sampler.num_steps))
+
+
+def ranked(rows: list[dict[str, Any]], max_passes: int | None = None) -> list[dict[str, Any]]:
+    """Rows meeting the targets (all rows if none does), lowest FID first. With ``max_passes``,
+    only the rows whose setting costs at most that many transformer passes an image are eligible
+    (all rows if none is)."""
+    eligible = [row for row in rows if max_passes is None or transformer_passes(row["setting"]) <= max_passes] or rows
+    pool = [row for row in eligible if meets_targets(row)] or eligible
     return sorted(pool, key=lambda row: row["fid"])
 
 
-def pick_best(rows: list[dict[str, Any]], fid_tolerance: float) -> dict[str, Any]:
+def pick_best(rows: list[dict[str, Any]], fid_tolerance: float, max_passes: int | None = None) -> dict[str, Any]:
     """The lowest-FID row among those meeting the targets (all rows if none does); then the
-    fastest of the rows within ``fid_tolerance`` (relative) of that FID, among the same pool."""
-    pool = ranked(rows)
+    fastest of the rows within ``fid_tolerance`` (relative) of that FID, among the same pool.
+    ``max_passes``: as in ``ranked``."""
+    pool = ranked(rows, max_passes)
     close = [row for row in pool if row["fid"] <= pool[0]["fid"] * (1 + fid_tolerance)]
     return max(close, key=lambda row: row["images_per_second"])
 
@@ -223,6 +237,9 @@ def main() -> None:
     parser.add_argument("--confirm", type=int, default=0,
                         help="re-score the N best settings with --confirm-per-class images and pick among them")
     parser.add_argument("--confirm-per-class", type=int, default=100)
+    parser.add_argument("--max-passes", type=int, default=None,
+                        help="only settings costing at most N transformer passes an image (a step; two with guidance) "
+                        "can become the default: a speed budget that holds on any machine (all are still measured)")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/sampler-comparison.json"))
     parser.add_argument("--plot", type=Path, default=None)
     parser.add_argument("--table", type=Path, default=None, help="also write the markdown table here")
@@ -261,7 +278,7 @@ def main() -> None:
 
     run_all(settings(args.samplers, args.guidance, args.schedules, args.steps))
     if args.temperatures:
-        best = pick_best(data["rows"], args.fid_tolerance)["setting"]
+        best = pick_best(data["rows"], args.fid_tolerance, args.max_passes)["setting"]
         refine = []
         for softmax in (0.8, 1.0, 1.2):
             choices = (1.0, 2.0, 4.5, 8.0) if best["sampler"] == "confidence" else (None,)
@@ -273,11 +290,11 @@ def main() -> None:
                 refine.append(setting)
         run_all(refine)
 
-    best = pick_best(data["rows"], args.fid_tolerance)
+    best = pick_best(data["rows"], args.fid_tolerance, args.max_passes)
     if args.confirm:
         # The sweep's small sets rank the settings; the finalists are scored again on more images.
         confirm_labels = torch.arange(len(pipe.class_names)).repeat_interleave(args.confirm_per_class)
-        finalists = [row["setting"] for row in ranked(data["rows"])[: args.confirm]]
+        finalists = [row["setting"] for row in ranked(data["rows"], args.max_passes)[: args.confirm]]
         if best["setting"] not in finalists:
             finalists.append(best["setting"])
         confirmed = {key(row["setting"]): row for row in data.get("confirmed", [])}
@@ -288,8 +305,9 @@ def main() -> None:
                       f"FID {confirmed[key(setting)]['fid']:6.2f}", flush=True)
         data["confirmed"] = [confirmed[key(setting)] for setting in finalists]
         write_json(args.json, data)
-        best = pick_best(data["confirmed"], args.fid_tolerance)
+        best = pick_best(data["confirmed"], args.fid_tolerance, args.max_passes)
     data["best"] = best
+    data["max_passes"] = args.max_passes
     write_json(args.json, data)
     print(f"\nbest: {label(best['setting'])}  sampler {json.dumps(best['sampler'])}")
     if args.save_default:

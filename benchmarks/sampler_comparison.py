@@ -58,10 +58,15 @@ def settings(samplers, guidance, schedules, steps) -> list[dict[str, Any]]:
     return out
 
 
+def setting_sampler(setting: dict[str, Any]):
+    """The sampler a setting (its ``sampler`` name and that sampler's fields) builds."""
+    fields = dict(setting)
+    return build_sampler(fields.pop("sampler"), **fields)
+
+
 def key(setting: dict[str, Any]) -> str:
     """The sampler a setting builds, as text: settings that build the same sampler share it."""
-    fields = dict(setting)
-    return json.dumps(build_sampler(fields.pop("sampler"), **fields).to_dict(), sort_keys=True)
+    return json.dumps(setting_sampler(setting).to_dict(), sort_keys=True)
 
 
 def meets_targets(row: dict[str, Any]) -> bool:
@@ -72,8 +77,7 @@ def transformer_passes(setting: dict[str, Any]) -> int:
     """Transformer passes one image costs under ``setting``: one a step, two at the steps whose
     guidance scale is not 0 (the unconditional pass too; a linear or cosine guidance schedule starts
     at 0). What a setting's generation time grows with, on any machine."""
-    fields = dict(setting)
-    sampler = build_sampler(fields.pop("sampler"), **fields)
+    sampler = setting_sampler(setting)
     return sum(2 if sampler.guidance_at(step) else 1 for step in range(sampler.num_steps))
 
 
@@ -97,8 +101,7 @@ def pick_best(rows: list[dict[str, Any]], fid_tolerance: float, max_passes: int 
 
 def run_setting(pipe: MaskGIT, evaluator: GenerationEvaluator, setting: dict[str, Any], labels: torch.Tensor,
                 seed: int, batch_size: int) -> dict[str, Any]:
-    fields = dict(setting)
-    sampler = build_sampler(fields.pop("sampler"), **fields)
+    sampler = setting_sampler(setting)
     start = time.perf_counter()
     images = pipe.generate(labels, sampler=sampler, seed=seed, batch_size=batch_size)
     seconds = time.perf_counter() - start

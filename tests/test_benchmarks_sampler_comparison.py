@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from maskgit import MaskGITTransformer, TransformerConfig
-from maskgit.sampling import MASK_ID, SeededNoise, build_sampler, run_sampler
+from maskgit.sampling import MASK_ID, SeededNoise, run_sampler
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "sampler_comparison.py"
 CONFIG = TransformerConfig(codebook_size=16, num_classes=3, hidden_size=32, num_layers=1, num_heads=2,
@@ -46,9 +46,9 @@ def test_transformer_passes_counts_what_the_engine_runs(setting):
     counting = CountingPasses(MaskGITTransformer(CONFIG).eval())
     ids = torch.full((1, 1 + 4), MASK_ID, dtype=torch.long)
     ids[:, 0] = CONFIG.codebook_size + 1
-    fields = dict(setting)
-    run_sampler(counting, ids, build_sampler(fields.pop("sampler"), **fields), SeededNoise([0]))
-    assert _comparison().transformer_passes(setting) == counting.sequences
+    comparison = _comparison()
+    run_sampler(counting, ids, comparison.setting_sampler(setting), SeededNoise([0]))
+    assert comparison.transformer_passes(setting) == counting.sequences
 
 
 def _row(steps, guidance, fid, *, accuracy=0.95, speed=10.0):

@@ -39,6 +39,13 @@ def test_evaluate_a_generation_run(generated, tmp_path, capsys):
     assert reconstruction["images"] == 8 and reconstruction["fid_floor"] == results["fid_floor"]
     assert reconstruction["fid"] > 0 and 0 <= reconstruction["accuracy"] <= 1
     assert "its reconstructions of the floor's 8 training images: FID" in printed
+    # Per-class FIDs: in the JSON, their mean as the intra-FID, and a column each in the table.
+    assert results["intra_fid"] == pytest.approx(sum(e["fid"] for e in results["per_class"]) / 2)
+    assert reconstruction["intra_fid"] == pytest.approx(sum(e["fid"] for e in reconstruction["per_class"]) / 2)
+    assert f"intra-FID (the mean of the classes' FIDs, each against its test images): {results['intra_fid']:.2f}" in printed
+    sandal_row = next(line for line in printed.splitlines() if line.startswith("5 Sandal"))
+    sandal, recon = results["per_class"][1], reconstruction["per_class"][1]
+    assert sandal_row.split()[-3:] == [f"{sandal['fid']:.2f}", f"{sandal['fid_floor']:.2f}", f"{recon['fid']:.2f}"]
 
 
 def test_bad_input_is_a_one_line_error(generated, real_folder, tmp_path, capsys):

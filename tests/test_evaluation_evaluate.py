@@ -12,6 +12,7 @@ import torch
 from conftest import FASHION_NAMES as NAMES
 from maskgit.data import FASHION_MNIST_ROOT
 from maskgit.evaluation import evaluate as evaluate_module
+from maskgit.evaluation.classifier import fashion_mnist_images, float_images
 from maskgit.evaluation.evaluate import (
     GenerationEvaluator,
     _frechet_distance,
@@ -68,6 +69,40 @@ def test_an_evaluator_scores_many_sets_with_the_real_features_computed_once(real
     assert calls == [40, 4, 4]  # a new class mix draws its own floor (4 sandals), then the images
 
 
+def test_per_class_fid_is_each_class_against_its_own_test_images(real_folder):
+    images, labels = load_generated(real_folder, NAMES, 32)
+    evaluator = GenerationEvaluator()
+    real = evaluator(images, labels)
+    fids = [e["fid"] for e in real["per_class"]]
+    assert all(f > 0 for f in fids) and real["intra_fid"] == pytest.approx(np.mean(fids), rel=1e-12)
+    assert real["intra_fid_floor"] == pytest.approx(np.mean([e["fid_floor"] for e in real["per_class"]]), rel=1e-12)
+    # The sandals' FID, computed here from the classifier: the 4 sandals against the 1000 test sandals.
+    test_images, test_labels = fashion_mnist_images("test")
+    with torch.no_grad():
+        ours = evaluator.classifier.features(images[labels == 5]).double().numpy()
+        theirs = evaluator.classifier.features(float_images(test_images[test_labels == 5])).double().numpy()
+    assert real["per_class"][5]["fid"] == pytest.approx(_frechet_distance(ours, theirs), rel=1e-6)
+    # Blur the sandals only: their FID rises, every other class's stays exactly as it was, and so
+    # does every floor (the real training images don't depend on the samples).
+    blurred = images.clone()
+    sandals = labels == 5
+    blurred[sandals] = _sensitivity_tool().gaussian_blur(1.0)(images[sandals])
+    changed = evaluator(blurred, labels)
+    for before, after in zip(real["per_class"], changed["per_class"]):
+        assert after["fid_floor"] == before["fid_floor"]
+        if before["class"] == 5:
+            assert after["fid"] > 2 * before["fid"]
+        else:
+            assert after["fid"] == before["fid"]
+    assert changed["intra_fid"] > real["intra_fid"] and changed["intra_fid_floor"] == real["intra_fid_floor"]
+    # A class with one image has no covariance: no FID for it, and so no intra-FID.
+    keep = torch.ones(len(labels), dtype=torch.bool)
+    keep[torch.nonzero(sandals).flatten()[1:]] = False
+    lone = evaluator(images[keep], labels[keep])
+    assert [e["fid"] for e in lone["per_class"] if e["class"] == 5] == [None]
+    assert lone["intra_fid"] is None and lone["intra_fid_floor"] is None and lone["fid"] > 0
+
+
 def _sensitivity_tool():
     """tools/fid_sensitivity.py, a script, not part of the package: its stand-in tokenizers."""
     spec = importlib.util.spec_from_file_location("fid_sensitivity", ROOT / "tools" / "fid_sensitivity.py")
@@ -86,6 +121,8 @@ def test_reconstruction_fid_is_the_floor_for_a_lossless_tokenizer_and_above_it_f
     assert lossless["images"] == 40 and lossless["fid_floor"] == scores["fid_floor"]
     assert lossless["fid"] == pytest.approx(scores["fid_floor"], rel=1e-9) and lossless["accuracy"] >= 0.8
     assert lossless["psnr"] == float("inf")
+    assert lossless["intra_fid"] == pytest.approx(lossless["intra_fid_floor"], rel=1e-9)
+    assert [e["fid"] for e in lossless["per_class"]] == pytest.approx([e["fid_floor"] for e in scores["per_class"]], rel=1e-9)
     assert evaluator.reconstruction(tool.Degradation(lambda x: x), labels[labels == 5])["images"] == 4
     # Lost detail costs FID, more with more loss. (On 200 images: at 40 the floor itself is large,
     # as sampling noise dominates.)

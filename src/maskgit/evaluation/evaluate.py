@@ -7,6 +7,11 @@
   images of the evaluated classes, beside the **floor**: the FID of as many real *training* images,
   drawn with the same count per class, against the same test images. A generator whose images were
   real would score about the floor.
+- **per-class FID**: the same within each class (a class's images against its test images), and
+  their mean, the **intra-FID** of class-conditional GANs (Miyato & Koyama, 2018), each beside its
+  floor. The overall FID can hide a class that is off if the others make up for it; the per-class
+  FIDs show where the distance comes from. With few images a class (fewer than the 128 features)
+  both a class's FID and its floor are mostly sampling noise, so read them as a ratio.
 - **diversity** per class: the mean pairwise feature distance among the generated images of a class,
   as a fraction of the same mean over the real test images of that class (1.0 = as varied as real
   images); overall, the mean over classes.
@@ -159,6 +164,23 @@ def _frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return frechet_distance(FeatureStatistics.from_features(a), FeatureStatistics.from_features(b))
 
 
+def _class_fids(
+    features: torch.Tensor, labels: torch.Tensor, test_features: torch.Tensor, test_labels: torch.Tensor
+) -> dict[int, float | None]:
+    """FID of each class's rows of ``features`` (N, D) against the test rows of that class; None for
+    a class with fewer than 2 rows (no covariance)."""
+    return {
+        label: _frechet_distance(features[labels == label].numpy(), test_features[test_labels == label].numpy())
+        if int((labels == label).sum()) >= 2 else None
+        for label in sorted(set(labels.tolist()))
+    }
+
+
+def _mean_or_none(values: list[float | None]) -> float | None:
+    """The mean of ``values``, or None if any is None (an intra-FID needs every class's FID)."""
+    return None if not values or any(v is None for v in values) else float(np.mean(values))
+
+
 def _mean_pairwise_distance(features: torch.Tensor) -> float | None:
     """Mean L2 distance over all pairs of distinct rows of (N, D); None below 2 rows."""
     count = len(features)
@@ -225,6 +247,11 @@ class GenerationEvaluator:
     def _class_counts(labels: torch.Tensor) -> tuple[tuple[int, int], ...]:
         return tuple((label, int((labels == label).sum())) for label in sorted(set(labels.tolist())))
 
+    @staticmethod
+    def _counts_labels(counts: tuple[tuple[int, int], ...]) -> torch.Tensor:
+        """The labels of the floor's images, in their order: ``count`` of each ``(class, count)``."""
+        return torch.cat([torch.full((count,), label, dtype=torch.long) for label, count in counts])
+
     @torch.no_grad()
     def reconstruction(self, tokenizer: torch.nn.Module, labels: torch.Tensor, batch_size: int = 250) -> dict[str, Any]:
         """The tokenizer's share of the FID: the floor's training images (as many of each class as
@@ -234,8 +261,9 @@ class GenerationEvaluator:
 
         A transformer that produced exactly the tokens of real images would score this FID; a perfect
         tokenizer would score ``fid_floor``, which uses the same images unchanged. Returns
-        ``{images, fid, fid_floor, accuracy, psnr}``: accuracy, the reconstructions classified as
-        their class; psnr, their mean PSNR (dB) against the originals.
+        ``{images, fid, fid_floor, intra_fid, intra_fid_floor, accuracy, psnr, per_class}``:
+        accuracy, the reconstructions classified as their class; psnr, their mean PSNR (dB) against
+        the originals; per_class, ``{class, fid, fid_floor}`` of each class (see ``__call__``).
         """
         counts = self._class_counts(labels)
         real, real_labels = self._floor_images(counts)
@@ -250,12 +278,18 @@ class GenerationEvaluator:
         features, predictions = _features_and_predictions(self.classifier, reconstructed)
         test_labels, test_features, _ = self._test_set()
         test_array = test_features[torch.isin(test_labels, real_labels.unique())].numpy()
+        floor_features = self._floor_features(counts)
+        fids = _class_fids(features, real_labels, test_features, test_labels)
+        floors = _class_fids(floor_features, real_labels, test_features, test_labels)
         return {
             "images": len(real),
             "fid": _frechet_distance(features.numpy(), test_array),
-            "fid_floor": _frechet_distance(self._floor_features(counts).numpy(), test_array),
+            "fid_floor": _frechet_distance(floor_features.numpy(), test_array),
+            "intra_fid": _mean_or_none(list(fids.values())),
+            "intra_fid_floor": _mean_or_none(list(floors.values())),
             "accuracy": float((predictions == real_labels).double().mean()),
             "psnr": float(psnr(reconstructed.float() / 255, real.float() / 255).mean()),
+            "per_class": [{"class": label, "fid": fids[label], "fid_floor": floors[label]} for label in fids],
         }
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
@@ -275,6 +309,8 @@ class GenerationEvaluator:
         floor_features = self._floor_features(counts)
         generated_features, predictions = _features_and_predictions(self.classifier, images)
         test_array = test_features.numpy()
+        fids = _class_fids(generated_features, labels, test_features, test_labels)
+        floors = _class_fids(floor_features, self._counts_labels(counts), test_features, test_labels)
 
         per_class = []
         for label in classes:
@@ -288,6 +324,8 @@ class GenerationEvaluator:
                 "accuracy": float((predictions[chosen] == label).double().mean()),
                 "real_accuracy": float((test_predictions[real] == label).double().mean()),
                 "diversity": None if spread is None or not real_spread else spread / real_spread,
+                "fid": fids[label],
+                "fid_floor": floors[label],
             })
         diversities = [entry["diversity"] for entry in per_class if entry["diversity"] is not None]
         return {
@@ -297,6 +335,8 @@ class GenerationEvaluator:
             "fid": _frechet_distance(generated_features.numpy(), test_array),
             "fid_floor": _frechet_distance(floor_features.numpy(), test_array),
             "fid_reference_images": len(test_labels),
+            "intra_fid": _mean_or_none(list(fids.values())),
+            "intra_fid_floor": _mean_or_none(list(floors.values())),
             "diversity": float(np.mean(diversities)) if diversities else None,
             "per_class": per_class,
         }
@@ -313,9 +353,11 @@ def evaluate_images(
 
     ``images`` float (N, 3, S, S) in [0, 1], ``labels`` int64 (N,): the class each was generated
     for. Returns a JSON-able dict: ``images``, ``accuracy``, ``real_accuracy`` (of the test images
-    of the evaluated classes), ``fid``, ``fid_floor``, ``fid_reference_images``, ``diversity`` and
-    ``per_class``: a list of ``{class, name, images, accuracy, real_accuracy, diversity}``. To score
-    many sets, build one ``GenerationEvaluator`` and call it.
+    of the evaluated classes), ``fid``, ``fid_floor``, ``fid_reference_images``, ``intra_fid`` and
+    ``intra_fid_floor`` (the mean of the per-class FIDs; None if a class has fewer than 2 images),
+    ``diversity`` and ``per_class``: a list of ``{class, name, images, accuracy, real_accuracy,
+    diversity, fid, fid_floor}`` (fid: the class's images against its test images, None below 2
+    images). To score many sets, build one ``GenerationEvaluator`` and call it.
     """
     return GenerationEvaluator(classifier, data_root=data_root)(images, labels)
 
@@ -388,38 +430,56 @@ def _percent(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f} %"
 
 
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _ratio(value: float | None, floor: float | None) -> str:
+    return "-" if value is None or floor is None else f"{value / max(floor, 1e-12):.2f}"
+
+
 def format_report(results: dict[str, Any]) -> str:
     """A readable table of ``evaluate_folder``'s results."""
     width = max(len(f"{e['class']} {e['name']}") for e in results["per_class"]) + 2
-    lines = [
-        f"{results.get('source', 'images')}: {results['images']} images",
-        "",
-        f"{'class':<{width}}{'images':>7}{'accuracy':>11}{'real acc.':>11}{'diversity':>11}",
-    ]
+    tokenizer = results.get("tokenizer")
+    # The tokenizer's per-class FID sits beside the samples': the part of each class's FID that
+    # the tokenizer alone would cost.
+    reconstructed = {e["class"]: e["fid"] for e in tokenizer["reconstruction"]["per_class"]} if tokenizer else {}
+    header = f"{'class':<{width}}{'images':>7}{'accuracy':>11}{'real acc.':>11}{'diversity':>11}{'FID':>8}{'floor':>8}"
+    lines = [f"{results.get('source', 'images')}: {results['images']} images", "",
+             header + (f"{'tok. FID':>10}" if tokenizer else "")]
     for entry in results["per_class"]:
         lines.append(
             f"{entry['class']} {entry['name']:<{width - len(str(entry['class'])) - 1}}{entry['images']:>7}"
             f"{_percent(entry['accuracy']):>11}{_percent(entry['real_accuracy']):>11}{_percent(entry['diversity']):>11}"
+            f"{_number(entry['fid']):>8}{_number(entry['fid_floor']):>8}"
+            + (f"{_number(reconstructed.get(entry['class'])):>10}" if tokenizer else "")
         )
     lines.append(
         f"{'all':<{width}}{results['images']:>7}{_percent(results['accuracy']):>11}"
         f"{_percent(results['real_accuracy']):>11}{_percent(results['diversity']):>11}"
+        f"{_number(results['fid']):>8}{_number(results['fid_floor']):>8}"
+        + (f"{_number(tokenizer['reconstruction']['fid']):>10}" if tokenizer else "")
     )
     lines += [
         "",
         f"FID (classifier features, vs {results['fid_reference_images']} test images): {results['fid']:.2f}"
         f"   floor ({results['images']} training images): {results['fid_floor']:.2f}"
-        f"   ratio {results['fid'] / max(results['fid_floor'], 1e-12):.2f}",
+        f"   ratio {_ratio(results['fid'], results['fid_floor'])}",
+        f"intra-FID (the mean of the classes' FIDs, each against its test images): {_number(results['intra_fid'])}"
+        f"   floor {_number(results['intra_fid_floor'])}   ratio {_ratio(results['intra_fid'], results['intra_fid_floor'])}",
         "accuracy: classified as the requested class; real acc.: the same on real test images; "
-        "diversity: mean pairwise feature distance within a class, relative to real test images",
+        "diversity: mean pairwise feature distance within a class, relative to real test images; "
+        "floor: as many real training images, scored the same way"
+        + ("; tok. FID: the tokenizer's reconstructions of the floor's images" if tokenizer else ""),
     ]
-    if "tokenizer" in results:
-        tok = results["tokenizer"]
-        rec = tok["reconstruction"]
+    if tokenizer:
+        rec = tokenizer["reconstruction"]
         lines += [
-            f"tokenizer {tok['model']}: PSNR {tok['psnr']:.2f} dB, SSIM {tok['ssim']:.4f} ({tok['images']} test images)",
+            f"tokenizer {tokenizer['model']}: PSNR {tokenizer['psnr']:.2f} dB, SSIM {tokenizer['ssim']:.4f} ({tokenizer['images']} test images)",
             f"  its reconstructions of the floor's {rec['images']} training images: FID {rec['fid']:.2f}"
-            f"   floor {rec['fid_floor']:.2f}   ratio {rec['fid'] / max(rec['fid_floor'], 1e-12):.2f}"
-            f"   accuracy {_percent(rec['accuracy'])} (what samples of real images' tokens would score)",
+            f"   floor {rec['fid_floor']:.2f}   ratio {_ratio(rec['fid'], rec['fid_floor'])}"
+            f"   intra-FID {_number(rec['intra_fid'])}   accuracy {_percent(rec['accuracy'])}"
+            " (what samples of real images' tokens would score)",
         ]
     return "\n".join(lines)

@@ -445,3 +445,18 @@ def test_a_corrupt_image_in_a_training_worker_is_one_line(capsys, tmp_path, imag
     (data / "cats" / "0.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     fails(capsys, "train-tokenizer", "--config", "tiny", "--data", data, "--steps", "1", "--no-progress",
           "--set", "num_workers=1", "--out", tmp_path / "run", fragments=["0.png: cannot read image"])
+
+
+@pytest.mark.parametrize("flag", ["--softmax-temperature", "--schedule", "--steps", "--model"])
+def test_a_dash_dash_value_is_a_usage_error(capsys, tmp_path, flag):
+    # Python 3.11's argparse turns `--flag=--` into an empty list that skips the flag's type; the
+    # parser refuses it as it refuses a flag with no value.
+    with pytest.raises(SystemExit) as exit_info:
+        main(["generate", "--class", "1", "--out", str(tmp_path / "out"), f"{flag}=--"])
+    assert exit_info.value.code == 2
+    assert f"argument {flag}: expected one argument, got '--'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    # After a bare `--`, tokens are positional, so the check leaves them to argparse.
+    with pytest.raises(SystemExit) as exit_info:
+        main(["generate", "--class", "1", "--out", str(tmp_path / "out"), "--", f"{flag}=--"])
+    assert exit_info.value.code == 2 and "unrecognized arguments" in capsys.readouterr().err

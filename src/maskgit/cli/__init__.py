@@ -49,11 +49,27 @@ class HelpFormatter(argparse.HelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """Refuses ``--flag=--`` as argparse refuses a flag without its value (exit 2). Python 3.11's
+    argparse makes that value an empty list instead of the text ``--``, without calling the flag's
+    type, so it would reach a command unchecked."""
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        tokens = sys.argv[1:] if args is None else list(args)
+        for token in tokens:
+            if token == "--":  # everything after it is positional
+                break
+            flag, equals, value = token.partition("=")
+            if token.startswith("-") and equals and value == "--":
+                self.error(f"argument {flag}: expected one argument, got '--'")
+        return super().parse_known_args(tokens, namespace)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from maskgit import __version__
     from maskgit.cli import catalog, convert, evaluate, extract_tokens, generate, metrics, sample, serve, train
 
-    parser = argparse.ArgumentParser(prog="maskgit", description="MaskGIT in PyTorch.")
+    parser = ArgumentParser(prog="maskgit", description="MaskGIT in PyTorch.")
     parser.add_argument("--version", action="version", version=f"maskgit {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (generate, convert, extract_tokens, train, evaluate, serve, metrics, sample, catalog):

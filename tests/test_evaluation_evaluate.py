@@ -15,11 +15,11 @@ from maskgit.evaluation import evaluate as evaluate_module
 from maskgit.evaluation.classifier import fashion_mnist_images, float_images
 from maskgit.evaluation.evaluate import (
     GenerationEvaluator,
-    _frechet_distance,
     evaluate_folder,
     evaluate_images,
     load_generated,
 )
+from maskgit.evaluation.statistics import FeatureStatistics, frechet_distance
 
 ROOT = Path(__file__).parents[1]
 
@@ -28,6 +28,10 @@ pytestmark = pytest.mark.skipif(
     reason=f"Fashion-MNIST not installed at {FASHION_MNIST_ROOT} (apt-get install dataset-fashion-mnist)",
 )
 
+
+
+def _frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    return frechet_distance(FeatureStatistics.from_features(a), FeatureStatistics.from_features(b))
 
 
 def test_frechet_distance_matches_the_closed_form():

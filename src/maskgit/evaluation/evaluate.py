@@ -159,23 +159,6 @@ def _features_and_predictions(
     return torch.cat(features), torch.cat(predictions)
 
 
-def _frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Fréchet distance between Gaussians fitted to two float64 feature sets (N, D) and (M, D)."""
-    return frechet_distance(FeatureStatistics.from_features(a), FeatureStatistics.from_features(b))
-
-
-def _class_fids(
-    features: torch.Tensor, labels: torch.Tensor, test_features: torch.Tensor, test_labels: torch.Tensor
-) -> dict[int, float | None]:
-    """FID of each class's rows of ``features`` (N, D) against the test rows of that class; None for
-    a class with fewer than 2 rows (no covariance)."""
-    return {
-        label: _frechet_distance(features[labels == label].numpy(), test_features[test_labels == label].numpy())
-        if int((labels == label).sum()) >= 2 else None
-        for label in sorted(set(labels.tolist()))
-    }
-
-
 def _mean_or_none(values: list[float | None]) -> float | None:
     """The mean of ``values``, or None if any is None (an intra-FID needs every class's FID)."""
     return None if not values or any(v is None for v in values) else float(np.mean(values))
@@ -190,11 +173,16 @@ def _mean_pairwise_distance(features: torch.Tensor) -> float | None:
     return float(distances.sum() / (count * (count - 1)))
 
 
+# The floor of a class mix: its FID and each class's (None below 2 images).
+Floor = tuple[float, dict[int, float | None]]
+
+
 class GenerationEvaluator:
     """The classifier with the real images' features computed once, to score many sets of samples.
 
-    ``evaluator(images, labels)`` is ``evaluate_images``; the test set's features and the floor's
-    (per class counts) are kept between calls, so a sweep over samplers pays for them once.
+    ``evaluator(images, labels)`` is ``evaluate_images``; the test set's features and statistics
+    and the floor's scores (per class counts) are kept between calls, so a sweep over samplers pays
+    for them once.
     """
 
     def __init__(
@@ -203,7 +191,8 @@ class GenerationEvaluator:
         self.classifier = classifier if classifier is not None else load_classifier()
         self.data_root = data_root
         self._test: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
-        self._floors: dict[tuple[tuple[int, int], ...], torch.Tensor] = {}
+        self._floors: dict[tuple[tuple[int, int], ...], Floor] = {}
+        self._statistics: dict[tuple[int, ...], FeatureStatistics] = {}
         self._spreads: dict[int, float | None] = {}
 
     def _test_set(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -237,20 +226,36 @@ class GenerationEvaluator:
         chosen = torch.cat(index)
         return train_images[chosen], train_labels[chosen]
 
-    def _floor_features(self, counts: tuple[tuple[int, int], ...]) -> torch.Tensor:
-        """Features of the floor's images (``_floor_images``), computed once per ``counts``."""
+    def _fid(self, features: torch.Tensor, classes: tuple[int, ...]) -> float:
+        """FID of float64 features (N, D) against the test images of ``classes`` (their statistics
+        computed once per class set)."""
+        if classes not in self._statistics:
+            labels, test_features, _ = self._test_set()
+            chosen = torch.isin(labels, torch.tensor(classes))
+            self._statistics[classes] = FeatureStatistics.from_features(test_features[chosen].numpy())
+        return frechet_distance(FeatureStatistics.from_features(features.numpy()), self._statistics[classes])
+
+    def _class_fids(self, features: torch.Tensor, labels: torch.Tensor) -> dict[int, float | None]:
+        """FID of each class's rows of ``features`` (N, D) against the test images of that class;
+        None for a class with fewer than 2 rows (no covariance)."""
+        return {
+            label: self._fid(features[labels == label], (label,)) if int((labels == label).sum()) >= 2 else None
+            for label in sorted(set(labels.tolist()))
+        }
+
+    def _floor(self, counts: tuple[tuple[int, int], ...]) -> Floor:
+        """The floor's FID and per-class FIDs for ``counts`` (``_floor_images`` scored like
+        samples), computed once per ``counts``."""
         if counts not in self._floors:
-            self._floors[counts] = _features_and_predictions(self.classifier, self._floor_images(counts)[0])[0]
+            images, labels = self._floor_images(counts)
+            features = _features_and_predictions(self.classifier, images)[0]
+            classes = tuple(label for label, _ in counts)
+            self._floors[counts] = self._fid(features, classes), self._class_fids(features, labels)
         return self._floors[counts]
 
     @staticmethod
     def _class_counts(labels: torch.Tensor) -> tuple[tuple[int, int], ...]:
         return tuple((label, int((labels == label).sum())) for label in sorted(set(labels.tolist())))
-
-    @staticmethod
-    def _counts_labels(counts: tuple[tuple[int, int], ...]) -> torch.Tensor:
-        """The labels of the floor's images, in their order: ``count`` of each ``(class, count)``."""
-        return torch.cat([torch.full((count,), label, dtype=torch.long) for label, count in counts])
 
     @torch.no_grad()
     def reconstruction(self, tokenizer: torch.nn.Module, labels: torch.Tensor, batch_size: int = 250) -> dict[str, Any]:
@@ -276,15 +281,12 @@ class GenerationEvaluator:
             outputs.append(decoded.mul(255.0).round().to(torch.uint8).cpu())
         reconstructed = torch.cat(outputs)
         features, predictions = _features_and_predictions(self.classifier, reconstructed)
-        test_labels, test_features, _ = self._test_set()
-        test_array = test_features[torch.isin(test_labels, real_labels.unique())].numpy()
-        floor_features = self._floor_features(counts)
-        fids = _class_fids(features, real_labels, test_features, test_labels)
-        floors = _class_fids(floor_features, real_labels, test_features, test_labels)
+        fid_floor, floors = self._floor(counts)
+        fids = self._class_fids(features, real_labels)
         return {
             "images": len(real),
-            "fid": _frechet_distance(features.numpy(), test_array),
-            "fid_floor": _frechet_distance(floor_features.numpy(), test_array),
+            "fid": self._fid(features, tuple(label for label, _ in counts)),
+            "fid_floor": fid_floor,
             "intra_fid": _mean_or_none(list(fids.values())),
             "intra_fid_floor": _mean_or_none(list(floors.values())),
             "accuracy": float((predictions == real_labels).double().mean()),
@@ -300,17 +302,14 @@ class GenerationEvaluator:
         if int(labels.min()) < 0 or int(labels.max()) >= len(names):
             raise ValueError(f"labels must be in [0, {len(names)}), got values in [{int(labels.min())}, {int(labels.max())}]")
         counts = self._class_counts(labels)
-        classes = [label for label, _ in counts]
-        test_labels, test_features, test_predictions = self._test_set()
+        classes = tuple(label for label, _ in counts)
+        test_labels, _, test_predictions = self._test_set()
         in_classes = torch.isin(test_labels, torch.tensor(classes))
-        test_labels, test_features = test_labels[in_classes], test_features[in_classes]
-        test_predictions = test_predictions[in_classes]
+        test_labels, test_predictions = test_labels[in_classes], test_predictions[in_classes]
         # The floor: as many real training images, with the same count per class, seeded.
-        floor_features = self._floor_features(counts)
+        fid_floor, floors = self._floor(counts)
         generated_features, predictions = _features_and_predictions(self.classifier, images)
-        test_array = test_features.numpy()
-        fids = _class_fids(generated_features, labels, test_features, test_labels)
-        floors = _class_fids(floor_features, self._counts_labels(counts), test_features, test_labels)
+        fids = self._class_fids(generated_features, labels)
 
         per_class = []
         for label in classes:
@@ -332,8 +331,8 @@ class GenerationEvaluator:
             "images": len(images),
             "accuracy": float((predictions == labels).double().mean()),
             "real_accuracy": float((test_predictions == test_labels).double().mean()),
-            "fid": _frechet_distance(generated_features.numpy(), test_array),
-            "fid_floor": _frechet_distance(floor_features.numpy(), test_array),
+            "fid": self._fid(generated_features, classes),
+            "fid_floor": fid_floor,
             "fid_reference_images": len(test_labels),
             "intra_fid": _mean_or_none(list(fids.values())),
             "intra_fid_floor": _mean_or_none(list(floors.values())),

@@ -239,8 +239,8 @@ class GenerationEvaluator:
         """FID of each class's rows of ``features`` (N, D) against the test images of that class;
         None for a class with fewer than 2 rows (no covariance)."""
         return {
-            label: self._fid(features[labels == label], (label,)) if int((labels == label).sum()) >= 2 else None
-            for label in sorted(set(labels.tolist()))
+            label: self._fid(features[labels == label], (label,)) if count >= 2 else None
+            for label, count in self._class_counts(labels)
         }
 
     def _floor(self, counts: tuple[tuple[int, int], ...]) -> Floor:

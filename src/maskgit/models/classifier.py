@@ -5,27 +5,29 @@
 ``maskgit.data.build_dataset("fashion-mnist", image_size=32, train=False)`` serves them. It averages
 the three channels first, so a slight colour cast in a generated image changes nothing that a grey
 one would not. ``logits`` give the class; ``features`` (the penultimate layer, after its ReLU) are
-the space in which ``maskgit.evaluation.evaluate`` measures FID and diversity; ``conv_features``
-(the conv stages) are what ``maskgit.training.perceptual`` compares.
+the space in which the evaluator measures FID and diversity (through
+``maskgit.evaluation.features.ClassifierFeatures``); ``conv_features`` (the conv stages) are what
+``maskgit.training.perceptual`` compares.
 
-It lives with the models so that both the evaluator (``maskgit.evaluation.classifier``, which
-trains and ships it) and the tokenizer trainer's perceptual loss can use it.
+It lives with the models so that the evaluator (``maskgit.evaluation``, which ships its weights), the
+classifier's trainer (``maskgit.training.classifier_trainer``) and the tokenizer trainer's perceptual
+loss can all use it.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import ClassVar
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from maskgit.config_base import Config, ConfigError
 from maskgit.data.idx import FASHION_MNIST_CLASSES
-from maskgit.io import atomic_path, atomic_write_text
+from maskgit.io import atomic_path
 
 __all__ = ["ClassifierConfig", "ImageClassifier"]
 
@@ -35,37 +37,33 @@ _FORMAT = "maskgit-classifier"
 
 
 @dataclass(frozen=True)
-class ClassifierConfig:
+class ClassifierConfig(Config):
     """The classifier's shape: three conv stages of ``channels`` (each halving the resolution),
-    then a ``feature_size``-wide layer (the features) and one logit per class."""
+    then a ``feature_size``-wide layer (the features) and one logit per class.
+
+    Saved as ``config.json`` with ``"format": "maskgit-classifier"``; reading one checks every key
+    and type as the other configs do (``maskgit.config_base``): an unknown key is an error that
+    lists the valid ones."""
+
+    tag_key: ClassVar[str] = "format"
+    format: ClassVar[str] = _FORMAT
 
     image_size: int = 32
-    channels: tuple[int, int, int] = (32, 64, 128)
+    channels: tuple[int, ...] = (32, 64, 128)
     feature_size: int = 128
     dropout: float = 0.3
     class_names: tuple[str, ...] = FASHION_MNIST_CLASSES
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.image_size <= 0 or self.image_size % 8:
-            raise ValueError(f"ClassifierConfig: image_size must be a positive multiple of 8, got {self.image_size}")
+            raise ConfigError(f"ClassifierConfig: image_size must be a positive multiple of 8, got {self.image_size}")
         if len(self.channels) != 3 or min(self.channels) <= 0:
-            raise ValueError(f"ClassifierConfig: channels must be three positive ints, got {self.channels}")
+            raise ConfigError(f"ClassifierConfig: channels must be three positive ints, got {self.channels}")
+        self._check_at_least(1, "feature_size")
+        self._check_interval("dropout", 0.0, 1.0, include_high=False)
         if len(self.class_names) < 2:
-            raise ValueError(f"ClassifierConfig: needs at least 2 class_names, got {self.class_names}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"format": _FORMAT, **asdict(self)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "config") -> ClassifierConfig:
-        if data.get("format") != _FORMAT:
-            raise ValueError(f"{source}: not a {_FORMAT} config (format {data.get('format')!r})")
-        known = {name for name in cls.__dataclass_fields__}
-        values = {key: value for key, value in data.items() if key in known}
-        for key in ("channels", "class_names"):
-            if key in values:
-                values[key] = tuple(values[key])
-        return cls(**values)
+            raise ConfigError(f"ClassifierConfig: needs at least 2 class_names, got {self.class_names}")
 
 
 def _conv(in_channels: int, out_channels: int) -> list[nn.Module]:
@@ -128,7 +126,7 @@ class ImageClassifier(nn.Module):
         tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in self.state_dict().items()}
         with atomic_path(directory / _WEIGHTS_NAME) as temp:
             save_file(tensors, str(temp), metadata={"format": _FORMAT})
-        atomic_write_text(directory / _CONFIG_NAME, json.dumps(self.config.to_dict(), indent=2) + "\n")
+        self.config.save(directory / _CONFIG_NAME)
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike[str], *, device: str | torch.device | None = None) -> ImageClassifier:
@@ -137,11 +135,7 @@ class ImageClassifier(nn.Module):
         for name in (_CONFIG_NAME, _WEIGHTS_NAME):
             if not (directory / name).is_file():
                 raise FileNotFoundError(f"{directory}: no {name} (not a classifier folder)")
-        try:
-            data = json.loads((directory / _CONFIG_NAME).read_text())
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{directory / _CONFIG_NAME}: not valid JSON ({error})") from None
-        model = cls(ClassifierConfig.from_dict(data, source=str(directory / _CONFIG_NAME)))
+        model = cls(ClassifierConfig.load(directory / _CONFIG_NAME))
         state = load_file(str(directory / _WEIGHTS_NAME))
         expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
         found = {name: tuple(t.shape) for name, t in state.items()}

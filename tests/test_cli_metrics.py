@@ -158,6 +158,9 @@ def test_eval_tokenizer_on_the_shipped_model(tmp_path, feature_module, capsys):
     numbers = json.loads(out.read_text())
     assert numbers["count"] == 6 and 5 < numbers["psnr"] < 60 and -1 <= numbers["ssim"] <= 1
     assert float(lines[-1].split()[1]) == pytest.approx(numbers["fid"], rel=1e-3)
+    assert lines[-2] == (f"codebook: {numbers['codebook_usage_percent']:.1f} % of codes used, "
+                         f"perplexity {numbers['codebook_perplexity']:.1f}")
+    assert 0 < numbers["codebook_usage_percent"] <= 100 * 6 * 64 / 512  # 6 images of 8x8 tokens, 512 codes
 
 
 @pytest.mark.slow

@@ -43,7 +43,9 @@ def test_train_both_stages_and_load_the_pipeline(tmp_path, image_folder, capsys)
     assert _run("train-tokenizer", "--config", "tiny", "--data", image_folder, "--eval-data", image_folder,
                 "--out", tokenizer_run, "--steps", 2, "--batch-size", 4, "--no-progress", "--set", "sample_every=2") == 0
     assert "exported" in capsys.readouterr().out
-    assert json.loads((tokenizer_run / "eval.json").read_text())["step"] == 2
+    evaluation = json.loads((tokenizer_run / "eval.json").read_text())
+    assert evaluation["step"] == 2 and evaluation["images"] == 8 and evaluation["psnr"] > 0
+    assert -1 <= evaluation["ssim"] <= 1 and 0 < evaluation["codebook_usage_percent"] <= 100
     assert (tokenizer_run / "samples" / "step_00000002.png").is_file()
 
     # Resume with more steps: continues from the checkpoint at step 2.

@@ -12,7 +12,7 @@ import torch
 from conftest import FASHION_NAMES as NAMES
 from maskgit.data import FASHION_MNIST_ROOT
 from maskgit.evaluation import evaluate as evaluate_module
-from maskgit.evaluation.classifier import fashion_mnist_images, float_images
+from maskgit.evaluation.classifier import fashion_mnist_images
 from maskgit.evaluation.evaluate import (
     GenerationEvaluator,
     evaluate_folder,
@@ -63,9 +63,9 @@ def test_an_evaluator_scores_many_sets_with_the_real_features_computed_once(real
     first = evaluator(images, labels)
     assert first == evaluate_images(images, labels)
     calls = []
-    original = evaluate_module._features_and_predictions
-    monkeypatch.setattr(evaluate_module, "_features_and_predictions",
-                        lambda classifier, batch: calls.append(len(batch)) or original(classifier, batch))
+    original = evaluate_module.extract_features
+    monkeypatch.setattr(evaluate_module, "extract_features",
+                        lambda extractor, batch, *args, **kwargs: calls.append(len(batch)) or original(extractor, batch, *args, **kwargs))
     assert evaluator(images.flip(-1), labels)["fid"] != first["fid"]
     assert calls == [40]  # only the new images: the test set and the floor are reused
     sandals = labels == 5
@@ -82,9 +82,10 @@ def test_per_class_fid_is_each_class_against_its_own_test_images(real_folder):
     assert real["intra_fid_floor"] == pytest.approx(np.mean([e["fid_floor"] for e in real["per_class"]]), rel=1e-12)
     # The sandals' FID, computed here from the classifier: the 4 sandals against the 1000 test sandals.
     test_images, test_labels = fashion_mnist_images("test")
+    classifier = evaluator.features.classifier
     with torch.no_grad():
-        ours = evaluator.classifier.features(images[labels == 5]).double().numpy()
-        theirs = evaluator.classifier.features(float_images(test_images[test_labels == 5])).double().numpy()
+        ours = classifier.features(images[labels == 5]).double().numpy()
+        theirs = classifier.features(test_images[test_labels == 5].float() / 255).double().numpy()
     assert real["per_class"][5]["fid"] == pytest.approx(_frechet_distance(ours, theirs), rel=1e-6)
     # Blur the sandals only: their FID rises, every other class's stays exactly as it was, and so
     # does every floor (the real training images don't depend on the samples).

@@ -12,9 +12,9 @@ import torch
 from maskgit import MaskGIT
 from maskgit.cli import main
 from maskgit.data import FASHION_MNIST_CLASSES, FASHION_MNIST_ROOT, build_dataset
+from maskgit.evaluation.reconstruction import psnr
 from maskgit.registry import SHIPPED_MODELS, shipped_model_dir
 from maskgit.sampling import ConfidenceSampler
-from maskgit.training.metrics import psnr
 
 ROOT = Path(__file__).parents[1]
 

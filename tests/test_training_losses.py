@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 
 from maskgit.training.losses import (
-    codebook_perplexity,
     discriminator_loss,
     entropy_loss,
     generator_loss,
@@ -116,11 +115,6 @@ def test_entropy_loss_matches_the_official_formula_and_rewards_confident_spread_
     # Unsure assignments score as badly: per-vector entropy log K minus batch entropy log K.
     uniform = torch.zeros(codes, codes)
     assert entropy_loss(uniform, 0.01).item() == pytest.approx(0.0, abs=1e-3)
-
-
-def test_codebook_perplexity():
-    assert codebook_perplexity(torch.ones(8)).item() == pytest.approx(8.0, rel=1e-3)
-    assert codebook_perplexity(torch.tensor([5, 0, 0, 0])).item() == pytest.approx(1.0, rel=1e-3)
 
 
 def test_gan_losses_are_non_saturating():

@@ -3,13 +3,18 @@ dead-code re-initialisation, the perceptual and L1 losses, the metrics and the e
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
+from torch.utils.data import TensorDataset
 
 from maskgit import VQGAN
 from maskgit.checkpoints import CheckpointError
 from maskgit.configs import ConfigError
-from training_helpers import make_trainer, metrics_log, write_vgg_weights
+from maskgit.evaluation.reconstruction import evaluate_tokenizer
+from maskgit.training import TokenizerTrainer, load_train_config
+from training_helpers import RandomImages, make_trainer, metrics_log, write_vgg_weights
 
 
 def test_tokenizer_training_switches_the_discriminator_on_at_its_step(tmp_path):
@@ -39,6 +44,18 @@ def test_tokenizer_training_switches_the_discriminator_on_at_its_step(tmp_path):
     for name, value in trainer.ema.model.state_dict().items():
         assert torch.equal(exported.state_dict()[name], value), name
     assert exported.config == trainer.config.model
+
+
+def test_the_evaluation_is_the_one_tokenizer_evaluation_of_the_ema_model(tmp_path):
+    held_out = TensorDataset(RandomImages(6, seed=7).images, torch.zeros(6, dtype=torch.long))
+    config = load_train_config("tokenizer", "tiny", {"steps": 1, "eval_images": 5})
+    trainer = TokenizerTrainer(config, tmp_path, dataset=RandomImages(12), eval_dataset=held_out, progress=False)
+    trainer.train()
+    logged = json.loads((tmp_path / "eval.json").read_text())
+    expected = evaluate_tokenizer(trainer.ema.model, held_out, max_images=5).as_dict()
+    assert logged == {"step": 1, **expected} and set(expected) == {
+        "images", "psnr", "ssim", "codebook_usage_percent", "codebook_perplexity"}
+    assert expected["images"] == 5 and expected["psnr"] > 0
 
 
 def test_dead_codes_are_reinitialised_from_encoder_outputs(tmp_path):

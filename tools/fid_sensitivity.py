@@ -18,7 +18,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from maskgit.evaluation.evaluate import GenerationEvaluator, _load_tokenizer
+from maskgit.cli.evaluate import load_tokenizer
+from maskgit.evaluation.evaluate import GenerationEvaluator
 
 
 class Degradation(torch.nn.Module):
@@ -72,7 +73,7 @@ def main() -> None:
     codecs: dict[str, torch.nn.Module] = {"unchanged": Degradation(lambda images: images)}
     codecs.update({f"Gaussian blur, sigma {s} px": Degradation(gaussian_blur(s)) for s in (0.4, 0.5, 0.6)})
     codecs.update({f"Gaussian noise, std {s}": Degradation(gaussian_noise(s)) for s in (0.01, 0.02, 0.04)})
-    codecs.update({f"tokenizer {name}": _load_tokenizer(name, "cpu").eval() for name in args.tokenizer})
+    codecs.update({f"tokenizer {name}": load_tokenizer(name, "cpu").eval() for name in args.tokenizer})
 
     evaluator = GenerationEvaluator()
     labels = torch.arange(10).repeat_interleave(args.per_class)

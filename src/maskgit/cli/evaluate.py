@@ -6,11 +6,17 @@ from __future__ import annotations
 import argparse
 import importlib.util
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from maskgit.cli import CLIError
 from maskgit.devices import DEVICE_HELP
 
-__all__ = ["register", "run_evaluate", "run_train_classifier"]
+if TYPE_CHECKING:
+    import torch
+
+    from maskgit.models import VQGAN
+
+__all__ = ["register", "run_evaluate", "run_train_classifier", "load_tokenizer"]
 
 # Bounds on user-controlled sizes: enough for any sensible run, small enough to fail fast.
 _MAX_EPOCHS = 200
@@ -73,7 +79,8 @@ def run_train_classifier(args: argparse.Namespace) -> int:
     import torch
 
     from maskgit.data.idx import FASHION_MNIST_ROOT
-    from maskgit.evaluation.classifier import ClassifierConfig, ClassifierTrainConfig, train_classifier
+    from maskgit.models.classifier import ClassifierConfig
+    from maskgit.training.classifier_trainer import ClassifierTrainConfig, train_classifier
 
     if not 1 <= args.epochs <= _MAX_EPOCHS:
         raise CLIError(f"--epochs must be in [1, {_MAX_EPOCHS}], got {args.epochs}")
@@ -95,13 +102,27 @@ def run_train_classifier(args: argparse.Namespace) -> int:
     return 0
 
 
+def load_tokenizer(name: str, device: str | torch.device) -> VQGAN:
+    """A VQGAN from a tokenizer folder or checkpoint, or the tokenizer of a pipeline (folder or
+    model name), on ``device``: what ``--tokenizer`` names."""
+    from maskgit.models import VQGAN
+    from maskgit.pipeline import MaskGIT
+    from maskgit.registry import PIPELINE_INDEX, SHIPPED_MODELS
+
+    path = Path(name)
+    if name in SHIPPED_MODELS or (path / PIPELINE_INDEX).is_file():
+        return MaskGIT.from_pretrained(name, device=device).tokenizer
+    return VQGAN.from_pretrained(path, device=device)
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     import json
 
     from maskgit.data.idx import FASHION_MNIST_ROOT
     from maskgit.devices import resolve_device
-    from maskgit.evaluation.classifier import load_classifier
+    from maskgit.evaluation.classifier import SHIPPED_CLASSIFIER, load_classifier
     from maskgit.evaluation.evaluate import evaluate_folder, format_report
+    from maskgit.evaluation.features import ClassifierFeatures
     from maskgit.io import atomic_write_text
 
     if args.tokenizer is not None and importlib.util.find_spec("torchmetrics") is None:
@@ -109,10 +130,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if not 1 <= args.tokenizer_images <= 10_000:
         raise CLIError(f"--tokenizer-images must be in [1, 10000] (the test set), got {args.tokenizer_images}")
     device = resolve_device(args.device)  # checked before anything is read
-    classifier = load_classifier(args.classifier)
+    name = str(args.classifier) if args.classifier is not None else SHIPPED_CLASSIFIER
+    features = ClassifierFeatures(load_classifier(args.classifier, device=device), name, device)
+    tokenizer = load_tokenizer(args.tokenizer, device) if args.tokenizer is not None else None
     results = evaluate_folder(
-        args.images, classifier=classifier, tokenizer=args.tokenizer, tokenizer_images=args.tokenizer_images,
-        data_root=args.data or FASHION_MNIST_ROOT, device=device,
+        args.images, features=features, tokenizer=tokenizer, tokenizer_name=args.tokenizer or "tokenizer",
+        tokenizer_images=args.tokenizer_images, data_root=args.data or FASHION_MNIST_ROOT,
     )
     print(format_report(results))
     if args.json_path is not None:

@@ -102,7 +102,8 @@ def run_fid(args: argparse.Namespace) -> int:
 
 
 def run_eval_tokenizer(args: argparse.Namespace) -> int:
-    from maskgit.data.datasets import ImageFolder
+    from maskgit.data.datasets import ImageDataset, ImageFolder
+    from maskgit.data.transforms import eval_transform
     from maskgit.evaluation.reconstruction import evaluate_tokenizer
     from maskgit.pipeline import MaskGIT
 
@@ -110,21 +111,27 @@ def run_eval_tokenizer(args: argparse.Namespace) -> int:
         raise CLIError(f"--limit must be at least 2 (a covariance needs two images), got {args.limit}")
     if args.image_size is not None and not 8 <= args.image_size <= 2048:
         raise CLIError(f"--image-size must be between 8 and 2048, got {args.image_size}")
-    images = ImageFolder(args.images)
+    folder = ImageFolder(args.images)
     extractor = _feature_extractor(args)
     pipeline = MaskGIT.from_pretrained(args.model, device=_device(args), precision=args.precision)
     size = args.image_size or pipeline.image_size
-    result = evaluate_tokenizer(pipeline, images, size, extractor, batch_size=args.batch_size,
-                                limit=args.limit, progress=not args.quiet)
+    images = ImageDataset(folder, eval_transform(size), image_size=size, train=False, source=str(args.images))
+    # The seeds' protocol: each reconstruction rounded to uint8, as a saved PNG, before it is scored.
+    scores = evaluate_tokenizer(pipeline.tokenizer, images, max_images=args.limit, batch_size=args.batch_size,
+                                quantize=True, extractor=extractor, progress=not args.quiet)
     if args.out is not None:
         from maskgit.io import atomic_write_text
 
-        atomic_write_text(args.out, json.dumps({"model": args.model, "images": str(args.images), "image_size": size,
-                                                "features": extractor.name, **result.as_dict()}, indent=2) + "\n")
-    print(f"images: {result.count} at {size}x{size}")
-    print(f"PSNR: {result.psnr:.4f} dB")
-    print(f"SSIM: {result.ssim:.4f}")
-    print(f"rFID: {result.fid:.4f}")
+        numbers = {"model": args.model, "images": str(args.images), "image_size": size, "features": extractor.name,
+                   "count": scores.images, "psnr": scores.psnr, "ssim": scores.ssim, "fid": scores.fid,
+                   "codebook_usage_percent": scores.codebook_usage_percent,
+                   "codebook_perplexity": scores.codebook_perplexity}
+        atomic_write_text(args.out, json.dumps(numbers, indent=2) + "\n")
+    print(f"images: {scores.images} at {size}x{size}")
+    print(f"PSNR: {scores.psnr:.4f} dB")
+    print("SSIM: - (images under 11 px)" if scores.ssim is None else f"SSIM: {scores.ssim:.4f}")
+    print(f"codebook: {scores.codebook_usage_percent:.1f} % of codes used, perplexity {scores.codebook_perplexity:.1f}")
+    print(f"rFID: {scores.fid:.4f}")
     return 0
 
 

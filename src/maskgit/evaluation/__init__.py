@@ -4,13 +4,16 @@
 - ``metrics``: Inception Score, KID, precision/recall on feature vectors.
 - ``inception``: the FID Inception-v3 (2015-12-05 graph) in plain torch, its weights file and cache.
 - ``resize``: the ``clean`` and ``legacy`` ways of bringing images to 299 px.
-- ``features``: feature networks by name (``inception``, a TorchScript file, registered ones).
+- ``features``: the feature-network interface and the networks by name (``inception``,
+  ``fashion-mnist``, a TorchScript file, registered ones); every feature computation runs through it.
 - ``sources``: image folders, ADM-style ``.npz`` files and statistics files as inputs.
 - ``compare``: one input against another (what ``maskgit fid`` runs).
-- ``reconstruction``: PSNR, SSIM and reconstruction FID of a tokenizer.
+- ``reconstruction``: the one PSNR, SSIM, and the one tokenizer evaluation (``evaluate_tokenizer``:
+  PSNR, SSIM, codebook use and reconstruction FID).
 - ``samples``: class-balanced sample sets, sharded and resumable, and their ADM ``.npz``.
-- ``classifier``: the shipped Fashion-MNIST classifier (``--features fashion-mnist``), and
-  ``evaluate``: the scores ``maskgit evaluate`` reports with it (import them from their modules).
+- ``classifier``: the shipped Fashion-MNIST classifier (``--features fashion-mnist``) and its
+  images, and ``evaluate``: the scores ``maskgit evaluate`` reports with it (import them from their
+  modules). The classifier is trained by ``maskgit.training.classifier_trainer``.
 """
 
 from maskgit.evaluation.compare import Comparison, MetricOptions, compare
@@ -29,7 +32,7 @@ from maskgit.evaluation.metrics import (
     kernel_inception_distance,
     precision_recall,
 )
-from maskgit.evaluation.reconstruction import evaluate_tokenizer, psnr, ssim
+from maskgit.evaluation.reconstruction import TokenizerScores, evaluate_tokenizer, psnr, ssim
 from maskgit.evaluation.resize import RESIZE_PROTOCOLS, resize_for_inception
 from maskgit.evaluation.samples import SamplePlan, pack_npz, write_samples
 from maskgit.evaluation.sources import open_input
@@ -58,6 +61,7 @@ __all__ = [
     "MetricOptions",
     "compare",
     "evaluate_tokenizer",
+    "TokenizerScores",
     "psnr",
     "ssim",
     "SamplePlan",

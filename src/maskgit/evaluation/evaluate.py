@@ -1,5 +1,9 @@
 """Scores of generated Fashion-MNIST images, measured with the shipped classifier.
 
+The classifier is a feature network like any other (``maskgit.evaluation.features``): a
+``ClassifierFeatures`` gives every image's features and logits, and everything below is computed
+from those.
+
 - **accuracy**: the share of images that the classifier assigns to the class they were generated
   for, per class and overall; beside it, the classifier's accuracy on the real test images of that
   class (what a perfect generator would score).
@@ -15,9 +19,10 @@
 - **diversity** per class: the mean pairwise feature distance among the generated images of a class,
   as a fraction of the same mean over the real test images of that class (1.0 = as varied as real
   images); overall, the mean over classes.
-- optionally a tokenizer's reconstruction **PSNR** and **SSIM** on the test set, and the FID of its
-  reconstructions of the floor's training images: the FID that samples would score if the
-  transformer produced exactly the tokens of real images, so the tokenizer's share of the FID.
+- optionally a tokenizer's reconstruction **PSNR** and **SSIM** on the test set
+  (``maskgit.evaluation.reconstruction.evaluate_tokenizer``), and the FID of its reconstructions of
+  the floor's training images: the FID that samples would score if the transformer produced exactly
+  the tokens of real images, so the tokenizer's share of the FID.
 
 ``evaluate_folder`` reads the output of ``maskgit generate`` (its ``manifest.json`` gives the requested
 class of every image) or a folder with one subfolder per class.
@@ -36,8 +41,9 @@ import torch
 
 from maskgit.data.datasets import ImageFolder
 from maskgit.data.idx import FASHION_MNIST_ROOT
-from maskgit.evaluation.classifier import ImageClassifier, fashion_mnist_images, float_images, load_classifier
-from maskgit.evaluation.reconstruction import psnr, ssim
+from maskgit.evaluation.classifier import fashion_mnist_images
+from maskgit.evaluation.features import ClassifierFeatures, build_feature_extractor, extract_features, float_images
+from maskgit.evaluation.reconstruction import evaluate_tokenizer, psnr, reconstruct
 from maskgit.evaluation.statistics import FeatureStatistics, frechet_distance
 from maskgit.imageio import load_image
 
@@ -46,7 +52,6 @@ __all__ = [
     "load_generated",
     "GenerationEvaluator",
     "evaluate_images",
-    "evaluate_reconstruction",
     "evaluate_folder",
     "format_report",
 ]
@@ -144,21 +149,6 @@ def load_generated(folder: str | os.PathLike[str], class_names: tuple[str, ...],
     return _load_images(paths, image_size), torch.tensor(labels, dtype=torch.long)
 
 
-@torch.no_grad()
-def _features_and_predictions(
-    classifier: ImageClassifier, images: torch.Tensor, batch_size: int = 500
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """float64 features (N, D) and predicted classes (N,) of uint8 or float images."""
-    device = next(classifier.parameters()).device
-    features, predictions = [], []
-    for start in range(0, len(images), batch_size):
-        batch = float_images(images[start : start + batch_size].to(device))
-        feature = classifier.features(batch)
-        features.append(feature.double().cpu())
-        predictions.append(classifier.head(feature).argmax(1).cpu())
-    return torch.cat(features), torch.cat(predictions)
-
-
 def _mean_or_none(values: list[float | None]) -> float | None:
     """The mean of ``values``, or None if any is None (an intra-FID needs every class's FID)."""
     return None if not values or any(v is None for v in values) else float(np.mean(values))
@@ -178,28 +168,39 @@ Floor = tuple[float, dict[int, float | None]]
 
 
 class GenerationEvaluator:
-    """The classifier with the real images' features computed once, to score many sets of samples.
+    """A classifier's features with the real images' computed once, to score many sets of samples.
 
+    ``features`` is the classifier as a feature network (default: the shipped Fashion-MNIST
+    classifier, ``build_feature_extractor("fashion-mnist")``, on the CPU).
     ``evaluator(images, labels)`` is ``evaluate_images``; the test set's features and statistics
     and the floor's scores (per class counts) are kept between calls, so a sweep over samplers pays
     for them once.
     """
 
     def __init__(
-        self, classifier: ImageClassifier | None = None, *, data_root: str | os.PathLike[str] = FASHION_MNIST_ROOT
+        self, features: ClassifierFeatures | None = None, *, data_root: str | os.PathLike[str] = FASHION_MNIST_ROOT
     ) -> None:
-        self.classifier = classifier if classifier is not None else load_classifier()
+        if features is None:
+            features = build_feature_extractor("fashion-mnist")
+        if not isinstance(features, ClassifierFeatures):
+            raise TypeError(f"the evaluator needs a classifier's features (ClassifierFeatures), got {type(features).__name__}")
+        self.features = features
         self.data_root = data_root
         self._test: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._floors: dict[tuple[tuple[int, int], ...], Floor] = {}
         self._statistics: dict[tuple[int, ...], FeatureStatistics] = {}
         self._spreads: dict[int, float | None] = {}
 
+    def _features_and_predictions(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """float64 features (N, D) and predicted classes int64 (N,) of uint8 or float (N, 3, S, S) images."""
+        result = extract_features(self.features, images, batch_size=500, progress=False)
+        return result.features.double(), result.logits.argmax(1)
+
     def _test_set(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Test labels, features and predictions (computed on first use)."""
         if self._test is None:
-            images, labels = fashion_mnist_images("test", self.data_root, self.classifier.config.image_size)
-            features, predictions = _features_and_predictions(self.classifier, images)
+            images, labels = fashion_mnist_images("test", self.data_root, self.features.image_size)
+            features, predictions = self._features_and_predictions(images)
             self._test = labels, features, predictions
         return self._test
 
@@ -213,7 +214,7 @@ class GenerationEvaluator:
     def _floor_images(self, counts: tuple[tuple[int, int], ...]) -> tuple[torch.Tensor, torch.Tensor]:
         """``count`` seeded training images of each ``(class, count)``: uint8 (N, 3, S, S) and their
         int64 (N,) labels, the same images on every call."""
-        train_images, train_labels = fashion_mnist_images("train", self.data_root, self.classifier.config.image_size)
+        train_images, train_labels = fashion_mnist_images("train", self.data_root, self.features.image_size)
         generator = torch.Generator().manual_seed(_FLOOR_SEED)
         index = []
         for label, count in counts:
@@ -248,7 +249,7 @@ class GenerationEvaluator:
         samples), computed once per ``counts``."""
         if counts not in self._floors:
             images, labels = self._floor_images(counts)
-            features = _features_and_predictions(self.classifier, images)[0]
+            features = self._features_and_predictions(images)[0]
             classes = tuple(label for label, _ in counts)
             self._floors[counts] = self._fid(features, classes), self._class_fids(features, labels)
         return self._floors[counts]
@@ -257,12 +258,11 @@ class GenerationEvaluator:
     def _class_counts(labels: torch.Tensor) -> tuple[tuple[int, int], ...]:
         return tuple((label, int((labels == label).sum())) for label in sorted(set(labels.tolist())))
 
-    @torch.no_grad()
     def reconstruction(self, tokenizer: torch.nn.Module, labels: torch.Tensor, batch_size: int = 250) -> dict[str, Any]:
         """The tokenizer's share of the FID: the floor's training images (as many of each class as
         ``labels`` int64 (N,) holds) encoded to ids and decoded by ``tokenizer`` (a ``VQGAN``, or any
-        module with ``encode_to_ids`` and ``decode_ids``), rounded to uint8 as saved samples are, and
-        scored against the test set like samples.
+        module with ``encode_to_ids`` and ``decode_ids``; ``maskgit.evaluation.reconstruction.reconstruct``),
+        rounded to uint8 as saved samples are, and scored against the test set like samples.
 
         A transformer that produced exactly the tokens of real images would score this FID; a perfect
         tokenizer would score ``fid_floor``, which uses the same images unchanged. Returns
@@ -272,15 +272,11 @@ class GenerationEvaluator:
         """
         counts = self._class_counts(labels)
         real, real_labels = self._floor_images(counts)
-        parameter = next(tokenizer.parameters(), None)
-        device = parameter.device if parameter is not None else torch.device("cpu")
-        outputs = []
-        for start in range(0, len(real), batch_size):
-            batch = real[start : start + batch_size].to(device).float().div_(255.0)
-            decoded = tokenizer.decode_ids(tokenizer.encode_to_ids(batch)).float().clamp(0, 1)
-            outputs.append(decoded.mul(255.0).round().to(torch.uint8).cpu())
-        reconstructed = torch.cat(outputs)
-        features, predictions = _features_and_predictions(self.classifier, reconstructed)
+        reconstructed = torch.cat([
+            reconstruct(tokenizer, float_images(real[start : start + batch_size]), quantize=True)[1].cpu()
+            for start in range(0, len(real), batch_size)
+        ])
+        features, predictions = self._features_and_predictions(reconstructed)
         fid_floor, floors = self._floor(counts)
         fids = self._class_fids(features, real_labels)
         return {
@@ -290,13 +286,13 @@ class GenerationEvaluator:
             "intra_fid": _mean_or_none(list(fids.values())),
             "intra_fid_floor": _mean_or_none(list(floors.values())),
             "accuracy": float((predictions == real_labels).double().mean()),
-            "psnr": float(psnr(reconstructed.float() / 255, real.float() / 255).mean()),
+            "psnr": float(psnr(reconstructed, float_images(real)).mean()),
             "per_class": [{"class": label, "fid": fids[label], "fid_floor": floors[label]} for label in fids],
         }
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
         """Scores of ``images`` float (N, 3, S, S) in [0, 1] generated for ``labels`` int64 (N,)."""
-        names = self.classifier.config.class_names
+        names = self.features.class_names
         if images.dim() != 4 or len(images) != len(labels) or len(images) == 0:
             raise ValueError(f"need N >= 1 images (N, 3, S, S) and N labels, got {tuple(images.shape)} and {tuple(labels.shape)}")
         if int(labels.min()) < 0 or int(labels.max()) >= len(names):
@@ -308,7 +304,7 @@ class GenerationEvaluator:
         test_labels, test_predictions = test_labels[in_classes], test_predictions[in_classes]
         # The floor: as many real training images, with the same count per class, seeded.
         fid_floor, floors = self._floor(counts)
-        generated_features, predictions = _features_and_predictions(self.classifier, images)
+        generated_features, predictions = self._features_and_predictions(images)
         fids = self._class_fids(generated_features, labels)
 
         per_class = []
@@ -345,82 +341,53 @@ def evaluate_images(
     images: torch.Tensor,
     labels: torch.Tensor,
     *,
-    classifier: ImageClassifier | None = None,
+    features: ClassifierFeatures | None = None,
     data_root: str | os.PathLike[str] = FASHION_MNIST_ROOT,
 ) -> dict[str, Any]:
     """Accuracy, FID (with its train-vs-test floor) and diversity of generated ``images``.
 
-    ``images`` float (N, 3, S, S) in [0, 1], ``labels`` int64 (N,): the class each was generated
-    for. Returns a JSON-able dict: ``images``, ``accuracy``, ``real_accuracy`` (of the test images
-    of the evaluated classes), ``fid``, ``fid_floor``, ``fid_reference_images``, ``intra_fid`` and
-    ``intra_fid_floor`` (the mean of the per-class FIDs; None if a class has fewer than 2 images),
-    ``diversity`` and ``per_class``: a list of ``{class, name, images, accuracy, real_accuracy,
-    diversity, fid, fid_floor}`` (fid: the class's images against its test images, None below 2
-    images). To score many sets, build one ``GenerationEvaluator`` and call it.
+    ``images`` float (N, 3, S, S) in [0, 1] (or uint8 in [0, 255]), ``labels`` int64 (N,): the class
+    each was generated for. ``features``: the classifier (default: the shipped one). Returns a
+    JSON-able dict: ``images``, ``accuracy``, ``real_accuracy`` (of the test images of the evaluated
+    classes), ``fid``, ``fid_floor``, ``fid_reference_images``, ``intra_fid`` and ``intra_fid_floor``
+    (the mean of the per-class FIDs; None if a class has fewer than 2 images), ``diversity`` and
+    ``per_class``: a list of ``{class, name, images, accuracy, real_accuracy, diversity, fid,
+    fid_floor}`` (fid: the class's images against its test images, None below 2 images). To score
+    many sets, build one ``GenerationEvaluator`` and call it.
     """
-    return GenerationEvaluator(classifier, data_root=data_root)(images, labels)
-
-
-@torch.no_grad()
-def evaluate_reconstruction(
-    tokenizer: torch.nn.Module,
-    *,
-    num_images: int = 1000,
-    data_root: str | os.PathLike[str] = FASHION_MNIST_ROOT,
-    batch_size: int = 100,
-) -> dict[str, float]:
-    """Reconstruction PSNR (dB) and SSIM (Gaussian window 11, sigma 1.5, data range 1) of a VQGAN
-    on the first ``num_images`` Fashion-MNIST test images, each the mean over images."""
-    if num_images < 1:
-        raise ValueError(f"num_images must be >= 1, got {num_images}")
-    images, _ = fashion_mnist_images("test", data_root, tokenizer.config.image_size)
-    images = images[:num_images]
-    device = next(tokenizer.parameters()).device
-    total_psnr = total_ssim = 0.0
-    for start in range(0, len(images), batch_size):
-        batch = images[start : start + batch_size].to(device).float().div_(255.0)
-        reconstruction = tokenizer.decode_ids(tokenizer.encode_to_ids(batch)).float().clamp(0, 1)
-        total_psnr += float(psnr(reconstruction, batch).sum())
-        total_ssim += float(ssim(reconstruction, batch).sum())
-    return {"psnr": total_psnr / len(images), "ssim": total_ssim / len(images), "images": len(images)}
-
-
-def _load_tokenizer(name: str, device: str | torch.device) -> torch.nn.Module:
-    """A VQGAN from a tokenizer folder or checkpoint, or the tokenizer of a pipeline (folder or name)."""
-    from maskgit.models import VQGAN
-    from maskgit.pipeline import MaskGIT
-    from maskgit.registry import PIPELINE_INDEX, SHIPPED_MODELS
-
-    path = Path(name)
-    if name in SHIPPED_MODELS or (path / PIPELINE_INDEX).is_file():
-        return MaskGIT.from_pretrained(name, device=device).tokenizer
-    return VQGAN.from_pretrained(path, device=device)
+    return GenerationEvaluator(features, data_root=data_root)(images, labels)
 
 
 def evaluate_folder(
     folder: str | os.PathLike[str],
     *,
-    classifier: ImageClassifier | None = None,
-    tokenizer: str | None = None,
+    features: ClassifierFeatures | None = None,
+    tokenizer: torch.nn.Module | None = None,
+    tokenizer_name: str = "tokenizer",
     tokenizer_images: int = 1000,
     data_root: str | os.PathLike[str] = FASHION_MNIST_ROOT,
-    device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
-    """``evaluate_images`` on a folder (see ``load_generated``), plus, when ``tokenizer`` (a model
-    name or folder) is given, under ``"tokenizer"``: its PSNR and SSIM on ``tokenizer_images`` test
-    images (``evaluate_reconstruction``) and, under ``"reconstruction"``, the FID of its
-    reconstructions of the floor's images (``GenerationEvaluator.reconstruction``). Adds ``source``."""
-    classifier = (classifier if classifier is not None else load_classifier()).to(device)
-    images, labels = load_generated(folder, classifier.config.class_names, classifier.config.image_size)
-    evaluator = GenerationEvaluator(classifier, data_root=data_root)
+    """``evaluate_images`` on a folder (see ``load_generated``), with ``features`` the classifier
+    (default: the shipped one, on the CPU). With a ``tokenizer`` (a ``VQGAN``), also, under
+    ``"tokenizer"``: ``model`` (``tokenizer_name``), its mean ``psnr`` and ``ssim`` on the first
+    ``tokenizer_images`` test images (``evaluate_tokenizer``, the clipped float reconstructions) and
+    their count ``images``, and, under ``"reconstruction"``, the FID of its reconstructions of the
+    floor's images (``GenerationEvaluator.reconstruction``). Adds ``source``."""
+    if tokenizer_images < 1:
+        raise ValueError(f"tokenizer_images must be >= 1, got {tokenizer_images}")
+    evaluator = GenerationEvaluator(features, data_root=data_root)
+    images, labels = load_generated(folder, evaluator.features.class_names, evaluator.features.image_size)
     results: dict[str, Any] = {"source": str(folder)}
     results.update(evaluator(images, labels))
     if tokenizer is not None:
-        model = _load_tokenizer(tokenizer, device)
+        test_images, _ = fashion_mnist_images("test", data_root, tokenizer.config.image_size)
+        scores = evaluate_tokenizer(tokenizer, test_images, max_images=tokenizer_images, batch_size=100)
         results["tokenizer"] = {
-            "model": tokenizer,
-            **evaluate_reconstruction(model, num_images=tokenizer_images, data_root=data_root),
-            "reconstruction": evaluator.reconstruction(model, labels),
+            "model": tokenizer_name,
+            "psnr": scores.psnr,
+            "ssim": scores.ssim,
+            "images": scores.images,
+            "reconstruction": evaluator.reconstruction(tokenizer, labels),
         }
     return results
 

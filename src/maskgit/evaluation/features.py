@@ -1,29 +1,35 @@
 """Feature networks by name, and running one over a set of images.
 
-A ``FeatureExtractor`` turns uint8 images into feature vectors (and, when it has a classifier,
-logits for the Inception Score). ``preprocess`` works on one image (so images of different sizes can
-be batched afterwards); ``__call__`` on a batch of preprocessed images. Its ``name`` is stored with
-saved statistics, so that statistics from different networks or resize protocols are never compared.
+A ``FeatureExtractor`` turns images into feature vectors (and, when it has a classifier, logits: for
+the Inception Score, or the classes of the shipped classifier). ``preprocess`` works on one image (so
+images of different sizes can be batched afterwards); ``__call__`` on a batch of preprocessed images.
+Images come in either of two forms: uint8 (3, H, W) in [0, 255], as stored, or float (3, H, W) in
+[0, 1], as a model returns them (``float_images`` and ``uint8_images`` convert). Every feature
+computation in maskgit goes through this interface and ``extract_features``: ``maskgit fid``, the
+reconstruction FID of ``maskgit eval-tokenizer`` and ``maskgit evaluate``'s scores alike. Its
+``name`` is stored with saved statistics, so that statistics from different networks or resize
+protocols are never compared.
 
 Built in:
 
 - ``inception``: the FID Inception-v3 (``maskgit.evaluation.inception``) with a resize protocol
   (``maskgit.evaluation.resize``); features 2048-d pool3, logits the 1008 unbiased logits.
-- ``fashion-mnist``: the shipped Fashion-MNIST classifier (``maskgit.evaluation.classifier``), its
-  penultimate features and its 10 logits; images of at most 32 px are zero-padded to 32, centred, as
-  Fashion-MNIST's 28 px items are padded for the model and the classifier.
+- ``fashion-mnist``: the shipped Fashion-MNIST classifier (``maskgit.evaluation.classifier``) as
+  ``ClassifierFeatures``: its penultimate features and its 10 logits; images of at most 32 px are
+  zero-padded to 32, centred, as Fashion-MNIST's 28 px items are padded for the model and the
+  classifier. Float images reach it as they are (not rounded to uint8).
 - a path to a TorchScript module (``torch.jit.save``): it receives float32 (B, 3, H, W) RGB in
   [0, 1] at the images' own size (so all images must share one size) and returns (B, D) features.
 
-``register_feature_extractor(name, builder)`` adds a named network (the shipped Fashion-MNIST
-classifier registers itself this way).
+The Inception's resize protocols are defined on stored images, so it rounds float images to uint8
+first, as saving them would. ``register_feature_extractor(name, builder)`` adds a named network.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +39,7 @@ from tqdm.auto import tqdm
 
 from maskgit.evaluation.resize import RESIZE_PROTOCOLS, resize_for_inception
 from maskgit.evaluation.sources import ImageSource
+from maskgit.models.classifier import ImageClassifier
 
 __all__ = [
     "FeatureExtractor",
@@ -41,6 +48,8 @@ __all__ = [
     "InceptionFeatures",
     "TorchScriptFeatures",
     "ClassifierFeatures",
+    "float_images",
+    "uint8_images",
     "register_feature_extractor",
     "feature_extractor_names",
     "build_feature_extractor",
@@ -66,12 +75,26 @@ class Features:
     logits: torch.Tensor | None
 
 
+def float_images(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images in [0, 255] → float32 in [0, 1] (``x / 255``); float images → float32 unchanged."""
+    return images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()
+
+
+def uint8_images(images: torch.Tensor) -> torch.Tensor:
+    """float images in [0, 1] → uint8, clipped and rounded as a saved PNG; uint8 images unchanged."""
+    if images.dtype == torch.uint8:
+        return images
+    return (images.float().clamp(0, 1) * 255.0).round().to(torch.uint8)
+
+
 class FeatureExtractor:
-    """Base class: ``preprocess(uint8 (3, H, W)) -> tensor`` and ``__call__(batch) -> (features, logits | None)``."""
+    """Base class: ``preprocess(image) -> tensor`` for one uint8 (3, H, W) in [0, 255] or float
+    (3, H, W) in [0, 1] image, and ``__call__(batch of preprocessed images) -> (features (B, D)
+    float32, logits (B, C) float32 or None)``."""
 
     name: str
     device: torch.device
-    has_logits: bool = False  # whether __call__ also returns class logits (for the Inception Score)
+    has_logits: bool = False  # whether __call__ also returns class logits
 
     def preprocess(self, image: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -94,7 +117,7 @@ class InceptionFeatures(FeatureExtractor):
         self.name = f"inception-2015-12-05/{resize}"
 
     def preprocess(self, image: torch.Tensor) -> torch.Tensor:
-        return resize_for_inception(image[None], self.resize)[0]
+        return resize_for_inception(uint8_images(image[None]), self.resize)[0]
 
     @torch.no_grad()
     def __call__(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -119,7 +142,7 @@ class TorchScriptFeatures(FeatureExtractor):
         self.name = f"torchscript:{path.name}:{digest}"
 
     def preprocess(self, image: torch.Tensor) -> torch.Tensor:
-        return image.float() / 255.0
+        return float_images(image)
 
     @torch.no_grad()
     def __call__(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -131,22 +154,28 @@ class TorchScriptFeatures(FeatureExtractor):
 
 
 class ClassifierFeatures(FeatureExtractor):
-    """An ``ImageClassifier``'s penultimate features and logits (the shipped Fashion-MNIST one)."""
+    """An ``ImageClassifier``'s penultimate features (N, feature_size) and its logits (N, classes),
+    one per name of ``class_names``: the shipped Fashion-MNIST classifier's, or one that
+    ``maskgit train-classifier`` wrote. ``image_size`` is the classifier's input size.
+
+    The classifier is moved to ``device`` and put in eval mode."""
 
     has_logits = True
 
-    def __init__(self, classifier: torch.nn.Module, name: str, device: str | torch.device = "cpu") -> None:
+    def __init__(self, classifier: ImageClassifier, name: str, device: str | torch.device = "cpu") -> None:
         self.device = torch.device(device)
         self.classifier = classifier.to(self.device).eval()
-        self.size = classifier.config.image_size
+        self.image_size: int = classifier.config.image_size
+        self.class_names: tuple[str, ...] = classifier.config.class_names
         self.name = name
 
     def preprocess(self, image: torch.Tensor) -> torch.Tensor:
         height, width = image.shape[-2:]
-        if height > self.size or width > self.size:
-            raise ValueError(f"{self.name} takes images of at most {self.size}x{self.size}, got {height}x{width}")
-        top, left = (self.size - height) // 2, (self.size - width) // 2
-        return F.pad(image.float() / 255.0, (left, self.size - width - left, top, self.size - height - top))
+        size = self.image_size
+        if height > size or width > size:
+            raise ValueError(f"{self.name} takes images of at most {size}x{size}, got {height}x{width}")
+        top, left = (size - height) // 2, (size - width) // 2
+        return F.pad(float_images(image), (left, size - width - left, top, size - height - top))
 
     @torch.no_grad()
     def __call__(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -189,19 +218,38 @@ def build_feature_extractor(spec: str, options: FeatureOptions | None = None) ->
     return TorchScriptFeatures(spec, options.device)
 
 
+def _tensor_batches(images: torch.Tensor, batch_size: int) -> Iterator[list[torch.Tensor]]:
+    for start in range(0, len(images), batch_size):
+        yield list(images[start : start + batch_size])
+
+
 def extract_features(
-    extractor: FeatureExtractor, source: ImageSource, batch_size: int = 50, progress: bool = True
+    extractor: FeatureExtractor,
+    source: ImageSource | torch.Tensor,
+    batch_size: int = 50,
+    progress: bool = True,
 ) -> Features:
-    """Run ``extractor`` over every image of ``source``, in order."""
+    """Run ``extractor`` over every image of ``source``, in order, ``batch_size`` at a time.
+
+    ``source`` is an ``ImageSource`` (a folder, an ``.npz``) or images in memory: uint8
+    (N, 3, H, W) in [0, 255] or float (N, 3, H, W) in [0, 1]. Returns the features (N, D) float32
+    and, when the network has them, the logits (N, C) float32, on the CPU.
+    """
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
+    if isinstance(source, torch.Tensor):
+        if source.dim() != 4 or source.shape[1] != 3:
+            raise ValueError(f"images must be (N, 3, H, W), got shape {tuple(source.shape)}")
+        description, count, batches = "images", len(source), _tensor_batches(source, batch_size)
+    else:
+        description, count, batches = source.description, len(source), source.batches(batch_size)
     features: list[torch.Tensor] = []
     logits: list[torch.Tensor] = []
-    with tqdm(total=len(source), unit="img", desc="features", disable=not progress) as bar:
-        for images in source.batches(batch_size):
+    with tqdm(total=count, unit="img", desc="features", disable=not progress) as bar:
+        for images in batches:
             inputs = [extractor.preprocess(image) for image in images]
             if any(item.shape != inputs[0].shape for item in inputs):
-                raise ValueError(f"{source.description}: images of different sizes cannot go through "
+                raise ValueError(f"{description}: images of different sizes cannot go through "
                                  f"{extractor.name} together ({tuple(inputs[0].shape)} and others)")
             batch_features, batch_logits = extractor(torch.stack(inputs))
             features.append(batch_features.float().cpu())
@@ -209,5 +257,5 @@ def extract_features(
                 logits.append(batch_logits.float().cpu())
             bar.update(len(images))
     if not features:
-        raise ValueError(f"{source.description}: no images")
+        raise ValueError(f"{description}: no images")
     return Features(torch.cat(features), torch.cat(logits) if logits else None)

@@ -2,7 +2,9 @@
 
 ``TokenizerTrainer`` and ``TransformerTrainer`` run one process or many under ``torchrun`` and
 resume exactly from their checkpoints; ``load_train_config`` reads presets, YAML/JSON files and
-overrides; ``maskgit.training.metrics`` evaluates the results.
+overrides; ``maskgit.training.metrics`` evaluates a transformer (a tokenizer:
+``maskgit.evaluation.evaluate_tokenizer``); ``maskgit.training.classifier_trainer`` trains the
+evaluator's Fashion-MNIST classifier.
 """
 
 from maskgit.training.checkpoint import find_latest_checkpoint, read_checkpoint_config
@@ -13,7 +15,7 @@ from maskgit.training.config import (
     TransformerTrainConfig,
     load_train_config,
 )
-from maskgit.training.metrics import evaluate_tokenizer, evaluate_transformer, psnr
+from maskgit.training.metrics import evaluate_transformer
 from maskgit.training.tokenizer_trainer import TokenizerTrainer
 from maskgit.training.transformer_trainer import TransformerTrainer
 
@@ -27,7 +29,5 @@ __all__ = [
     "TransformerTrainer",
     "find_latest_checkpoint",
     "read_checkpoint_config",
-    "evaluate_tokenizer",
     "evaluate_transformer",
-    "psnr",
 ]

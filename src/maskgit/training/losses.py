@@ -13,7 +13,6 @@ import torch.nn.functional as F
 __all__ = [
     "vq_losses",
     "entropy_loss",
-    "codebook_perplexity",
     "generator_loss",
     "discriminator_loss",
     "r1_penalty",
@@ -53,13 +52,6 @@ def entropy_loss(affinity: torch.Tensor, temperature: float = 0.01) -> torch.Ten
     average_entropy = -(average * (average + 1e-5).log()).sum()
     sample_entropy = -(probs * log_probs).sum(dim=-1).mean()
     return sample_entropy - average_entropy
-
-
-def codebook_perplexity(counts: torch.Tensor) -> torch.Tensor:
-    """exp(entropy) of code usage ``counts`` (K,): K when every code is used equally, 1 after a
-    collapse onto one code. Matches the official ``get_perplexity`` on one-hot assignments."""
-    probs = counts.float() / counts.sum().clamp_min(1)
-    return torch.exp(-(probs * (probs + 1e-5).log()).sum())
 
 
 def generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:

@@ -1,8 +1,8 @@
-"""Evaluation of trained models: reconstruction PSNR and codebook use for the tokenizer,
-masked-token loss and accuracy for the transformer.
+"""Evaluation of a trained transformer: masked-token loss and accuracy.
 
-Both read the first ``max_images`` items of a dataset in order, so with a deterministic
-(evaluation) dataset the numbers are reproducible.
+It reads the first ``max_samples`` items of a dataset in order, so with a deterministic (evaluation)
+dataset the numbers are reproducible. (The tokenizer's evaluation is
+``maskgit.evaluation.reconstruction.evaluate_tokenizer``.)
 """
 
 from __future__ import annotations
@@ -12,17 +12,10 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from maskgit.models import VQGAN, MaskGITTransformer
 from maskgit.training.data_order import mix_seed
-from maskgit.training.losses import codebook_perplexity, masked_token_loss
+from maskgit.training.losses import masked_token_loss
 from maskgit.training.masking import masked_inputs, sample_masks
 
-__all__ = ["psnr", "evaluate_tokenizer", "evaluate_transformer"]
-
-
-def psnr(images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR in dB (B,) of ``images`` (clipped to [0, 1]) against ``targets``, both
-    (B, 3, H, W) float in [0, 1]: ``10 · log10(1 / MSE)``, capped at 100 dB for identical images."""
-    error = (images.detach().float().clamp(0, 1) - targets.float()).pow(2).flatten(1).mean(1)
-    return 10.0 * torch.log10(1.0 / error.clamp_min(1e-10))
+__all__ = ["evaluate_transformer"]
 
 
 def _first(dataset: Dataset, count: int | None) -> Dataset:
@@ -30,43 +23,6 @@ def _first(dataset: Dataset, count: int | None) -> Dataset:
     if size == 0:
         raise ValueError("the evaluation dataset is empty")
     return dataset if count is None or count >= size else Subset(dataset, range(count))
-
-
-@torch.no_grad()
-def evaluate_tokenizer(
-    tokenizer: VQGAN,
-    dataset: Dataset,
-    *,
-    max_images: int | None = None,
-    batch_size: int = 64,
-    device: str | torch.device | None = None,
-) -> dict[str, float]:
-    """Reconstruct the first ``max_images`` images of ``dataset`` (items ``(image, label)``).
-
-    Returns ``psnr`` (mean over images of the per-image PSNR, dB), ``codebook_usage_percent``
-    (percent of codes chosen at least once), ``codebook_perplexity`` and ``images``.
-    """
-    device = torch.device(device) if device is not None else next(tokenizer.parameters()).device
-    was_training = tokenizer.training
-    tokenizer.eval()
-    counts = torch.zeros(tokenizer.config.codebook_size, dtype=torch.long, device=device)
-    total_psnr, total = 0.0, 0
-    try:
-        for images, _ in DataLoader(_first(dataset, max_images), batch_size=batch_size):
-            images = images.to(device)
-            ids = tokenizer.encode_to_ids(images)
-            reconstructions = tokenizer.decode_ids(ids)
-            total_psnr += psnr(reconstructions, images).sum().item()
-            total += images.shape[0]
-            counts += torch.bincount(ids.flatten(), minlength=counts.numel())
-    finally:
-        tokenizer.train(was_training)
-    return {
-        "psnr": total_psnr / total,
-        "codebook_usage_percent": (counts > 0).float().mean().item() * 100.0,
-        "codebook_perplexity": codebook_perplexity(counts).item(),
-        "images": float(total),
-    }
 
 
 @torch.no_grad()

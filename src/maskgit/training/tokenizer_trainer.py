@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from maskgit.configs import ConfigError
+from maskgit.evaluation.reconstruction import codebook_perplexity, evaluate_tokenizer, psnr
 from maskgit.models import VQGAN
 from maskgit.training.config import TokenizerTrainConfig
 from maskgit.training.data_order import mix_seed
@@ -28,7 +29,6 @@ from maskgit.training.discriminator import Discriminator
 from maskgit.training.ema import EMA
 from maskgit.training.engine import Trainer
 from maskgit.training.losses import (
-    codebook_perplexity,
     discriminator_loss,
     entropy_loss,
     generator_loss,
@@ -36,7 +36,6 @@ from maskgit.training.losses import (
     r1_penalty,
     vq_losses,
 )
-from maskgit.training.metrics import evaluate_tokenizer, psnr
 from maskgit.training.perceptual import load_perceptual
 from maskgit.training.progress import save_image_grid
 
@@ -173,7 +172,7 @@ class TokenizerTrainer(Trainer):
             step_counts += torch.bincount(ids.flatten(), minlength=config.model.codebook_size)
             add("loss", loss)
             add("reconstruction", reconstruction_loss)
-            add("psnr", psnr(reconstruction.detach(), images).mean())
+            add("psnr", psnr(reconstruction.detach().float().clamp(0, 1), images).mean())
         sums["grad_norm"] = self.optimizer_step(self.trained_parameters, self.g_optimizer, config.learning_rate, config.grad_clip)
         self.ema.update(self.model)
 
@@ -287,14 +286,12 @@ class TokenizerTrainer(Trainer):
         save_image_grid(torch.cat([images, reconstructions]), path, columns=images.shape[0])
 
     def evaluate(self) -> dict[str, float]:
+        """The EMA tokenizer's PSNR, SSIM and codebook use on the first ``eval_images`` images."""
         assert self.eval_dataset is not None
-        return evaluate_tokenizer(
-            self.ema.model,
-            self.eval_dataset,
-            max_images=self.config.eval_images,
-            batch_size=max(self.micro_batch_size, 64),
-            device=self.device,
+        scores = evaluate_tokenizer(
+            self.ema.model, self.eval_dataset, max_images=self.config.eval_images, batch_size=max(self.micro_batch_size, 64)
         )
+        return scores.as_dict()
 
     def export(self) -> None:
         self.ema.model.save_pretrained(self.out_dir / "tokenizer")

@@ -4,6 +4,8 @@ shipped Fashion-MNIST evaluator; picks the model's default sampler.
     python benchmarks/sampler_comparison.py [--model fashion-mnist] [--num-per-class 50]
         [--json benchmarks/results/sampler-comparison.json] [--plot docs/sampler-comparison.png]
 
+The JSON's table (``sampler-comparison.md`` beside it) is written by ``benchmarks/tables.py``.
+
 For every setting it generates ``--num-per-class`` images of each class with the same seed, times
 the generation alone (images/s, on ``--threads`` CPU threads) and scores the images: accuracy against
 the requested class (overall and the worst class), FID in the classifier's feature space against the
@@ -27,9 +29,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import platform
-import tempfile
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,11 @@ import torch
 
 from maskgit import MaskGIT
 from maskgit.evaluation.evaluate import GenerationEvaluator
+from maskgit.io import atomic_write_text
 from maskgit.sampling import build_sampler
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/tables.py, also when loaded by path
+from tables import device_name, provenance, sampler_label, sampler_temperatures, write_results  # noqa: E402
 
 SAMPLERS = ("confidence", "halton", "random")
 GUIDANCE = (0.0, 1.0, 2.0, 4.0)
@@ -118,6 +122,8 @@ def run_setting(pipe: MaskGIT, evaluator: GenerationEvaluator, setting: dict[str
         "diversity": scores["diversity"],
         "images_per_second": len(labels) / seconds,
         "seconds": seconds,
+        "images": len(labels),
+        "passes": transformer_passes(setting),
         "per_class_accuracy": per_class,
     }
 
@@ -134,45 +140,6 @@ def weights_digest(pipe: MaskGIT) -> str:
     return digest.hexdigest()
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(handle, "w") as file:
-        json.dump(data, file, indent=2)
-    os.replace(temporary, path)
-
-
-TEMPERATURES = ("choice_temperature", "softmax_temperature")
-
-
-def temperatures(setting: dict[str, Any]) -> str:
-    """The temperatures a setting of the second pass sets, as text ('' for the sweep's settings)."""
-    return "".join(f", {name.split('_')[0]} T {setting[name]}" for name in TEMPERATURES if name in setting)
-
-
-def label(setting: dict[str, Any]) -> str:
-    text = f"{setting['sampler']}, {setting['num_steps']} steps"
-    if setting.get("guidance"):
-        text += f", guidance {setting['guidance']:g} {setting['guidance_schedule']}"
-    return text + temperatures(setting)
-
-
-def markdown_table(rows: list[dict[str, Any]]) -> str:
-    lines = [
-        "| sampler | guidance | schedule | steps | accuracy | worst class | FID (floor) | diversity | images/s |",
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for row in rows:
-        s = row["setting"]
-        lines.append(
-            f"| {s['sampler']}{temperatures(s)} | {s['guidance']:g} | {s['guidance_schedule'] if s['guidance'] else '-'} | "
-            f"{s['num_steps']} | {100 * row['accuracy']:.1f} % | {100 * row['worst_class_accuracy']:.0f} % "
-            f"({row['worst_class']}) | {row['fid']:.2f} ({row['fid_floor']:.2f}) | {100 * row['diversity']:.0f} % | "
-            f"{row['images_per_second']:.0f} |"
-        )
-    return "\n".join(lines)
-
-
 def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     """Accuracy, FID and diversity against steps: one column per sampler, one line per guidance
     scale (colour) and schedule (dash)."""
@@ -187,7 +154,7 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
                                 sharey="row", squeeze=False)
     colours = {0.0: "black", 1.0: "tab:blue", 2.0: "tab:orange", 4.0: "tab:red"}
     dashes = {"constant": "-", "linear": "--", "cosine": ":"}
-    sweep = [r for r in rows if not temperatures(r["setting"])]
+    sweep = [r for r in rows if not sampler_temperatures(r["setting"])]
     for column, name in enumerate(samplers):
         groups: dict[tuple[float, str], list[dict[str, Any]]] = {}
         for row in sweep:
@@ -245,7 +212,6 @@ def main() -> None:
                         "can become the default: a speed budget that holds on any machine (all are still measured)")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/sampler-comparison.json"))
     parser.add_argument("--plot", type=Path, default=None)
-    parser.add_argument("--table", type=Path, default=None, help="also write the markdown table here")
     parser.add_argument("--save-default", action="store_true",
                         help="record the best sampler as the default in --model's model_index.json (a folder)")
     args = parser.parse_args()
@@ -260,11 +226,13 @@ def main() -> None:
     config = {"model": args.model, "num_per_class": args.num_per_class, "seed": args.seed,
               "precision": args.precision, "threads": args.threads, "batch_size": args.batch_size,
               "weights_sha256": digest}
-    data: dict[str, Any] = {"config": config, "machine": platform.processor() or platform.machine(), "rows": []}
+    data: dict[str, Any] = {"kind": "sampler-comparison", "config": config, "targets": TARGETS, "rows": []}
     if args.json.is_file():
         previous = json.loads(args.json.read_text())
         if previous.get("config") == config:
             data = previous
+    data["provenance"] = provenance(device_name("cpu", args.threads))  # of this run, resumed or not
+    started, spent_before = time.perf_counter(), data.get("wall_seconds", 0.0)  # a resumed sweep adds its time
     done = {key(row["setting"]) for row in data["rows"]}
 
     def run_all(todo: list[dict[str, Any]]) -> None:
@@ -273,9 +241,10 @@ def main() -> None:
                 continue
             row = run_setting(pipe, evaluator, setting, labels, args.seed, args.batch_size)
             data["rows"].append(row)
+            data["wall_seconds"] = spent_before + time.perf_counter() - started
             done.add(key(setting))
-            write_json(args.json, data)
-            print(f"{label(setting):60s} acc {100 * row['accuracy']:5.1f} % worst {100 * row['worst_class_accuracy']:3.0f} % "
+            write_results(args.json, data)
+            print(f"{sampler_label(setting):60s} acc {100 * row['accuracy']:5.1f} % worst {100 * row['worst_class_accuracy']:3.0f} % "
                   f"FID {row['fid']:6.2f} (floor {row['fid_floor']:.2f}) div {100 * row['diversity']:3.0f} % "
                   f"{row['images_per_second']:6.1f} img/s", flush=True)
 
@@ -304,25 +273,24 @@ def main() -> None:
         for setting in finalists:
             if key(setting) not in confirmed:
                 confirmed[key(setting)] = run_setting(pipe, evaluator, setting, confirm_labels, args.seed, args.batch_size)
-                print(f"confirm: {label(setting):51s} acc {100 * confirmed[key(setting)]['accuracy']:5.1f} % "
+                print(f"confirm: {sampler_label(setting):51s} acc {100 * confirmed[key(setting)]['accuracy']:5.1f} % "
                       f"FID {confirmed[key(setting)]['fid']:6.2f}", flush=True)
         data["confirmed"] = [confirmed[key(setting)] for setting in finalists]
-        write_json(args.json, data)
+        write_results(args.json, data)
         best = pick_best(data["confirmed"], args.fid_tolerance, args.max_passes)
     data["best"] = best
     data["max_passes"] = args.max_passes
-    write_json(args.json, data)
-    print(f"\nbest: {label(best['setting'])}  sampler {json.dumps(best['sampler'])}")
+    data["wall_seconds"] = spent_before + time.perf_counter() - started
+    write_results(args.json, data)
+    print(f"\nbest: {sampler_label(best['setting'])}  sampler {json.dumps(best['sampler'])}")
     if args.save_default:
         index_path = Path(args.model) / "model_index.json"
         if not index_path.is_file():
             raise SystemExit(f"--save-default: {index_path}: no such file (--model must be a pipeline folder)")
         index = json.loads(index_path.read_text())
         index["sampler"] = best["sampler"]
-        write_json(index_path, index)
+        atomic_write_text(index_path, json.dumps(index, indent=2))
         print(f"recorded it in {index_path}")
-    if args.table:
-        args.table.write_text(markdown_table(sorted(data["rows"], key=lambda r: r["fid"])) + "\n")
     if args.plot:
         plot(data["rows"], args.plot, f"{args.model}: {args.num_per_class} images per class, seed {args.seed}")
 

@@ -26,7 +26,7 @@ achieved GFLOP/s (FLOPs counted by ``torch.utils.flop_counter`` on one step and 
 fraction of the matmul peak measured in the same run, and the speed-up over ``reference``. It
 writes everything to a JSON file.
 
-    python benchmarks/sampling_speed.py --threads 2 --json benchmarks/results/cpu.json
+    python benchmarks/sampling_speed.py --threads 2 --json benchmarks/results/cpu.json   # and cpu.md, its table
     python benchmarks/sampling_speed.py --threads 2 --maskgit-torch ../maskgit-torch --no-shipped
     python benchmarks/sampling_speed.py --sizes 256 512 --batches 1 8 --steps 8 16 --device cuda --paths reference bf16 fp16 bf16+compile
     python benchmarks/sampling_speed.py --threads 2 --repeats 2 --paths reference fp32 bf16 fp32+reuse bf16+reuse
@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -46,6 +45,9 @@ import types
 from typing import Any
 
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # benchmarks/tables.py, also when loaded by path
+from tables import device_name, provenance, write_results  # noqa: E402
 
 PRESETS = {256: "imagenet256", 512: "imagenet512"}
 
@@ -361,10 +363,9 @@ def main() -> None:
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, **({"fp16": torch.float16} if device.type == "cuda" else {})}
     peaks = {name: matmul_peak(dtype, device) for name, dtype in dtypes.items()}
     memory = _physical_memory()
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or platform.machine()} CPU"
-    report: dict[str, Any] = {"device": f"{name}, {args.threads} threads", "torch": torch.__version__,
-                              "repeats": args.repeats, "matmul_peak_gflops": peaks, "cases": []}
-    print(f"{report['device']}, torch {torch.__version__}; matmul peak GFLOP/s: "
+    report: dict[str, Any] = {"kind": "sampling-speed", "provenance": provenance(device_name(args.device, args.threads)),
+                              "torch": torch.__version__, "repeats": args.repeats, "matmul_peak_gflops": peaks, "cases": []}
+    print(f"{report['provenance']['device']}, torch {torch.__version__}; matmul peak GFLOP/s: "
           + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items()))
     done: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (case, result) of every finished run
     for case in cases:
@@ -415,9 +416,7 @@ def main() -> None:
     print("\nmatmul peak GFLOP/s, the higher of the start and the end: " + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items())
           + " (the fractions in the JSON use these)")
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as handle:
-            json.dump(report, handle, indent=2)
+        print(f"wrote {args.json} and {write_results(args.json, report)}")
 
 
 if __name__ == "__main__":

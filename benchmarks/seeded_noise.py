@@ -9,21 +9,24 @@ each token by inverse CDF from one uniform per position.
     python benchmarks/seeded_noise.py [--batch 64] [--steps 8] [--repeats 3] [--threads 2] [--json out.json]
 
 Prints the median wall time of each path, per whole generation and per noise draw alone, and
-their ratio; writes the numbers as JSON.
+their ratio; ``--json`` writes the numbers, and their table beside them (``benchmarks/tables.py``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
+import os
 import statistics
+import sys
 import time
 
 import torch
 
 from maskgit import MaskGIT
 from maskgit.sampling import ConfidenceSampler, InjectedNoise, SeededNoise, gumbel_noise, image_seeds
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # benchmarks/tables.py, also when loaded by path
+from tables import device_name, provenance, write_results  # noqa: E402
 
 
 class RowNoise:
@@ -86,7 +89,8 @@ def main() -> None:
     # Warm-up (allocator, first-call dispatch) before timing.
     old_noise_step(), new_noise_step(), new_generation()
     results = {
-        "device": args.device if args.device != "cpu" else f"cpu ({platform.processor() or platform.machine()}, {args.threads} threads)",
+        "kind": "seeded-noise",
+        "provenance": provenance(device_name(args.device, args.threads)),
         "batch": args.batch,
         "steps": args.steps,
         "noise_per_step_s": {"old": _median_time(old_noise_step, 5), "new": _median_time(new_noise_step, 5)},
@@ -94,14 +98,14 @@ def main() -> None:
     }
     for key in ("noise_per_step_s", "generation_s"):
         results[key]["ratio"] = results[key]["old"] / results[key]["new"]
-    print(f"seeded generation, shipped fashion-mnist model, batch {args.batch}, {args.steps} steps, {results['device']}")
+    print(f"seeded generation, shipped fashion-mnist model, batch {args.batch}, {args.steps} steps, "
+          f"{results['provenance']['device']}")
     print(f"  noise per step:  old {results['noise_per_step_s']['old'] * 1e3:8.1f} ms   "
           f"new {results['noise_per_step_s']['new'] * 1e3:8.1f} ms   ratio {results['noise_per_step_s']['ratio']:.1f}x")
     print(f"  whole run:       old {results['generation_s']['old']:8.2f} s    "
           f"new {results['generation_s']['new']:8.2f} s    ratio {results['generation_s']['ratio']:.2f}x")
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(results, handle, indent=2)
+        print(f"wrote {args.json} and {write_results(args.json, results)}")
 
 
 if __name__ == "__main__":

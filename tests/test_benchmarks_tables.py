@@ -1,0 +1,101 @@
+"""benchmarks/tables.py: every committed results table is what the generator makes of its JSON."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def _tables():
+    spec = importlib.util.spec_from_file_location("tables", ROOT / "benchmarks" / "tables.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+tables = _tables()
+RESULT_FILES = sorted(RESULTS.glob("*.json"))
+
+
+def test_there_are_results_and_each_table_has_its_json():
+    assert len(RESULT_FILES) >= 4
+    assert {path.stem for path in RESULTS.glob("*.md")} == {path.stem for path in RESULT_FILES}
+
+
+@pytest.mark.parametrize("path", RESULT_FILES, ids=lambda path: path.name)
+def test_the_committed_table_is_what_the_generator_makes(path):
+    markdown, figures = tables.render(path.stem, json.loads(path.read_text()))
+    assert path.with_suffix(".md").read_text() == markdown, f"run: python benchmarks/tables.py ({path.name})"
+    assert figures, f"{path.name}: the table prints no measured figure"
+
+
+@pytest.mark.parametrize("path", RESULT_FILES, ids=lambda path: path.name)
+def test_every_results_file_says_where_it_comes_from(path):
+    source = json.loads(path.read_text())["provenance"]
+    assert {"device", "command", "date", "code_version"} <= set(source)
+    assert source["command"].startswith(("python ", "maskgit ")) or "recorded" in source.get("note", "").lower()
+    # The table names the device once, in its opening line.
+    assert path.with_suffix(".md").read_text().count(source["device"]) == 1
+
+
+def _speed():
+    path = {"device": "a test CPU", "command": "python x.py", "date": "2026-01-01", "code_version": "abc1234"}
+    row = {"seconds": 2.0, "first_call_s": 3.0, "transformer_s": 1.5, "decoder_s": 0.5, "peak_rss_bytes": 2_000_000_000,
+           "gflops": 1234.5, "fraction_of_peak": 0.5}
+    return {"kind": "sampling-speed", "provenance": path, "torch": "2.13", "repeats": 1,
+            "matmul_peak_gflops": {"fp32": 400.0},
+            "cases": [{"model": "imagenet256", "size": 256, "batch": 8, "steps": 8,
+                       "paths": [dict(row, path="reference", seconds=4.0), dict(row, path="fp32")]}]}
+
+
+def test_a_speed_table_divides_by_the_reference_row_and_records_its_figures():
+    markdown, figures = tables.render("speed", _speed())
+    fp32_row = next(line for line in markdown.splitlines() if "`fp32`" in line)
+    assert "| 2.00 s |" in fp32_row and "| 2.00x |" in fp32_row and "1,234 (50 %)" in fp32_row
+    assert {"2.00", "4.00", "1,234", "1.50", "0.50"} <= figures
+    assert "a test CPU" in markdown.splitlines()[2] and "python x.py" in markdown
+
+
+@pytest.mark.parametrize("missing", ["kind", "provenance"])
+def test_a_results_file_without_its_kind_or_provenance_is_refused_before_anything_is_written(tmp_path, missing):
+    data = _speed()
+    del data[missing]
+    with pytest.raises(ValueError, match=missing):
+        tables.write_results(tmp_path / "speed.json", data)
+    assert not list(tmp_path.iterdir())
+
+
+def test_write_results_writes_the_json_and_its_table(tmp_path):
+    table = tables.write_results(tmp_path / "speed.json", _speed())
+    assert json.loads((tmp_path / "speed.json").read_text()) == _speed()
+    assert table.read_text() == tables.render("speed", _speed())[0]
+
+
+def test_provenance_records_the_device_command_date_and_code_version():
+    record = tables.provenance("a test CPU", command="python benchmarks/x.py --flag")
+    assert record["device"] == "a test CPU" and record["command"] == "python benchmarks/x.py --flag"
+    assert len(record["date"]) == 10 and record["code_version"]
+
+
+@pytest.mark.parametrize("seconds, text", [(24.4, "24 s"), (89, "1 min 29 s"), (3249, "54 min 9 s"), (8711, "2 h 25 min 11 s")])
+def test_durations_read_as_hours_minutes_and_seconds(seconds, text):
+    assert tables.duration(seconds) == text
+
+
+def test_the_training_record_adds_up_its_rounds():
+    source = {"device": "two CPUs", "command": "maskgit train", "date": "2026-01-01", "code_version": "abc1234"}
+    stage = {"stage": "tokenizer", "machine": "a", "wall_seconds": 60,
+             "results": [{"measure": "test loss", "values": [2.85, 2.41]}, {"measure": "PSNR", "values": [25.0], "unit": "dB"}]}
+    data = {"kind": "training-record", "provenance": source, "title": "A run", "machines": {"a": "a CPU"},
+            "rounds": [{"name": "first", "stages": [stage], "wall_seconds": 60},
+                       {"name": "second", "stages": [dict(stage, wall_seconds=30)], "wall_seconds": 30}]}
+    markdown, figures = tables.render("record", data)
+    assert "test loss 2.85 → 2.41; PSNR 25.0 dB" in markdown
+    assert "| **all rounds** |  | **1 min 30 s** |" in markdown
+    assert {"2.85", "2.41", "25.0", "1 min 0 s", "1 min 30 s"} <= figures

@@ -1,25 +1,33 @@
 """How much image error the shipped evaluator's FID tolerates: the floor's real training images,
 degraded in simple ways or passed through tokenizers, scored against the test set.
 
-    python tools/fid_sensitivity.py [--per-class 100] [--tokenizer NAME_OR_FOLDER ...]
+    python tools/fid_sensitivity.py [--per-class 100] [--tokenizer NAME_OR_FOLDER ...] [--json PATH]
 
 Every row is ``GenerationEvaluator.reconstruction``: the floor's images (``--per-class`` of each
 class, the ones the floor itself uses) go through a "codec", are rounded to uint8, and are scored like
 samples. Unchanged, they score exactly the floor. Blur and noise show how little pixel error the
 feature space forgives; tokenizers show where a model's samples can get at best, since samples with
-exactly the tokens of real images would score their row.
+exactly the tokens of real images would score their row. ``--json`` writes the rows, and their
+table beside them (``benchmarks/tables.py``; the docs include
+``benchmarks/results/fid-sensitivity.md``).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from maskgit.cli.evaluate import load_tokenizer
 from maskgit.evaluation.evaluate import GenerationEvaluator
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from tables import device_name, provenance, write_results  # noqa: E402
 
 
 class Degradation(torch.nn.Module):
@@ -66,6 +74,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--per-class", type=int, default=100, help="floor images of each class (default 100)")
     parser.add_argument("--tokenizer", action="append", default=[], help="a model name or tokenizer folder (repeatable)")
+    parser.add_argument("--json", type=Path, default=None, help="write the rows here, and their table beside them")
     args = parser.parse_args()
     if not 2 <= args.per_class <= 6000:
         raise SystemExit(f"--per-class must be in [2, 6000] (Fashion-MNIST's training images per class), got {args.per_class}")
@@ -79,11 +88,18 @@ def main() -> None:
     labels = torch.arange(10).repeat_interleave(args.per_class)
     print(f"| {10 * args.per_class} training images | PSNR | FID | x floor | accuracy |")
     print("| --- | ---: | ---: | ---: | ---: |")
+    rows = []
     for name, codec in codecs.items():
         scores = evaluator.reconstruction(codec, labels)
-        psnr = "lossless" if scores["psnr"] == float("inf") else f"{scores['psnr']:.1f} dB"
+        rows.append({"name": name, "psnr": None if math.isinf(scores["psnr"]) else scores["psnr"], "fid": scores["fid"],
+                     "fid_floor": scores["fid_floor"], "accuracy": scores["accuracy"]})
+        psnr = "lossless" if rows[-1]["psnr"] is None else f"{scores['psnr']:.1f} dB"
         print(f"| {name} | {psnr} | {scores['fid']:.2f} | {scores['fid'] / scores['fid_floor']:.1f} "
               f"| {100 * scores['accuracy']:.1f} % |", flush=True)
+    if args.json:
+        data = {"kind": "fid-sensitivity", "provenance": provenance(device_name("cpu", torch.get_num_threads())),
+                "images": len(labels), "rows": rows}
+        print(f"wrote {args.json} and {write_results(args.json, data)}")
 
 
 if __name__ == "__main__":

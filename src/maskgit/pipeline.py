@@ -490,8 +490,9 @@ class MaskGIT(nn.Module):
             num_inference_steps: decoding steps; replaces the sampler's ``num_steps``.
             num_images_per_label: images per label, next to each other in the output.
             sampler: defaults to ``self.sampler``.
-            seed, generator: the randomness, as for ``generate``; with neither, a fresh random
-                seed, reported in the output.
+            seed: the randomness, as for ``generate``; with neither a seed nor a generator, a
+                fresh random seed, reported in the output.
+            generator: draws the noise instead of a seed, as for ``generate``.
             output_type: ``"pil"`` (list of PIL images), ``"np"`` (float32 (B, H, W, 3) in
                 [0, 1]) or ``"pt"`` (float32 (B, 3, H, W) in [0, 1]).
             callback: called with every decoding step's ``DecodeStep``.

@@ -384,12 +384,14 @@ _DECIMAL = re.compile(r"(?<![\w.])\d[\d,]*\.\d+")
 def recorded_tables(data: dict[str, Any], figure: Figures) -> list[str]:
     """Tables recorded once by hand (experiments whose runs are not repeated): each under a snippet
     section named by its ``id``, so that a page can include one table where its story is told with
-    ``--8<-- "benchmarks/results/NAME.md:ID"``. Every decimal number in a cell is a figure."""
+    ``--8<-- "benchmarks/results/NAME.md:ID"``. Every decimal number in a cell but the first of
+    each row (which names the run and its settings) is a figure."""
     lines = ["<!-- --8<-- [start:provenance] -->", *heading(data, data["title"])[:-1], "<!-- --8<-- [end:provenance] -->", ""]
     for entry in data["tables"]:
-        rows = [[_DECIMAL.sub(lambda match: figure(match.group(0)), str(cell)) for cell in row] for row in entry["rows"]]
-        caption = _DECIMAL.sub(lambda match: figure(match.group(0)), entry["caption"])
-        lines += [f"<!-- --8<-- [start:{entry['id']}] -->", caption, "",
+        # The first column names the run (its settings); the other columns hold what was measured.
+        rows = [[str(row[0]), *(_DECIMAL.sub(lambda match: figure(match.group(0)), str(cell)) for cell in row[1:])]
+                for row in entry["rows"]]
+        lines += [f"<!-- --8<-- [start:{entry['id']}] -->", entry["caption"], "",
                   *table(entry["columns"], "l" + "r" * (len(entry["columns"]) - 1), rows),
                   f"<!-- --8<-- [end:{entry['id']}] -->", ""]
     return lines[:-1]

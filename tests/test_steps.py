@@ -6,6 +6,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from maskgit.sampling.steps import (
     filter_top_k,
@@ -27,6 +29,35 @@ def test_gumbel_from_uniform_is_minus_log_minus_log_and_finite_at_zero():
     at_zero = gumbel_from_uniform(torch.zeros(1))
     assert torch.isfinite(at_zero).all() and at_zero.item() == pytest.approx(-math.log(-math.log(tiny)))
     assert gumbel_from_uniform(torch.tensor([0.5], dtype=torch.float64)).dtype == torch.float32
+
+
+def test_gumbel_from_uniform_is_finite_at_one_so_a_zero_temperature_gives_no_nan():
+    # -log(-log(1)) is +inf, and a choice temperature of 0 (the last step) turned it into NaN.
+    gumbel = gumbel_from_uniform(torch.tensor([1.0, 0.0, 1 - 2**-24]))
+    assert bool(torch.isfinite(gumbel).all())
+    assert gumbel[0] == gumbel[2] == pytest.approx(-math.log(-math.log1p(-(2**-24))))
+    probs = torch.tensor([[0.9, 0.2, 0.5, 0.05]])
+    at_zero = mask_by_random_topk(torch.tensor([2]), probs, torch.tensor(0.0), gumbel_from_uniform(torch.ones(1, 4)))
+    assert at_zero.tolist() == [[False, True, False, True]]
+
+
+# Any float32 in [0, 1], the ends and their neighbours included.
+unit_floats = st.one_of(st.sampled_from([0.0, 2.0**-149, 2.0**-24, 0.5, 1 - 2**-24, 1.0]),
+                        st.floats(0, 1, width=32))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(unit_floats, min_size=1, max_size=12), st.one_of(st.just(1e36), st.floats(0, 1e36)),
+       st.integers(1, 6))
+def test_choice_noise_is_finite_for_any_uniform_and_temperature(uniforms, temperature, masked):
+    gumbel = gumbel_from_uniform(torch.tensor([uniforms]))
+    scale = torch.tensor(temperature, dtype=torch.float32)
+    assert bool(torch.isfinite(gumbel).all()) and bool(torch.isfinite(scale * gumbel).all())
+    # At temperature 0 the noise vanishes, whatever its values: the noiseless choice.
+    probs = torch.linspace(0.1, 0.9, len(uniforms)).flip(0)[None]
+    mask_len = torch.tensor([min(masked, len(uniforms) - 1)])
+    assert torch.equal(mask_by_random_topk(mask_len, probs, torch.tensor(0.0), gumbel),
+                       mask_by_random_topk(mask_len, probs, torch.tensor(0.0), torch.zeros_like(gumbel)))
 
 
 def test_gumbel_noise_is_seeded_standard_gumbel():
@@ -53,6 +84,43 @@ def test_sample_ids_from_uniform_is_the_inverse_cdf():
     # Unnormalised rows scale the uniform by their total; the result stays in range at U -> 1.
     assert sample_ids_from_uniform(torch.tensor([[2.0, 6.0]]), torch.tensor([0.3])).tolist() == [1]
     assert sample_ids_from_uniform(torch.tensor([[1.0, 0.0]]), torch.tensor([1.0 - 2**-24])).tolist() == [0]
+
+
+def test_sample_ids_from_uniform_never_draws_outside_the_top_k_even_at_one():
+    # Top-k = 2 leaves the last tokens with no mass; U = 1 used to run past them to the last id.
+    probs = torch.softmax(filter_top_k(torch.tensor([[1.0, 3.0, 2.0, 0.5, -1.0]]), 2), dim=-1)
+    assert sample_ids_from_uniform(probs, torch.tensor([1.0])).tolist() == [2]
+    assert sample_ids_from_uniform(probs, torch.tensor([0.0])).tolist() == [1]
+    # Rounding: U * total can round up to the total for an unnormalised row.
+    assert sample_ids_from_uniform(torch.tensor([[1.5, 1.5, 0.0]]), torch.tensor([1 - 2**-24])).tolist() == [1]
+    # A row with no mass at all gives the last id, not an index past the end.
+    assert sample_ids_from_uniform(torch.zeros(1, 3), torch.tensor([0.7])).tolist() == [2]
+
+
+def test_sample_ids_from_uniform_never_draws_a_zero_even_from_a_rounded_cdf(monkeypatch):
+    # A parallel cumsum (as on CUDA) can add a rounding step at a zero: cdf[2] > cdf[1] although
+    # probs[2] is 0. Simulated here by nudging the CPU's exact cumsum.
+    exact = torch.Tensor.cumsum
+
+    def rounded(self, dim):
+        cdf = exact(self, dim)
+        cdf[..., 2] = torch.nextafter(cdf[..., 2], torch.tensor(2.0))
+        return cdf
+
+    monkeypatch.setattr(torch.Tensor, "cumsum", rounded)
+    probs = torch.tensor([[0.0, 0.5, 0.0, 0.25]])
+    ids = sample_ids_from_uniform(probs.expand(3, 4), torch.tensor([0.5, 2 / 3, 0.9]))
+    # The middle U falls on the step at id 2: the first id of positive probability instead.
+    assert ids.tolist() == [1, 1, 3]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.just(0.0), st.floats(0, 2.0**100, width=32)), min_size=1, max_size=10), unit_floats)
+def test_inverse_cdf_never_draws_a_token_of_zero_probability(probs, uniform):
+    row = torch.tensor([probs])
+    drawn = int(sample_ids_from_uniform(row, torch.tensor([uniform]))[0])
+    assert 0 <= drawn < len(probs)
+    assert probs[drawn] > 0 or not any(p > 0 for p in probs)
 
 
 def test_filter_top_k_keeps_exactly_k_per_row():

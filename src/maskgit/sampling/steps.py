@@ -25,15 +25,18 @@ __all__ = [
 MASK_ID = -1
 
 _TINY = torch.finfo(torch.float32).tiny
+_BELOW_ONE = 1.0 - 2.0**-24  # the largest float32 below 1
 
 
 def gumbel_from_uniform(uniform: torch.Tensor) -> torch.Tensor:
-    """``-log(-log(U))``: standard Gumbel(0, 1) from uniforms in [0, 1), float32.
+    """``-log(-log(U))``: standard Gumbel(0, 1) from uniforms in [0, 1], float32.
 
-    U = 0 would give -inf; it is clamped to the smallest normal float32 as ``jax.random.gumbel``
-    draws from [tiny, 1) for the same reason.
+    U is clamped into [tiny, 1 - 2**-24], so the result is always finite, from about -4.5 to 16.6:
+    U = 0 would give -inf (``jax.random.gumbel`` draws from [tiny, 1) for the same reason) and
+    U = 1 would give +inf, which a zero choice temperature would turn into NaN. Draws from
+    ``torch.rand`` and from JAX never reach either end, so they are unchanged.
     """
-    return -torch.log(-torch.log(uniform.float().clamp_min(_TINY)))
+    return -torch.log(-torch.log(uniform.float().clamp(_TINY, _BELOW_ONE)))
 
 
 def gumbel_noise(
@@ -69,17 +72,30 @@ def sample_ids_from_uniform(probs: torch.Tensor, uniform: torch.Tensor) -> torch
     probability exceeds ``U * total``. It needs one uniform per position instead of Gumbel-max's K.
 
     Args:
-        probs: (..., K) float probabilities (rows need not sum to exactly 1; zeros are never drawn).
-        uniform: (...) float in (0, 1).
+        probs: (..., K) float probabilities ≥ 0 (rows need not sum to exactly 1).
+        uniform: (...) float in [0, 1]; the ends included.
 
     Returns:
-        (...) int64 in [0, K).
+        (...) int64 in [0, K): always an id of positive probability, whatever the uniform (a row
+        with no positive probability gives K - 1).
     """
-    cdf = probs.float().cumsum(dim=-1)
-    target = uniform.float().unsqueeze(-1) * cdf[..., -1:]
-    # right=True returns the first index whose cdf is > target: an id with positive probability.
-    ids = torch.searchsorted(cdf, target, right=True).squeeze(-1)
-    return ids.clamp_max(probs.shape[-1] - 1)
+    probs = probs.float()
+    cdf = probs.cumsum(dim=-1)
+    total = cdf[..., -1:]
+    # U * total must stay below the total: at U = 1 (or U * total rounded up to it) no cdf
+    # entry exceeds it, and the search would run past the last id.
+    target = torch.minimum(uniform.float().clamp(0, 1).unsqueeze(-1) * total,
+                           torch.nextafter(total, torch.zeros_like(total)))
+    # right=True returns the first index whose cdf is > target: an id with positive probability
+    # when the cdf is summed in order (it grows only there). The second search, for target 0,
+    # finds the first id of positive probability in any order of summation (a sum of
+    # non-negative numbers is 0 only if each one is).
+    found = torch.searchsorted(cdf, torch.cat([target, torch.zeros_like(target)], dim=-1), right=True)
+    ids, first_positive = found.clamp_max(probs.shape[-1] - 1).unbind(-1)
+    # A parallel cumsum (CUDA) may round cdf[i] above cdf[i - 1] although probs[i] is 0: such a
+    # draw takes the first id of positive probability instead.
+    chosen = torch.gather(probs, -1, ids.unsqueeze(-1)).squeeze(-1)
+    return torch.where(chosen > 0, ids, first_positive)
 
 
 def filter_top_k(logits: torch.Tensor, k: int | None) -> torch.Tensor:

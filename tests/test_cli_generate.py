@@ -189,11 +189,25 @@ def test_generate_with_every_sampler_and_guidance(tmp_path, guided_model_dir, fl
     (("--top-k", "0"), "--top-k must be"),
     (("--guidance", "-1"), "--guidance must be a number >= 0"),
     (("--temperature", "-1"), "--temperature must be a number >= 0"),
+    (("--guidance", "1e39"), "--guidance must be a number >= 0 and at most 3.4e+38 (float32)"),
+    (("--softmax-temperature", "1e-46"), "--softmax-temperature must be a number > 0"),
 ])
 def test_bad_sampler_flags_name_the_flag(tmp_path, guided_model_dir, capsys, flags, message):
     out = tmp_path / "out"
     assert run("generate", "--model", guided_model_dir, "--device", "cpu", "--class", "0", "--out", out, *flags) == 2
     assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_guidance_that_overflows_the_logits_is_one_line_and_writes_nothing(tmp_path, capsys):
+    # A scale float32 holds, but cond + w * (cond - uncond) does not: the library refuses the run.
+    out = tmp_path / "out"
+    assert run("generate", "--model", "fashion-mnist", "--device", "cpu", "--class", "1", "--num", "1",
+               "--steps", "2", "--guidance", "1e38", "--guidance-schedule", "constant", "--seed", "0", "--quiet",
+               "--out", out) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert errors == ["maskgit generate: error: guidance 1e+38 overflowed the logits to inf or NaN at step 0 "
+                      "(float32); use a smaller guidance scale"]
     assert not out.exists()
 
 

@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from maskgit import MaskGITTransformer, TransformerConfig
-from maskgit.sampling import MASK_ID, ConfidenceSampler, HaltonSampler, RandomSampler, SeededNoise, run_sampler
+from maskgit.sampling import (
+    MASK_ID,
+    ConfidenceSampler,
+    HaltonSampler,
+    RandomSampler,
+    SeededNoise,
+    num_masked_per_step,
+    run_sampler,
+)
 
 CONFIG = TransformerConfig(codebook_size=16, num_classes=3, hidden_size=32, num_layers=1, num_heads=2,
                            intermediate_size=64, latent_size=3, dropout=0.0, null_class=True)
@@ -76,6 +86,50 @@ def test_guidance_batches_both_passes_and_mixes_the_logits(model):
         logits = model(both)[..., : CONFIG.codebook_size].float()
     conditional, unconditional = logits.chunk(2)
     torch.testing.assert_close(records[2].logits, conditional + 2.0 * (conditional - unconditional))
+
+
+def test_guidance_that_overflows_the_logits_is_refused(model):
+    # 3e38 * (cond - uncond) is inf in float32 (this model's gaps reach 3); it used to be
+    # sampled, with NaN confidences.
+    records = []
+    with pytest.raises(ValueError, match=r"guidance 3e\+38 overflowed the logits to inf or NaN at step 0"):
+        run_sampler(model, _canvas(), ConfidenceSampler(num_steps=3, guidance=3e38), SeededNoise([1, 2]),
+                    callback=records.append)
+    assert records == []  # refused before the step was sampled or reported
+    # A linear ramp meets the overflow at a later step, and names it.
+    with pytest.raises(ValueError, match=r"guidance 1.5e\+38 overflowed .* at step 1"):
+        run_sampler(model, _canvas(), ConfidenceSampler(num_steps=3, guidance=3e38, guidance_schedule="linear"),
+                    SeededNoise([1, 2]))
+
+
+def test_non_finite_logits_from_the_model_are_named_as_such(model):
+    class Broken(torch.nn.Module):
+        config = model.config
+
+        def forward(self, ids):
+            logits = model(ids)
+            logits[0, 1, 0] = float("nan")
+            return logits
+
+    with pytest.raises(ValueError, match="the transformer returned non-finite logits"):
+        run_sampler(Broken(), _canvas(), ConfidenceSampler(num_steps=2, guidance=1.0), SeededNoise([1, 2]))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.one_of(st.sampled_from([0.0, 1e30, 1e37, 3e38, 3.4028234663852886e38]), st.floats(0, 3.4028234663852886e38)),
+       st.sampled_from(["constant", "linear"]))
+def test_any_guidance_either_decodes_cleanly_or_is_refused(model, scale, schedule):
+    records = []
+    sampler = ConfidenceSampler(num_steps=4, guidance=scale, guidance_schedule=schedule)
+    try:
+        final = run_sampler(model, _canvas(), sampler, SeededNoise([3, 4]), callback=records.append)
+    except ValueError as error:
+        assert "overflowed the logits" in str(error)
+        return
+    for record, remaining in zip(records[:-1], num_masked_per_step("cosine", 4, 9)):
+        assert bool(torch.isfinite(record.logits).all())
+        assert ((record.next_ids == MASK_ID).sum(-1) == remaining).all()
+    assert (final[:, -1, 1:] >= 0).all() and (final[:, -1, 1:] < CONFIG.codebook_size).all()
 
 
 def test_guidance_needs_a_null_class():

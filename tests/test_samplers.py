@@ -8,6 +8,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from maskgit.sampling import (
     MASK_ID,
@@ -172,9 +174,46 @@ def test_softmax_temperature_and_top_k_shape_the_logits():
     assert sampler.softmax_temperature_at(0) == 2.0 and sampler.softmax_temperature_at(4) == 1.0
     assert sampler.softmax_temperature_at(2) == pytest.approx(1.5)
     shaped = sampler.shape_logits(logits, 0)
-    assert shaped[0, 0, :2].tolist() == [-math.inf, -math.inf] and shaped[0, 0, 2:].tolist() == [1.0, 1.5]
+    # (logits - max) / 2: the same softmax as logits / 2, with the maximum at 0.
+    assert shaped[0, 0, :2].tolist() == [-math.inf, -math.inf] and shaped[0, 0, 2:].tolist() == [-0.5, 0.0]
     plain = ConfidenceSampler()
     assert plain.shape_logits(logits, 3) is logits  # the official path is untouched
+
+
+@pytest.mark.parametrize("temperature", [1e-45, 1e-30, 1e-6])
+def test_a_tiny_softmax_temperature_samples_the_argmax_and_keeps_the_schedule(temperature):
+    # logits / 1e-45 used to overflow to inf and softmax to NaN: tokens off the argmax, and NaN
+    # confidences that fixed every token at the first step.
+    model, ids, records = RandomLogits(), _input(batch=2), []
+    run_sampler(model, ids, ConfidenceSampler(num_steps=5, softmax_temperature=temperature), SeededNoise([7, 8]),
+                callback=records.append)
+    previous = ids
+    for record, remaining in zip(records, num_masked_per_step("cosine", 5, 16)):
+        raw = model(previous)[..., :CODEBOOK]
+        unknown = record.unknown
+        assert torch.equal(record.sampled_ids[unknown], raw.argmax(-1)[unknown])
+        assert not record.logits.isnan().any() and bool((record.logits.amax(-1) == 0).all())
+        # Every probability is 1, so the last step (choice temperature 0) ties all confidences
+        # and re-masks none: its count is the one the schedule table leaves to ties.
+        if record.step < 4:
+            assert ((record.next_ids == MASK_ID).sum(-1) == remaining).all()
+        previous = record.next_ids
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(width=32, allow_nan=False, allow_infinity=False), min_size=2, max_size=8),
+       st.one_of(st.sampled_from([2.0**-149, 1e-45, 1e-38, 1.0, 3.4028234663852886e38]),
+                 st.floats(2.0**-149, 3.4028234663852886e38)))
+def test_any_softmax_temperature_gives_a_proper_distribution(logits, temperature):
+    raw = torch.tensor([[logits]])
+    shaped = ConfidenceSampler(softmax_temperature=temperature).shape_logits(raw, 0)
+    assert not shaped.isnan().any()
+    if temperature != 1:  # shifted to a maximum of 0 (at 1, the official path: unchanged)
+        assert bool((shaped <= 0).all()) and float(shaped.max()) == 0
+    probs = torch.softmax(shaped, dim=-1)
+    assert bool(torch.isfinite(probs).all()) and float(probs.sum()) == pytest.approx(1.0, abs=1e-5)
+    if temperature <= 1:  # dividing cannot round a gap to the maximum down to 0
+        assert int(shaped.argmax()) == int(raw.argmax()) and float(probs.max()) == float(probs[0, 0, raw.argmax()])
 
 
 def test_top_k_one_is_greedy():
@@ -214,6 +253,11 @@ def test_to_dict_round_trips_through_json(sampler):
     ("confidence", {"schedule": "zigzag"}, "unknown mask schedule"),
     ("confidence", {"softmax_temperature": 0.0}, "softmax_temperature must be"),
     ("confidence", {"softmax_temperature": (1.0, 2.0, 3.0)}, "softmax_temperature must be"),
+    # Sampling runs in float32: values it would round to 0 or inf are refused.
+    ("confidence", {"softmax_temperature": 2.0**-150}, "softmax_temperature must be .* above 7e-46"),
+    ("confidence", {"softmax_temperature": (1.0, 1e39)}, "softmax_temperature must be .* at most 3.4e[+]38"),
+    ("random", {"guidance": 1e39}, "guidance must be a number >= 0 and at most 3.4e[+]38"),
+    ("confidence", {"choice_temperature": 1e37}, "choice_temperature must be a number >= 0 and at most 1e[+]36"),
     ("random", {"top_k": 0}, "top_k must be"),
     ("random", {"guidance": -1.0}, "guidance must be"),
     ("random", {"guidance": float("nan")}, "guidance must be"),

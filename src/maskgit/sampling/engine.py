@@ -123,7 +123,8 @@ def run_sampler(
         transformer: any callable ids (B, L) int64 → logits (B, L, V) with V ≥ codebook_size,
             e.g. ``MaskGITTransformer``. It receives unknown tokens as ``MASK_ID`` (-1). Any float
             dtype; sampling runs in float32. Its ids are validated here, once, when it offers
-            ``check_ids``; its forward need not (and ours does not) sync with the host.
+            ``check_ids``; its forward need not (and ours does not) sync with the host. Guided
+            steps sync once each, to refuse non-finite guided logits.
         ids: (B, L) integer; position 0 is the class slot (``label + codebook_size``), then the
             image tokens. Unknown tokens are -1 or ``transformer.config.mask_token_id``.
         sampler: the per-step decisions, with ``num_steps`` T.
@@ -139,7 +140,8 @@ def run_sampler(
         re-masking); rows before ``start_iter`` are copies of ``ids``. The result is ``[:, -1]``.
 
     Raises:
-        ValueError: bad ids or start_iter, or guidance asked of a model without a null class.
+        ValueError: bad ids or start_iter, guidance asked of a model without a null class, or
+            guided logits that are not finite (a scale so large that they overflow float32).
     """
     num_iter = sampler.num_steps
     if not isinstance(start_iter, numbers.Integral) or isinstance(start_iter, bool) or not 0 <= start_iter < num_iter:
@@ -191,6 +193,7 @@ def run_sampler(
                 _check_logits(both, 2 * batch, length, codebook_size)
                 conditional, free = both[..., :codebook_size].float().chunk(2)
                 logits = conditional + scale * (conditional - free)
+                _check_guided_logits(logits, conditional, free, scale, step)
             else:
                 logits = model_logits(current)
                 _check_logits(logits, batch, length, codebook_size)
@@ -213,6 +216,21 @@ def run_sampler(
                     mask_len=mask_len, masking=masking, next_ids=current, guidance=scale,
                 ))
     return final
+
+
+def _check_guided_logits(
+    logits: torch.Tensor, conditional: torch.Tensor, free: torch.Tensor, scale: float, step: int
+) -> None:
+    # inf or NaN logits would be sampled without complaint and wreck the re-masking choice (NaN
+    # confidences fix every token at once). A huge scale overflows float32 here, so the guided
+    # logits are checked: one host sync per guided step.
+    if bool(torch.isfinite(logits).all()):
+        return
+    if not (bool(torch.isfinite(conditional).all()) and bool(torch.isfinite(free).all())):
+        raise ValueError(f"the transformer returned non-finite logits (inf or NaN) at step {step}")
+    raise ValueError(
+        f"guidance {scale:g} overflowed the logits to inf or NaN at step {step} (float32); use a smaller guidance scale"
+    )
 
 
 def _check_logits(logits: torch.Tensor, batch: int, length: int, codebook_size: int) -> None:

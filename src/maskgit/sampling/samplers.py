@@ -48,8 +48,22 @@ __all__ = [
 GUIDANCE_SCHEDULES = ("constant", "linear", "cosine")
 
 
+# Sampling runs in float32: a temperature or a scale must be a float32 number, or it turns into
+# 0 or inf on the device. Softmax temperatures go down to anything that rounds to a positive
+# float32, i.e. above half the smallest one (the logits are shifted to a maximum of 0 first, so
+# any of them gives the right limit). The choice temperature stops where ``t * gumbel`` could
+# overflow (Gumbel draws from uniforms lie within ±17).
+_FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+_SOFTMAX_TEMPERATURE_FLOOR = 2.0**-150
+_MAX_CHOICE_TEMPERATURE = 1e36
+
+
 def _is_number(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _in_range(value: object, low: float, high: float, *, above_low: bool = False) -> bool:
+    return _is_number(value) and (low < value if above_low else low <= value) and value <= high
 
 
 @dataclass(frozen=True)
@@ -60,10 +74,12 @@ class Sampler:
         num_steps: decoding steps T ≥ 1.
         schedule: mask schedule name (``maskgit.sampling.SCHEDULES``, or ``pow<X>``).
         softmax_temperature: T > 0 dividing the logits before sampling; a pair (T0, T1) anneals
-            linearly from T0 at the first step to T1 at the last.
+            linearly from T0 at the first step to T1 at the last. Anything float32 holds, from
+            2**-149 (the argmax, in effect) to its maximum (uniform, in effect).
         top_k: sample only among the k most likely tokens (None: all).
-        guidance: classifier-free guidance scale w ≥ 0; logits = cond + w · (cond − uncond).
-            Needs a model trained with class dropout (``TransformerConfig.null_class``).
+        guidance: classifier-free guidance scale w ≥ 0 (float32); logits = cond + w · (cond − uncond).
+            Needs a model trained with class dropout (``TransformerConfig.null_class``). A scale
+            that overflows the logits is refused when the run meets it.
         guidance_schedule: ``constant`` (w at every step), ``linear`` (0 → w) or ``cosine``
             (0 → w along a half cosine), over the steps.
     """
@@ -87,16 +103,23 @@ class Sampler:
         if isinstance(temperature, list):
             object.__setattr__(self, "softmax_temperature", temperature := tuple(temperature))
         values = temperature if isinstance(temperature, tuple) else (temperature,)
-        if not 1 <= len(values) <= 2 or not all(_is_number(v) and v > 0 for v in values):
-            raise ValueError(f"softmax_temperature must be a number > 0 or a pair of them, got {temperature!r}")
+        if not 1 <= len(values) <= 2 or not all(
+            _in_range(v, _SOFTMAX_TEMPERATURE_FLOOR, _FLOAT32_MAX, above_low=True) for v in values
+        ):
+            raise ValueError(
+                "softmax_temperature must be a number > 0 or a pair of them, each above "
+                f"{_SOFTMAX_TEMPERATURE_FLOOR:.2g} and at most {_FLOAT32_MAX:.3g} (float32), got {temperature!r}"
+            )
         if len(values) == 1 and isinstance(temperature, tuple):
             object.__setattr__(self, "softmax_temperature", float(values[0]))
         if self.top_k is not None and (
             not isinstance(self.top_k, numbers.Integral) or isinstance(self.top_k, bool) or self.top_k < 1
         ):
             raise ValueError(f"top_k must be an integer >= 1 or None, got {self.top_k!r}")
-        if not _is_number(self.guidance) or self.guidance < 0:
-            raise ValueError(f"guidance must be a number >= 0, got {self.guidance!r}")
+        if not _in_range(self.guidance, 0, _FLOAT32_MAX):
+            raise ValueError(
+                f"guidance must be a number >= 0 and at most {_FLOAT32_MAX:.3g} (float32), got {self.guidance!r}"
+            )
         if self.guidance_schedule not in GUIDANCE_SCHEDULES:
             raise ValueError(
                 f"unknown guidance schedule {self.guidance_schedule!r}; valid: {', '.join(GUIDANCE_SCHEDULES)}"
@@ -126,10 +149,15 @@ class Sampler:
 
     def shape_logits(self, logits: torch.Tensor, step: int) -> torch.Tensor:
         """The logits that ``step`` samples from: divided by the softmax temperature, then
-        top-k filtered. Unchanged (the same tensor) at temperature 1 with no top-k."""
+        top-k filtered. Unchanged (the same tensor) at temperature 1 with no top-k.
+
+        Away from temperature 1 each row is first shifted to a maximum of 0 (softmax is the same
+        for any shift). Then ``(logits - max) / T`` cannot overflow: it is 0 at the argmax and
+        ≤ 0 elsewhere, tending to -inf as T → 0, so that a tiny T gives the argmax, not NaN.
+        """
         temperature = self.softmax_temperature_at(step)
         if temperature != 1.0:
-            logits = logits / temperature
+            logits = (logits - logits.amax(dim=-1, keepdim=True)) / temperature
         return filter_top_k(logits, self.top_k)
 
     # -- the choice of positions ------------------------------------------------------------------
@@ -187,8 +215,11 @@ class ConfidenceSampler(Sampler):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not _is_number(self.choice_temperature) or self.choice_temperature < 0:
-            raise ValueError(f"choice_temperature must be a number >= 0, got {self.choice_temperature!r}")
+        if not _in_range(self.choice_temperature, 0, _MAX_CHOICE_TEMPERATURE):
+            raise ValueError(
+                f"choice_temperature must be a number >= 0 and at most {_MAX_CHOICE_TEMPERATURE:g}, "
+                f"got {self.choice_temperature!r}"
+            )
 
     def remask(self, step, *, logits, sampled, unknown, mask_len, noise, state):
         probs = selected_probs(logits, sampled, unknown)

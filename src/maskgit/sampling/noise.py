@@ -118,10 +118,15 @@ def image_seeds(seed: int, indices: Sequence[int]) -> list[int]:
 
 
 # -- counter-based uniforms ---------------------------------------------------------------------
-# All arithmetic stays in int64 on values below 2**48, so nothing overflows and every device
-# computes the same bits.
+# The state is 64 bits, held as two 32-bit halves in int64 tensors. Every intermediate value stays
+# below 2**48 (``_mul32`` multiplies 16-bit halves by 32-bit constants), so nothing overflows and
+# every device computes the same bits with plain integer ops.
 
 _LOW32 = 0xFFFFFFFF
+# One key per Feistel round (the fractional digits of the golden ratio, pi, e and sqrt 2), so
+# that the rounds are not all the same permutation.
+_ROUND_KEYS = (0x9E3779B9, 0x243F6A88, 0xB7E15162, 0x6A09E667)
+_OUTPUT_KEY = 0x5BD1E995
 
 
 def _mul32(x: torch.Tensor, constant: int) -> torch.Tensor:
@@ -140,25 +145,54 @@ def _mix32(x: torch.Tensor) -> torch.Tensor:
     return x ^ (x >> 16)
 
 
+def _feistel(left: torch.Tensor, right: torch.Tensor, keys: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Feistel rounds ``(l, r) -> (r, l ^ mix(r ^ key))`` on a 64-bit state split in 32-bit halves.
+
+    Each round is a bijection of the 64-bit state whatever the round function, so distinct states
+    stay distinct: no two seeds ever share a stream. Two rounds carry a change of ``right`` into
+    both halves through the mixer.
+    """
+    for key in keys:
+        left, right = right, left ^ _mix32(right ^ key)
+    return left, right
+
+
+def _unit_interval(bits: torch.Tensor) -> torch.Tensor:
+    """32-bit hashes → float32 ``(2k + 1) / 2**24`` with k their top 23 bits.
+
+    Both factors are exact in float32 (2k + 1 < 2**24 is an integer float32 holds, and 2**-24 a
+    power of two), so the result is exact too: from 2**-24 to 1 - 2**-24, never 0 or 1. Keeping
+    24 bits instead would round ``(2**24 - 0.5) / 2**24`` up to exactly 1.
+    """
+    return ((bits >> 9) * 2 + 1).to(torch.float32) * (1.0 / (1 << 24))
+
+
 def counter_uniform(seeds: torch.Tensor, counter: Sequence[int], length: int) -> torch.Tensor:
     """Uniforms in (0, 1) that depend only on (row seed, counter, position).
 
+    The 64 bits of each seed stay in the hash state: for a fixed counter, the state is a bijection
+    of the seed, so seeds that differ in any bit (the high 32 included) give different states.
+
     Args:
-        seeds: (B,) int64 in [0, 2**63), one per row; the result lives on its device.
+        seeds: (B,) int64, one per row (all 64 bits are used; image seeds lie in [0, 2**63)); the
+            result lives on its device.
         counter: small non-negative ints (each < 2**32) naming the draw, e.g. (window, step, kind).
         length: number of positions L.
 
     Returns:
-        (B, L) float32, multiples of 2**-24 offset by half a step, strictly inside (0, 1).
+        (B, L) float32, odd multiples of 2**-24, strictly inside (0, 1): from 2**-24 to 1 - 2**-24.
     """
     seeds = seeds.to(torch.int64)
-    state = _mix32(seeds & _LOW32)
-    state = _mix32(state ^ (seeds >> 32))
+    # The arithmetic shift copies the sign bit; the mask keeps the 32 bits of two's complement.
+    left, right = seeds & _LOW32, (seeds >> 32) & _LOW32
+    left, right = _feistel(left, right, _ROUND_KEYS[:2])
     for value in counter:
-        state = _mix32(state ^ int(value))
+        left, right = _feistel(left, right ^ int(value), _ROUND_KEYS[2:])
     positions = torch.arange(length, device=seeds.device, dtype=torch.int64)
-    bits = _mix32(_mix32(state[:, None] ^ positions) ^ 0x5BD1E995)
-    return ((bits >> 8).to(torch.float32) + 0.5) * (1.0 / (1 << 24))
+    # Both halves reach every position: the left one through the first mixer, the right one
+    # through the second, so two states give streams that differ almost everywhere.
+    bits = _mix32(_mix32(left[:, None] ^ positions) ^ right[:, None] ^ _OUTPUT_KEY)
+    return _unit_interval(bits)
 
 
 _SAMPLE, _CHOICE = 0, 1

@@ -87,7 +87,7 @@ def command_line(command, model_dir, photo, image_folder, tokenizer_dir, out):
         "generate": ["--model", model_dir, "--class", "1", "--steps", "2", "--out", out],
         "reconstruct": ["--model", model_dir, "--images", image_folder, "--out", out],
         "edit": ["--model", model_dir, "--image", photo, "--box", "0,0,16,16", "--class", "1", "--steps", "2",
-                 "--start-iter", "0", "--out", out],
+                 "--start-step", "0", "--out", out],
         "inpaint": ["--model", model_dir, "--image", photo, "--mask", mask, "--class", "1", "--steps", "2", "--out", out],
         "outpaint": ["--model", model_dir, "--image", photo, "--extend", "16,0,0,0", "--class", "1", "--steps", "2",
                      "--out", out],

@@ -94,7 +94,7 @@ def test_edit(tmp_path, model_dir, photo):
 @pytest.mark.parametrize("args, message", [
     (["--box", "100,0,40,20"], "outside the 128x128 image (--box is in pixels of the image resized"),
     (["--box", "1,2,3"], "4 numbers"),
-    (["--box", "0,0,16,16", "--start-iter", "4"], "--start-iter"),
+    (["--box", "0,0,16,16", "--start-step", "4"], "--start-step"),
 ])
 def test_edit_errors_write_nothing(tmp_path, model_dir, photo, capsys, args, message):
     out = tmp_path / "out"

@@ -41,8 +41,8 @@ def _official_decode(model, data, input_tokens=None, **kwargs):
     final = decode(
         model,
         ids,
-        num_iter=int(data["num_iter"]),
-        start_iter=int(data["start_iter"]),
+        num_steps=int(data["num_iter"]),
+        start_step=int(data["start_iter"]),
         choice_temperature=float(data["choice_temperature"]),
         noise=noise,
         callback=records.append,
@@ -100,7 +100,7 @@ def test_replayed_noise_reproduces_official_run(small_transformer, name):
 
 def test_mask_spelled_as_last_vocab_id(small_transformer):
     # vocab - 1 is the canonical mask id; it must decode exactly like -1. The rows before
-    # start_iter are copies of the input as given.
+    # start_step are copies of the input as given.
     data = load_npz("decode_small_edit.npz")
     mask_id = small_transformer.config.mask_token_id
     spelled = np.where(data["input_tokens"] == -1, mask_id, data["input_tokens"])
@@ -118,7 +118,7 @@ def test_bf16_logits_are_sampled_in_float32(small_transformer):
     final = decode(
         lambda x: small_transformer(x).bfloat16(),
         ids,
-        num_iter=4,
+        num_steps=4,
         codebook_size=64,
         generator=torch.Generator().manual_seed(0),
         callback=records.append,
@@ -134,7 +134,7 @@ def test_training_mode_model_decodes_without_dropout(small_transformer):
 
     def run():
         generator = torch.Generator().manual_seed(3)
-        return decode(small_transformer, ids, num_iter=6, generator=generator)
+        return decode(small_transformer, ids, num_steps=6, generator=generator)
 
     reference = run()
     small_transformer.train()
@@ -182,27 +182,27 @@ def _invariant_input() -> torch.Tensor:
     return ids
 
 
-def _check_invariants(final, records, ids, schedule, num_iter, start_iter):
+def _check_invariants(final, records, ids, schedule, num_steps, start_step):
     unknown = ids == MASK_ID
     n0 = unknown.sum(-1).tolist()
-    assert final.shape == (ids.shape[0], num_iter, ids.shape[1])
-    assert [r.step for r in records] == list(range(start_iter, num_iter))
-    assert torch.equal(final[:, :start_iter], ids.unsqueeze(1).expand(-1, start_iter, -1))
-    for step in range(start_iter, num_iter):
+    assert final.shape == (ids.shape[0], num_steps, ids.shape[1])
+    assert [r.step for r in records] == list(range(start_step, num_steps))
+    assert torch.equal(final[:, :start_step], ids.unsqueeze(1).expand(-1, start_step, -1))
+    for step in range(start_step, num_steps):
         # Given tokens never change; new tokens are image tokens.
         assert torch.equal(final[:, step][~unknown], ids[~unknown])
         filled = final[:, step][unknown]
         assert bool(((filled >= 0) & (filled < CODEBOOK)).all())
     assert bool((final[:, -1] != MASK_ID).all())
     expected = [
-        num_masked_per_step(schedule, num_iter, row_n0, start_iter=start_iter) for row_n0 in n0
+        num_masked_per_step(schedule, num_steps, row_n0, start_step=start_step) for row_n0 in n0
     ]
     for i, record in enumerate(records):
         masked = record.next_ids == MASK_ID
         # Only originally unknown tokens are ever re-masked, and exactly the scheduled number.
         assert not bool((masked & ~unknown).any())
         counts = masked.sum(-1).tolist()
-        assert counts == [row[i] for row in expected], (schedule, num_iter, record.step)
+        assert counts == [row[i] for row in expected], (schedule, num_steps, record.step)
         assert torch.equal(record.sampled_ids, final[:, record.step])
 
 
@@ -210,27 +210,27 @@ def _check_invariants(final, records, ids, schedule, num_iter, start_iter):
 def test_scheduled_number_masked_after_every_step(schedule):
     ids = _invariant_input()
     model = RandomLogits()
-    for num_iter in range(1, 33):
-        for start_iter in sorted({0, num_iter // 2}):
+    for num_steps in range(1, 33):
+        for start_step in sorted({0, num_steps // 2}):
             records = []
             final = decode(
                 model,
                 ids,
-                num_iter=num_iter,
-                start_iter=start_iter,
+                num_steps=num_steps,
+                start_step=start_step,
                 schedule=schedule,
                 codebook_size=CODEBOOK,
-                generator=torch.Generator().manual_seed(num_iter),
+                generator=torch.Generator().manual_seed(num_steps),
                 callback=records.append,
             )
-            _check_invariants(final, records, ids, schedule, num_iter, start_iter)
+            _check_invariants(final, records, ids, schedule, num_steps, start_step)
 
 
 def test_seed_reproduces_and_different_seeds_differ():
     ids = _invariant_input()
 
     def run(seed):
-        return decode(RandomLogits(), ids, num_iter=8, codebook_size=CODEBOOK,
+        return decode(RandomLogits(), ids, num_steps=8, codebook_size=CODEBOOK,
                       generator=torch.Generator().manual_seed(seed))
 
     assert torch.equal(run(5), run(5))
@@ -258,7 +258,7 @@ def test_zero_temperature_zero_noise_is_greedy_confidence():
     ids = _invariant_input()
     model = RandomLogits()
     records = []
-    decode(model, ids, num_iter=5, codebook_size=CODEBOOK, choice_temperature=0.0,
+    decode(model, ids, num_steps=5, codebook_size=CODEBOOK, choice_temperature=0.0,
            noise=lambda step, kind, shape: torch.zeros(shape), callback=records.append)
     first = records[0]
     unknown = ids == MASK_ID
@@ -275,24 +275,24 @@ def test_bad_input():
     ids = _invariant_input()
     model = RandomLogits()
     kwargs = {"codebook_size": CODEBOOK}
-    with pytest.raises(ValueError, match="num_iter must be an integer >= 1"):
-        decode(model, ids, num_iter=0, **kwargs)
-    with pytest.raises(ValueError, match=r"start_iter must be in \[0, num_iter=4\)"):
-        decode(model, ids, num_iter=4, start_iter=4, **kwargs)
-    with pytest.raises(ValueError, match="start_iter"):
-        decode(model, ids, num_iter=4, start_iter=-1, **kwargs)
+    with pytest.raises(ValueError, match="num_steps must be at least 1"):
+        decode(model, ids, num_steps=0, **kwargs)
+    with pytest.raises(ValueError, match=r"start_step must be in \[0, num_steps=4\)"):
+        decode(model, ids, num_steps=4, start_step=4, **kwargs)
+    with pytest.raises(ValueError, match="start_step"):
+        decode(model, ids, num_steps=4, start_step=-1, **kwargs)
     with pytest.raises(ValueError, match=r"shape \(B, L\)"):
-        decode(model, ids[0], num_iter=4, **kwargs)
+        decode(model, ids[0], num_steps=4, **kwargs)
     with pytest.raises(ValueError, match="integer torch.Tensor"):
-        decode(model, ids.float(), num_iter=4, **kwargs)
+        decode(model, ids.float(), num_steps=4, **kwargs)
     with pytest.raises(ValueError, match="unknown mask schedule"):
-        decode(model, ids, num_iter=4, schedule="zigzag", **kwargs)
+        decode(model, ids, num_steps=4, schedule="zigzag", **kwargs)
     with pytest.raises(ValueError, match="choice_temperature"):
-        decode(model, ids, num_iter=4, choice_temperature=-1.0, **kwargs)
+        decode(model, ids, num_steps=4, choice_temperature=-1.0, **kwargs)
     with pytest.raises(ValueError, match="codebook_size is required"):
-        decode(model, ids, num_iter=4)
+        decode(model, ids, num_steps=4)
     with pytest.raises(ValueError, match=r"logits of shape .*expected \(4, 26, >= 64\)"):
-        decode(model, ids, num_iter=4, codebook_size=64)
+        decode(model, ids, num_steps=4, codebook_size=64)
     with pytest.raises(ValueError, match=r"noise\(0, 'sample'.*returned shape \(3,\)"):
-        decode(model, ids, num_iter=4, noise=lambda step, kind, shape: torch.zeros(3), **kwargs)
+        decode(model, ids, num_steps=4, noise=lambda step, kind, shape: torch.zeros(3), **kwargs)
     assert model.calls == 2  # validation happens before the model runs, shape errors after one call

@@ -159,5 +159,5 @@ def test_ids_are_checked_once_at_the_boundary(model):
     with pytest.raises(ValueError, match=r"ids must be in \[-1, 21\)"):
         run_sampler(recording, ids, ConfidenceSampler(num_steps=2), SeededNoise([0, 1]))
     assert recording.calls == []
-    with pytest.raises(ValueError, match="start_iter"):
-        run_sampler(recording, _canvas(), ConfidenceSampler(num_steps=2), SeededNoise([0, 1]), start_iter=2)
+    with pytest.raises(ValueError, match="start_step"):
+        run_sampler(recording, _canvas(), ConfidenceSampler(num_steps=2), SeededNoise([0, 1]), start_step=2)

@@ -51,7 +51,7 @@ def test_a_canvas_of_the_model_size_is_one_official_decode(small_transformer):
     classes = _class_tokens(small_transformer, [3, 7])
     filled = fill_tokens(small_transformer, canvas, classes, latent_size=size, sampler=SAMPLER, noise=_noise(5))
     sequence = torch.cat([classes[:, None], canvas.reshape(2, -1)], dim=1)
-    expected = decode(small_transformer, sequence, num_iter=STEPS, generator=torch.Generator().manual_seed(5))
+    expected = decode(small_transformer, sequence, num_steps=STEPS, generator=torch.Generator().manual_seed(5))
     assert torch.equal(filled, expected[:, -1, 1:].reshape(2, size, size))
 
 

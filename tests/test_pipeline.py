@@ -235,7 +235,7 @@ def test_image_i_depends_only_on_seed_and_i_for_every_sampler(small_pipeline, sa
     tokens = []
 
     def keep_final(step):
-        if step.step == step.num_iter - 1:
+        if step.step == step.num_steps - 1:
             tokens.append(step.sampled_ids)
 
     small_pipeline.generate([1, 2, 3, 4], sampler=sampler, seed=9, callback=keep_final)

@@ -102,15 +102,15 @@ ALL_SAMPLERS = [
 
 
 @pytest.mark.parametrize("sampler", ALL_SAMPLERS, ids=lambda s: f"{s.name}")
-@pytest.mark.parametrize("start_iter", [0, 2])
-def test_every_sampler_fixes_exactly_the_scheduled_tokens(sampler, start_iter):
+@pytest.mark.parametrize("start_step", [0, 2])
+def test_every_sampler_fixes_exactly_the_scheduled_tokens(sampler, start_step):
     ids = _input(given=5)
     records = []
-    final = run_sampler(RandomLogits(), ids, sampler, SeededNoise([1, 2, 3]), start_iter=start_iter,
+    final = run_sampler(RandomLogits(), ids, sampler, SeededNoise([1, 2, 3]), start_step=start_step,
                         callback=records.append)
     unknown0 = int((ids[0] == MASK_ID).sum())
-    expected = num_masked_per_step(sampler.schedule, sampler.num_steps, unknown0, start_iter=start_iter)
-    assert len(records) == len(expected) == sampler.num_steps - start_iter
+    expected = num_masked_per_step(sampler.schedule, sampler.num_steps, unknown0, start_step=start_step)
+    assert len(records) == len(expected) == sampler.num_steps - start_step
     previous = ids
     for record, remaining in zip(records, expected):
         # Masked count after the step = the schedule's, in every row.

@@ -100,7 +100,7 @@ def test_float32_two_thirds_quirk():
 
 
 @pytest.mark.parametrize(
-    ("num_iter", "expected"),
+    ("num_steps", "expected"),
     [
         # spec §3.3 for n0 = 256 (the last value 0 becomes 1 after the clamp)
         (8, [251, 236, 212, 181, 142, 97, 49, 1]),
@@ -108,29 +108,29 @@ def test_float32_two_thirds_quirk():
         (16, [254, 251, 244, 236, 225, 212, 197, 181, 162, 142, 120, 97, 74, 49, 25, 1]),
     ],
 )
-def test_cosine_counts_for_256_tokens(num_iter, expected):
-    counts = [num_masked_after_step("cosine", step, num_iter, 256) for step in range(num_iter)]
+def test_cosine_counts_for_256_tokens(num_steps, expected):
+    counts = [num_masked_after_step("cosine", step, num_steps, 256) for step in range(num_steps)]
     assert counts == expected
 
 
 @pytest.mark.parametrize("name", ["decode_small_generate.npz", "decode_small_edit.npz"])
 def test_matches_fixture_trace(name):
     data = load_npz(name)
-    num_iter, start_iter = int(data["num_iter"]), int(data["start_iter"])
+    num_steps, start_step = int(data["num_iter"]), int(data["start_iter"])
     n0 = torch.from_numpy((data["input_tokens"] == -1).sum(-1))
     for i, step in enumerate(data["trace_step"].tolist()):
-        ratio = mask_ratio("cosine", step_ratio(step, num_iter), n0)
+        ratio = mask_ratio("cosine", step_ratio(step, num_steps), n0)
         # Bit for bit: a plain float32 torch.cos is one ulp off XLA at cos(pi/16).
         np.testing.assert_array_equal(ratio.numpy(), np.full(2, data["trace_mask_ratio"][i]))
         product = n0.float() * ratio
         np.testing.assert_array_equal(product.numpy(), data["trace_n0_times_mask_ratio"][i])
         expected_len = data["trace_mask_len"][i].astype(np.int64)
-        counts = scheduled_num_masked("cosine", step, num_iter, n0)
+        counts = scheduled_num_masked("cosine", step, num_steps, n0)
         unknown = torch.from_numpy((data["trace_cur_ids"][i] == -1).sum(-1))
         assert clamp_num_masked(counts, unknown).tolist() == expected_len.tolist()
         for row in range(n0.shape[0]):
             assert num_masked_after_step(
-                "cosine", step, num_iter, int(n0[row]), start_iter=start_iter
+                "cosine", step, num_steps, int(n0[row]), start_step=start_step
             ) == int(expected_len[row])
 
 
@@ -167,9 +167,9 @@ def test_unknown_name_lists_valid_names():
 
 
 def test_num_masked_after_step_validates():
-    with pytest.raises(ValueError, match="start_iter <= step < num_iter"):
+    with pytest.raises(ValueError, match="start_step <= step < num_steps"):
         num_masked_after_step("cosine", 12, 12, 10)
-    with pytest.raises(ValueError, match="start_iter <= step < num_iter"):
-        num_masked_after_step("cosine", 1, 12, 10, start_iter=2)
+    with pytest.raises(ValueError, match="start_step <= step < num_steps"):
+        num_masked_after_step("cosine", 1, 12, 10, start_step=2)
     with pytest.raises(ValueError, match="n0 must be >= 0"):
         num_masked_after_step("cosine", 1, 12, -3)

@@ -83,7 +83,7 @@ def test_ids_outside_the_vocabulary_are_rejected(small_transformer, bad):
     with pytest.raises(ValueError, match=r"\[-1, 75\)"):
         small_transformer.check_ids(ids)
     with pytest.raises(ValueError, match=r"\[-1, 75\)"):
-        decode(small_transformer, ids, num_iter=2)
+        decode(small_transformer, ids, num_steps=2)
 
 
 def test_forward_reads_no_values_on_the_host(small_transformer, monkeypatch):

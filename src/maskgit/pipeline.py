@@ -400,7 +400,7 @@ class MaskGIT(nn.Module):
             def on_step(step: DecodeStep) -> None:
                 if not bar.disable:
                     if bar.n >= bar.total:
-                        bar.total += step.num_iter - step.step
+                        bar.total += step.num_steps - step.step
                     bar.update(1)
                 if callback is not None:
                     callback(step)
@@ -420,7 +420,7 @@ class MaskGIT(nn.Module):
         sampler: Sampler,
         noise: NoiseSource,
         *,
-        start_iter: int = 0,
+        start_step: int = 0,
         callback: Callback | None = None,
     ) -> torch.Tensor:
         """Fill the masked tokens of canvas (B, h, w) and decode: images (B, 3, H, W) in [0, 1]."""
@@ -429,7 +429,7 @@ class MaskGIT(nn.Module):
         with self._inference():
             filled = fill_tokens(
                 self._logits_model, canvas, class_tokens, latent_size=self.transformer.config.latent_size,
-                sampler=sampler, noise=noise, start_iter=start_iter, callback=callback,
+                sampler=sampler, noise=noise, start_step=start_step, callback=callback,
             )
             images = self._decode_images(filled)
         return self._released(images)
@@ -592,7 +592,7 @@ class MaskGIT(nn.Module):
         sampler: Sampler | None,
         randomness: tuple[int | None, torch.Generator | None, NoiseFn | None],
         callback: Callback | None,
-        start_iter: int = 0,
+        start_step: int = 0,
     ) -> torch.Tensor:
         """Fill an editing canvas (num_samples, h, w) for one class: the editing modes' shared run."""
         num_samples = canvas.shape[0]
@@ -601,8 +601,8 @@ class MaskGIT(nn.Module):
         source = self._noise(self._call_seed(seed, generator, noise), generator, noise, range(num_samples))
         class_tokens = self._class_tokens([class_id] * num_samples)
         num_steps = getattr(sampler, "num_steps", 0)  # a bad sampler is refused by _fill
-        with self._steps(max(0, num_steps - start_iter), callback) as on_step:
-            return self._fill(canvas, class_tokens, sampler, source, start_iter=start_iter, callback=on_step)
+        with self._steps(max(0, num_steps - start_step), callback) as on_step:
+            return self._fill(canvas, class_tokens, sampler, source, start_step=start_step, callback=on_step)
 
     def edit(
         self,
@@ -611,7 +611,7 @@ class MaskGIT(nn.Module):
         class_label: ClassLabel,
         *,
         num_samples: int = 1,
-        start_iter: int = 2,
+        start_step: int = 2,
         keep_size: bool = False,
         sampler: Sampler | None = None,
         seed: int | None = None,
@@ -624,7 +624,7 @@ class MaskGIT(nn.Module):
         image: a PIL image or (3, H, W) / (1, 3, H, W) float in [0, 1], resized to the model's
         size unless ``keep_size`` (``maskgit.inputs``); box ``(top, left, height, width)`` in
         pixels of that image. The box grows by one token on each side, decoding starts at
-        ``start_iter`` (the official recipe: steps 2..11 of 12, the default when ``sampler`` is
+        ``start_step`` (the official recipe: steps 2..11 of 12, the default when ``sampler`` is
         None), and the result is blended into the image through the blurred box mask.
         Returns (num_samples, 3, H, W).
         """
@@ -634,7 +634,7 @@ class MaskGIT(nn.Module):
         token_mask = latent_box_mask(box, height, width, self.tokenizer.config.downsample_factor)
         class_id = self._single_class(class_label)
         canvas = torch.where(token_mask.to(self.device), MASK_ID, self._encode_samples(images, num_samples))
-        generated = self._edit_fill(canvas, class_id, sampler, (seed, generator, noise), callback, start_iter)
+        generated = self._edit_fill(canvas, class_id, sampler, (seed, generator, noise), callback, start_step)
         return composite(generated, images, composite_mask(token_mask, height, width))
 
     def inpaint(

@@ -393,12 +393,12 @@ def run_edit(args: argparse.Namespace) -> int:
                 " (--box is in pixels of the image resized to the model's size; --keep-size keeps the image's own)"
             )
             raise CLIError(f"--box: {error}{hint}") from None
-        if not 0 <= args.start_iter < sampler.num_steps:
-            raise CLIError(f"--start-iter must be in [0, --steps={sampler.num_steps}), got {args.start_iter}")
+        if not 0 <= args.start_step < sampler.num_steps:
+            raise CLIError(f"--start-step must be in [0, --steps={sampler.num_steps}), got {args.start_step}")
         return {}
 
     return _run_editing(args, validate, lambda p, image, c, _, sampler: p.edit(
-        image, box, c, start_iter=args.start_iter, **_sampling_kwargs(args, sampler)))
+        image, box, c, start_step=args.start_step, **_sampling_kwargs(args, sampler)))
 
 
 def run_inpaint(args: argparse.Namespace) -> int:
@@ -467,7 +467,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_edit_options(parser)
     parser.add_argument("--box", required=True, help="TOP,LEFT,HEIGHT,WIDTH in pixels of the image resized to the "
                         "model's size (of the image as it is with --keep-size)")
-    parser.add_argument("--start-iter", type=int, default=2, help="first decoding step (official: 2 of 12)")
+    parser.add_argument("--start-step", type=int, default=2, help="first decoding step (official: 2 of 12)")
     add_sampler_options(parser)
     _add_run_options(parser)
     parser.set_defaults(run=run_edit)

@@ -7,7 +7,6 @@ and per-image seeds go through ``maskgit.sampling.run_sampler`` (or the pipeline
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable
 
 import torch
@@ -23,8 +22,8 @@ def decode(
     transformer: Callable[[torch.Tensor], torch.Tensor],
     ids: torch.Tensor,
     *,
-    num_iter: int,
-    start_iter: int = 0,
+    num_steps: int,
+    start_step: int = 0,
     choice_temperature: float = 4.5,
     schedule: str = "cosine",
     generator: torch.Generator | None = None,
@@ -39,9 +38,9 @@ def decode(
             e.g. ``MaskGITTransformer``. It receives unknown tokens as ``MASK_ID`` (-1).
         ids: (B, L) integer, class token at position 0 and image tokens after it. Unknown tokens
             are -1 or ``transformer.config.mask_token_id`` (vocab_size - 1).
-        num_iter: total number of steps T ≥ 1.
-        start_iter: first step to run, 0 ≤ start_iter < num_iter (the official editing run
-            uses 2 of 12).
+        num_steps: total number of steps T ≥ 1 (the official decoder's ``num_iter``).
+        start_step: first step to run, 0 ≤ start_step < num_steps (the official ``start_iter``;
+            its editing run uses 2 of 12).
         choice_temperature: scale ≥ 0 of the Gumbel noise in the re-masking choice, annealed
             by (1 - r).
         schedule: mask schedule name (see ``maskgit.sampling.SCHEDULES``).
@@ -53,15 +52,12 @@ def decode(
         callback: called with a ``DecodeStep`` after every executed step.
 
     Returns:
-        (B, num_iter, L) int64 on ``ids``' device: row t holds the tokens sampled at step t
-        (before re-masking); rows before ``start_iter`` are copies of ``ids``. The result is
+        (B, num_steps, L) int64 on ``ids``' device: row t holds the tokens sampled at step t
+        (before re-masking); rows before ``start_step`` are copies of ``ids``. The result is
         ``[:, -1]``, with every token in [0, K) except the given ones.
     """
-    # decode's own names in its errors (the sampler would say num_steps).
-    if not isinstance(num_iter, numbers.Integral) or isinstance(num_iter, bool) or num_iter < 1:
-        raise ValueError(f"num_iter must be an integer >= 1, got {num_iter!r}")
-    sampler = ConfidenceSampler(num_steps=num_iter, schedule=schedule, choice_temperature=choice_temperature)
+    sampler = ConfidenceSampler(num_steps=num_steps, schedule=schedule, choice_temperature=choice_temperature)
     source = InjectedNoise(noise) if noise is not None else GeneratorNoise(generator)
     return run_sampler(
-        transformer, ids, sampler, source, start_iter=start_iter, codebook_size=codebook_size, callback=callback
+        transformer, ids, sampler, source, start_step=start_step, codebook_size=codebook_size, callback=callback
     )

@@ -38,8 +38,8 @@ class DecodeStep:
     """What one executed step computed (passed to ``callback``).
 
     Attributes:
-        step: absolute step index, ``start_iter <= step < num_iter``.
-        num_iter: total number of steps.
+        step: absolute step index, ``start_step <= step < num_steps``.
+        num_steps: total number of steps.
         logits: (B, L, codebook_size) float32, the (guided, shaped) logits the step sampled from.
         sampled_ids: (B, L) int64, the new tokens with the known ones kept; the output row
             ``final[:, step]``.
@@ -55,7 +55,7 @@ class DecodeStep:
     """
 
     step: int
-    num_iter: int
+    num_steps: int
     logits: torch.Tensor
     sampled_ids: torch.Tensor
     unknown: torch.Tensor
@@ -113,7 +113,7 @@ def run_sampler(
     sampler: Sampler,
     noise: NoiseSource,
     *,
-    start_iter: int = 0,
+    start_step: int = 0,
     codebook_size: int | None = None,
     callback: Callable[[DecodeStep], None] | None = None,
 ) -> torch.Tensor:
@@ -129,24 +129,24 @@ def run_sampler(
             image tokens. Unknown tokens are -1 or ``transformer.config.mask_token_id``.
         sampler: the per-step decisions, with ``num_steps`` T.
         noise: the run's randomness (``maskgit.sampling.noise``).
-        start_iter: first step to run, 0 ≤ start_iter < T; the schedule starts at
-            r = (start_iter + 1) / T (the official editing run uses 2 of 12).
+        start_step: first step to run, 0 ≤ start_step < T; the schedule starts at
+            r = (start_step + 1) / T (the official editing run uses 2 of 12).
         codebook_size: K, defaults to ``transformer.config.codebook_size``; logits are sliced to
             ``[..., :K]``.
         callback: called with a ``DecodeStep`` after every executed step.
 
     Returns:
         (B, T, L) int64 on ``ids``' device: row t holds the tokens sampled at step t (before
-        re-masking); rows before ``start_iter`` are copies of ``ids``. The result is ``[:, -1]``.
+        re-masking); rows before ``start_step`` are copies of ``ids``. The result is ``[:, -1]``.
 
     Raises:
-        ValueError: bad ids or start_iter, guidance asked of a model without a null class, or
+        ValueError: bad ids or start_step, guidance asked of a model without a null class, or
             guided logits that are not finite (a scale so large that they overflow float32).
     """
-    num_iter = sampler.num_steps
-    if not isinstance(start_iter, numbers.Integral) or isinstance(start_iter, bool) or not 0 <= start_iter < num_iter:
-        raise ValueError(f"start_iter must be in [0, num_iter={num_iter}), got {start_iter!r}")
-    start_iter = int(start_iter)
+    num_steps = sampler.num_steps
+    if not isinstance(start_step, numbers.Integral) or isinstance(start_step, bool) or not 0 <= start_step < num_steps:
+        raise ValueError(f"start_step must be in [0, num_steps={num_steps}), got {start_step!r}")
+    start_step = int(start_step)
     _check_ids(ids)
     if codebook_size is None:
         codebook_size = _config_value(transformer, "codebook_size")
@@ -154,7 +154,7 @@ def run_sampler(
             raise ValueError("codebook_size is required when the transformer has no config.codebook_size")
     if codebook_size < 1:
         raise ValueError(f"codebook_size must be >= 1, got {codebook_size}")
-    steps = torch.arange(start_iter, num_iter)
+    steps = torch.arange(start_step, num_steps)
     guidance = [sampler.guidance_at(step) for step in steps.tolist()]
     null_class_id = _config_value(transformer, "null_class_id")
     if any(guidance) and null_class_id is None:
@@ -174,16 +174,16 @@ def run_sampler(
     # on the CPU once (see schedules.py: float32 arithmetic, identical on every device).
     schedule = canonical_schedule(sampler.schedule)
     total_unknown = unknown.sum(dim=-1).cpu()
-    row_ratios = mask_ratio(schedule, step_ratio(steps, num_iter)[:, None], total_unknown).to(device)
-    scheduled = scheduled_num_masked(schedule, steps[:, None], num_iter, total_unknown).to(device)
+    row_ratios = mask_ratio(schedule, step_ratio(steps, num_steps)[:, None], total_unknown).to(device)
+    scheduled = scheduled_num_masked(schedule, steps[:, None], num_steps, total_unknown).to(device)
 
     # Only the codebook rows of the head are read: a transformer that can compute just those
     # (MaskGITTransformer.codebook_logits) is asked for them.
     model_logits = getattr(transformer, "codebook_logits", transformer)
-    final = ids.unsqueeze(1).repeat(1, num_iter, 1)
+    final = ids.unsqueeze(1).repeat(1, num_steps, 1)
     current = torch.where(unknown, MASK_ID, ids)
     with torch.no_grad(), _eval_mode(transformer):
-        state = sampler.start(current, start_iter, noise)
+        state = sampler.start(current, start_step, noise)
         for i, step in enumerate(steps.tolist()):
             scale = guidance[i]
             if scale:
@@ -211,7 +211,7 @@ def run_sampler(
             current = torch.where(masking, MASK_ID, sampled)
             if callback is not None:
                 callback(DecodeStep(
-                    step=step, num_iter=num_iter, logits=logits, sampled_ids=sampled,
+                    step=step, num_steps=num_steps, logits=logits, sampled_ids=sampled,
                     unknown=unknown, mask_ratio=row_ratios[i],
                     mask_len=mask_len, masking=masking, next_ids=current, guidance=scale,
                 ))

@@ -38,7 +38,7 @@ def fill_tokens(
     latent_size: int,
     sampler: Sampler,
     noise: NoiseSource,
-    start_iter: int = 0,
+    start_step: int = 0,
     callback: Callable[[DecodeStep], None] | None = None,
 ) -> torch.Tensor:
     """Fill a token canvas with ``sampler``, window by window when it is not the model's size.
@@ -51,7 +51,7 @@ def fill_tokens(
         latent_size: the side of the model's token grid.
         sampler: the per-step decisions, shared by every window.
         noise: the run's randomness; window k draws from ``noise.window(k)``.
-        start_iter: first decoding step of every window.
+        start_step: first decoding step of every window.
         callback: called after every step of every window (``DecodeStep`` of that window).
 
     Returns:
@@ -84,7 +84,7 @@ def fill_tokens(
         window = padded[:, top : top + latent_size, left : left + latent_size]
         sequence = torch.cat([class_tokens[:, None].to(window), window.reshape(batch, -1)], dim=1)
         final = run_sampler(
-            transformer, sequence, sampler, noise.window(window_index), start_iter=start_iter, callback=callback
+            transformer, sequence, sampler, noise.window(window_index), start_step=start_step, callback=callback
         )
         padded[:, top : top + latent_size, left : left + latent_size] = final[:, -1, 1:].reshape(
             batch, latent_size, latent_size

@@ -1,6 +1,6 @@
 """Mask schedules: how many tokens stay masked after each decoding step (spec §3.1).
 
-A schedule maps the progress ratio ``r = (step + 1) / num_iter`` in (0, 1] and the number of
+A schedule maps the progress ratio ``r = (step + 1) / num_steps`` in (0, 1] and the number of
 tokens that were unknown at the start, ``n0``, to a mask ratio in [1e-6, 1]. After a step,
 ``floor(n0 * mask_ratio)`` tokens are re-masked, clamped so that every step fixes at least one new
 token and re-masks at least one (the official ``max(1, min(unknown - 1, ·))``).
@@ -76,11 +76,11 @@ def _pow_exponent(name: str) -> float:
     return exponent
 
 
-def step_ratio(step: int | torch.Tensor, num_iter: int) -> torch.Tensor:
-    """``(step + 1) / num_iter`` in float32, in (0, 1] for 0 ≤ step < num_iter. ``step`` may be
+def step_ratio(step: int | torch.Tensor, num_steps: int) -> torch.Tensor:
+    """``(step + 1) / num_steps`` in float32, in (0, 1] for 0 ≤ step < num_steps. ``step`` may be
     an int (a scalar tensor comes back) or an integer tensor of steps (same shape back), on CPU."""
     steps = torch.as_tensor(step).detach().cpu().to(torch.float32)
-    return (steps + 1.0) / torch.tensor(num_iter, dtype=torch.float32)
+    return (steps + 1.0) / torch.tensor(num_steps, dtype=torch.float32)
 
 
 def _rounded(function: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
@@ -149,7 +149,7 @@ def mask_ratio(
 
 
 def scheduled_num_masked(
-    schedule: str, step: int | torch.Tensor, num_iter: int, total_unknown: torch.Tensor | int
+    schedule: str, step: int | torch.Tensor, num_steps: int, total_unknown: torch.Tensor | int
 ) -> torch.Tensor:
     """``floor(n0 * mask_ratio)`` with a float32 product, before the clamp (the official
     ``mask_len`` before ``clamp_num_masked``).
@@ -160,7 +160,7 @@ def scheduled_num_masked(
     """
     n0 = torch.as_tensor(total_unknown)
     n0_cpu = n0.detach().cpu()
-    product = n0_cpu.to(torch.float32) * mask_ratio(schedule, step_ratio(step, num_iter), n0_cpu)
+    product = n0_cpu.to(torch.float32) * mask_ratio(schedule, step_ratio(step, num_steps), n0_cpu)
     return torch.floor(product).to(device=n0.device, dtype=torch.int64)
 
 
@@ -174,23 +174,23 @@ def clamp_num_masked(count: torch.Tensor, num_unknown: torch.Tensor) -> torch.Te
 
 
 def num_masked_per_step(
-    schedule: str, num_iter: int, n0: int, *, start_iter: int = 0
+    schedule: str, num_steps: int, n0: int, *, start_step: int = 0
 ) -> list[int]:
-    """How many tokens each step re-masks, for steps ``start_iter .. num_iter - 1``, for a row
+    """How many tokens each step re-masks, for steps ``start_step .. num_steps - 1``, for a row
     that had ``n0`` unknown tokens when decoding began; entry ``i`` is the number of masks in the
-    input of step ``start_iter + i + 1``.
+    input of step ``start_step + i + 1``.
 
     This follows the official decoder step by step (the clamp depends on the tokens still
     unknown), so it is what a correct decoder must produce, ties in confidence aside:
     0 when ``n0 = 0``, otherwise ``max(1, min(unknown - 1, floor(n0 * mask_ratio)))``.
     """
-    if not 0 <= start_iter < num_iter:
+    if not 0 <= start_step < num_steps:
         raise ValueError(
-            f"need 0 <= start_iter < num_iter, got start_iter={start_iter}, num_iter={num_iter}"
+            f"need 0 <= start_step < num_steps, got start_step={start_step}, num_steps={num_steps}"
         )
     if n0 < 0:
         raise ValueError(f"n0 must be >= 0, got {n0}")
-    scheduled = scheduled_num_masked(schedule, torch.arange(start_iter, num_iter), num_iter, n0)
+    scheduled = scheduled_num_masked(schedule, torch.arange(start_step, num_steps), num_steps, n0)
     counts = []
     unknown = n0
     for count in scheduled.tolist():
@@ -202,12 +202,12 @@ def num_masked_per_step(
 
 
 def num_masked_after_step(
-    schedule: str, step: int, num_iter: int, n0: int, *, start_iter: int = 0
+    schedule: str, step: int, num_steps: int, n0: int, *, start_step: int = 0
 ) -> int:
     """The number of tokens that step ``step`` re-masks (see ``num_masked_per_step``)."""
-    if not 0 <= start_iter <= step < num_iter:
+    if not 0 <= start_step <= step < num_steps:
         raise ValueError(
-            f"need 0 <= start_iter <= step < num_iter, got start_iter={start_iter}, step={step}, "
-            f"num_iter={num_iter}"
+            f"need 0 <= start_step <= step < num_steps, got start_step={start_step}, step={step}, "
+            f"num_steps={num_steps}"
         )
-    return num_masked_per_step(schedule, num_iter, n0, start_iter=start_iter)[step - start_iter]
+    return num_masked_per_step(schedule, num_steps, n0, start_step=start_step)[step - start_step]

@@ -68,14 +68,14 @@ class StripRecorder:
         # positions still masked. After the last step the output is sampled_ids as it is (the
         # official decoder still re-masks a token in next_ids there, which nothing reads).
         ids = step.sampled_ids[self.row, 1:].detach().cpu()
-        if step.step < step.num_iter - 1:
+        if step.step < step.num_steps - 1:
             masked = step.next_ids[self.row, 1:].detach().cpu() == MASK_ID
         else:
             masked = torch.zeros_like(ids, dtype=torch.bool)
         side = math.isqrt(ids.numel())
         self.frames.append((ids.reshape(side, side), masked.reshape(side, side)))
         if self.on_step is not None:
-            self.on_step(step.step + 1, step.num_iter)
+            self.on_step(step.step + 1, step.num_steps)
 
     def render(self, min_side: int = 96, gap: int = 4) -> np.ndarray:
         """All frames side by side: uint8 (S, n * (S + gap) - gap, 3), each frame scaled up by an

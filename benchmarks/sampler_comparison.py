@@ -78,11 +78,8 @@ def meets_targets(row: dict[str, Any]) -> bool:
 
 
 def transformer_passes(setting: dict[str, Any]) -> int:
-    """Transformer passes one image costs under ``setting``: one a step, two at the steps whose
-    guidance scale is not 0 (the unconditional pass too; a linear or cosine guidance schedule starts
-    at 0). What a setting's generation time grows with, on any machine."""
-    sampler = setting_sampler(setting)
-    return sum(2 if sampler.guidance_at(step) else 1 for step in range(sampler.num_steps))
+    """Transformer passes one image costs under ``setting`` (``Sampler.transformer_passes``)."""
+    return setting_sampler(setting).transformer_passes()
 
 
 def ranked(rows: list[dict[str, Any]], max_passes: int | None = None) -> list[dict[str, Any]]:

@@ -5,15 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-import pytest
-import torch
-
-from maskgit import MaskGITTransformer, TransformerConfig
-from maskgit.sampling import MASK_ID, SeededNoise, run_sampler
-
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "sampler_comparison.py"
-CONFIG = TransformerConfig(codebook_size=16, num_classes=3, hidden_size=32, num_layers=1, num_heads=2,
-                           intermediate_size=64, latent_size=2, dropout=0.0, null_class=True)
 
 
 def _comparison():
@@ -21,34 +13,6 @@ def _comparison():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-class CountingPasses(torch.nn.Module):
-    """Wraps a transformer and counts the sequences it is run on."""
-
-    def __init__(self, model: MaskGITTransformer) -> None:
-        super().__init__()
-        self.model, self.config, self.sequences = model, model.config, 0
-
-    def forward(self, ids):
-        self.sequences += ids.shape[0]
-        return self.model(ids)
-
-
-@pytest.mark.parametrize("setting", [
-    {"sampler": "confidence", "num_steps": 8, "guidance": 0.0, "guidance_schedule": "constant"},
-    {"sampler": "confidence", "num_steps": 8, "guidance": 2.0, "guidance_schedule": "constant"},
-    {"sampler": "halton", "num_steps": 12, "guidance": 1.0, "guidance_schedule": "linear"},
-    {"sampler": "random", "num_steps": 4, "guidance": 4.0, "guidance_schedule": "cosine"},
-])
-def test_transformer_passes_counts_what_the_engine_runs(setting):
-    torch.manual_seed(0)
-    counting = CountingPasses(MaskGITTransformer(CONFIG).eval())
-    ids = torch.full((1, 1 + 4), MASK_ID, dtype=torch.long)
-    ids[:, 0] = CONFIG.codebook_size + 1
-    comparison = _comparison()
-    run_sampler(counting, ids, comparison.setting_sampler(setting), SeededNoise([0]))
-    assert comparison.transformer_passes(setting) == counting.sequences
 
 
 def _row(steps, guidance, fid, *, accuracy=0.95, speed=10.0):

@@ -211,13 +211,6 @@ def test_guidance_that_overflows_the_logits_is_one_line_and_writes_nothing(tmp_p
     assert not out.exists()
 
 
-def test_guidance_on_a_model_without_a_null_class_is_refused(tmp_path, model_dir, capsys):
-    out = tmp_path / "out"
-    assert run("generate", "--model", model_dir, "--device", "cpu", "--class", "0", "--guidance", "2", "--out", out) == 2
-    assert "needs a model trained with class dropout" in capsys.readouterr().err
-    assert not out.exists()
-
-
 def test_without_a_seed_a_run_draws_one_prints_and_records_it(tmp_path, model_dir, capsys):
     common = ("generate", "--model", model_dir, "--class", "3", "--num", "2", "--steps", "2", "--device", "cpu")
     out = tmp_path / "out"

@@ -236,6 +236,38 @@ def test_guidance_schedules():
     assert ConfidenceSampler(num_steps=1, guidance=3.0, guidance_schedule="linear").guidance_at(0) == 3.0
 
 
+class CountingPasses(torch.nn.Module):
+    """A transformer with a null class that counts the sequences it is run on."""
+
+    def __init__(self) -> None:
+        from maskgit import MaskGITTransformer, TransformerConfig
+
+        super().__init__()
+        config = TransformerConfig(codebook_size=16, num_classes=3, hidden_size=32, num_layers=1, num_heads=2,
+                                   intermediate_size=64, latent_size=2, dropout=0.0, null_class=True)
+        torch.manual_seed(0)
+        self.model, self.config, self.sequences = MaskGITTransformer(config).eval(), config, 0
+
+    def forward(self, ids):
+        self.sequences += ids.shape[0]
+        return self.model(ids)
+
+
+@pytest.mark.parametrize("sampler", [
+    ConfidenceSampler(num_steps=8),
+    ConfidenceSampler(num_steps=8, guidance=2.0),
+    HaltonSampler(num_steps=12, guidance=1.0, guidance_schedule="linear"),
+    RandomSampler(num_steps=4, guidance=4.0, guidance_schedule="cosine"),
+], ids=lambda s: f"{s.name}-{s.guidance_schedule}")
+@pytest.mark.parametrize("start_step", [0, 2])
+def test_transformer_passes_counts_what_the_engine_runs(sampler, start_step):
+    counting = CountingPasses()
+    ids = torch.full((1, 1 + 4), MASK_ID, dtype=torch.long)
+    ids[:, 0] = counting.config.codebook_size + 1
+    run_sampler(counting, ids, sampler, SeededNoise([0]), start_step=start_step)
+    assert sampler.transformer_passes(start_step) == counting.sequences
+
+
 @pytest.mark.parametrize("sampler", ALL_SAMPLERS + [ConfidenceSampler(guidance=1.5, guidance_schedule="cosine")],
                          ids=lambda s: s.name)
 def test_to_dict_round_trips_through_json(sampler):

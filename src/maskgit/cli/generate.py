@@ -130,9 +130,7 @@ def sampler_from_args(args: argparse.Namespace, default: Any) -> Any:
 def _pipeline_sampler(args: argparse.Namespace, pipeline: Any, editing: bool) -> Any:
     """The run's sampler, checked against the model before anything is written."""
     sampler = sampler_from_args(args, pipeline.default_sampler(editing=editing))
-    if sampler.guidance and pipeline.transformer.config.null_class_id is None:
-        raise CLIError(f"--guidance {sampler.guidance:g} needs a model trained with class dropout (a null class); "
-                       f"{args.model} has none, so leave --guidance out or set it to 0")
+    sampler.check_guidance(pipeline.transformer.config.null_class_id)
     return sampler
 
 

@@ -157,11 +157,7 @@ def run_sampler(
     steps = torch.arange(start_step, num_steps)
     guidance = [sampler.guidance_at(step) for step in steps.tolist()]
     null_class_id = _config_value(transformer, "null_class_id")
-    if any(guidance) and null_class_id is None:
-        raise ValueError(
-            "classifier-free guidance needs a model trained with class dropout (a null class, "
-            "TransformerConfig.null_class); this model has none, so use guidance 0"
-        )
+    sampler.check_guidance(null_class_id)
     check = getattr(transformer, "check_ids", None)
     if check is not None:
         check(ids)

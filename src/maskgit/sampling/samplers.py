@@ -147,6 +147,24 @@ class Sampler:
             return self.guidance * r
         return self.guidance * (1 - math.cos(math.pi * r)) / 2
 
+    def transformer_passes(self, start_step: int = 0) -> int:
+        """Transformer passes that one image costs from ``start_step`` to the last step: one a
+        step, two at every guided step (the unconditional pass too; a linear or cosine guidance
+        schedule starts at 0). What decoding time grows with, on any machine."""
+        return sum(2 if self.guidance_at(step) else 1 for step in range(start_step, self.num_steps))
+
+    def check_guidance(self, null_class_id: int | None) -> None:
+        """Refuse guidance on a model without a null class: the unconditional pass feeds the null
+        class id, which only a model trained with class dropout has (``TransformerConfig.null_class``).
+
+        Raises ValueError when ``guidance`` is not 0 and ``null_class_id`` is None.
+        """
+        if self.guidance and null_class_id is None:
+            raise ValueError(
+                f"guidance {self.guidance:g} needs a model trained with class dropout (a null class, "
+                "TransformerConfig.null_class); this model has none, so use guidance 0"
+            )
+
     def shape_logits(self, logits: torch.Tensor, step: int) -> torch.Tensor:
         """The logits that ``step`` samples from: divided by the softmax temperature, then
         top-k filtered. Unchanged (the same tensor) at temperature 1 with no top-k.

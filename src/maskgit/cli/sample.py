@@ -27,9 +27,9 @@ MAX_BATCH_SIZE = 4096
 
 def run_sample(args: argparse.Namespace) -> int:
     from maskgit.class_names import parse_class_list
+    from maskgit.distributed import setup_distributed
     from maskgit.evaluation.samples import SamplePlan, pack_npz, write_samples
     from maskgit.io import check_output_dir
-    from maskgit.training.distributed import setup_distributed
     from maskgit.validation import check_count
 
     if not 1 <= args.batch_size <= MAX_BATCH_SIZE:

@@ -1,7 +1,7 @@
 """The training loop both trainers share: seeds, batches, learning-rate schedule, gradient sync,
 checkpoints, logging, evaluation and export.
 
-One process on CPU or GPU, or N processes under ``torchrun`` (``distributed.py``); the data order and
+One process on CPU or GPU, or N processes under ``torchrun`` (``maskgit.distributed``); the data order and
 all sample randomness depend on the seed only (``data_order.py``), so N processes match one and a
 resumed run matches an uninterrupted one (``checkpoint.py``). The only per-rank randomness is inside
 the models (dropout): each rank seeds its own stream, and the checkpoint saves each rank's state.
@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from maskgit.checkpoints.errors import CheckpointError
 from maskgit.config_base import ConfigError
 from maskgit.devices import warn_if_bf16_is_emulated
+from maskgit.distributed import all_reduce_gradients, setup_distributed
 from maskgit.io import atomic_torch_save, atomic_write_text, remove_temp_files
 from maskgit.training.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -39,7 +40,6 @@ from maskgit.training.checkpoint import (
 )
 from maskgit.training.config import TrainConfig
 from maskgit.training.data_order import RANK_TAG, DataPosition, SeededDataset, StepBatchSampler, mix_seed
-from maskgit.training.distributed import all_reduce_gradients, setup_distributed
 from maskgit.training.progress import MetricsLog, MetricWindow
 
 __all__ = ["lr_factor", "set_learning_rate", "Trainer"]

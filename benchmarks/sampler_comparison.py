@@ -39,7 +39,7 @@ import torch
 from maskgit import MaskGIT
 from maskgit.evaluation.evaluate import GenerationEvaluator
 from maskgit.io import atomic_write_text
-from maskgit.sampling import build_sampler
+from maskgit.sampling import sampler_from_options
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/tables.py, also when loaded by path
 from tables import device_name, provenance, sampler_label, sampler_temperatures, write_results  # noqa: E402
@@ -64,8 +64,7 @@ def settings(samplers, guidance, schedules, steps) -> list[dict[str, Any]]:
 
 def setting_sampler(setting: dict[str, Any]):
     """The sampler a setting (its ``sampler`` name and that sampler's fields) builds."""
-    fields = dict(setting)
-    return build_sampler(fields.pop("sampler"), **fields)
+    return sampler_from_options(setting)
 
 
 def key(setting: dict[str, Any]) -> str:

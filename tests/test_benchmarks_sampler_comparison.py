@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "sampler_comparison.py"
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "sampler_comparison.py"
+RESULTS = ROOT / "benchmarks" / "results" / "sampler-comparison.json"
 
 
 def _comparison():
@@ -39,3 +42,15 @@ def test_max_passes_keeps_slow_settings_from_becoming_the_default():
     assert comparison.pick_best(rows, 0.05, max_passes=64) is rows[1]
     # A budget no setting fits leaves every setting eligible rather than none.
     assert comparison.pick_best(rows, 0.05, max_passes=4) is rows[1]
+
+
+
+def test_every_stored_setting_still_builds_the_sampler_it_was_scored_with():
+    # The results file holds, for every setting, the sampler that made its images: a setting that
+    # built another sampler today would make the stored scores stale.
+    comparison = _comparison()
+    data = json.loads(RESULTS.read_text())
+    rows = [*data["rows"], *data.get("confirmed", []), data["best"]]
+    assert len(rows) > 100
+    for row in rows:
+        assert comparison.setting_sampler(row["setting"]).to_dict() == row["sampler"], row["setting"]

@@ -183,7 +183,7 @@ def test_generate_with_every_sampler_and_guidance(tmp_path, guided_model_dir, fl
 
 
 @pytest.mark.parametrize("flags, message", [
-    (("--sampler", "halton", "--temperature", "2"), "--temperature is the confidence sampler's"),
+    (("--sampler", "halton", "--temperature", "2"), "--temperature is not an option of the halton sampler"),
     (("--softmax-temperature", "0"), "--softmax-temperature must be"),
     (("--softmax-temperature", "1,2,3"), "--softmax-temperature must be T or T0,T1"),
     (("--top-k", "0"), "--top-k must be"),

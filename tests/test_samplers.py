@@ -23,6 +23,8 @@ from maskgit.sampling import (
     num_masked_per_step,
     run_sampler,
     sampler_from_dict,
+    sampler_from_options,
+    sampler_options,
 )
 
 CODEBOOK = 16
@@ -278,9 +280,23 @@ def test_to_dict_round_trips_through_json(sampler):
     assert sampler_from_dict(data) == sampler
 
 
+def test_options_keep_the_default_and_a_switch_of_kind_keeps_the_shared_fields():
+    model = ConfidenceSampler(num_steps=12, top_k=5, guidance=2.0, guidance_schedule="linear", choice_temperature=3.0)
+    assert sampler_from_options({}, model) is not model and sampler_from_options({}, model) == model
+    assert sampler_from_options({"num_steps": 4, "top_k": None}, model) == model.replace(num_steps=4, top_k=None)
+    # The choice temperature is the confidence sampler's own: a Halton sampler does not inherit it.
+    assert sampler_from_options({"sampler": "halton"}, model) == HaltonSampler(
+        num_steps=12, top_k=5, guidance=2.0, guidance_schedule="linear")
+    assert sampler_from_options({"sampler": "halton", "roll": True}) == HaltonSampler(roll=True)
+    assert sampler_from_options({"softmax_temperature": [1.2, 0.8]}).softmax_temperature == (1.2, 0.8)
+    assert sampler_options("random") == ("num_steps", "schedule", "softmax_temperature", "top_k", "guidance",
+                                         "guidance_schedule")
+
+
 @pytest.mark.parametrize("name, fields, message", [
     ("zigzag", {}, "unknown sampler 'zigzag'"),
-    ("halton", {"choice_temperature": 1.0}, r"unknown option\(s\) \['choice_temperature'\] for the halton"),
+    ("halton", {"choice_temperature": 1.0}, "choice_temperature is not an option of the halton sampler"),
+    ("random", {"roll": True, "top": 1}, "roll and top are not options of the random sampler"),
     ("confidence", {"num_steps": 0}, "num_steps must be at least 1"),
     ("confidence", {"schedule": "zigzag"}, "unknown mask schedule"),
     ("confidence", {"softmax_temperature": 0.0}, "softmax_temperature must be"),

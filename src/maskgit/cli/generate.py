@@ -98,33 +98,24 @@ def _parse_softmax_temperature(text: str) -> float | tuple[float, float]:
 
 
 def sampler_from_args(args: argparse.Namespace, default: Any) -> Any:
-    """The sampler the flags describe: ``default`` (the model's sampler) with every given flag
-    applied; ``--sampler`` switches the kind and keeps the shared settings."""
-    import dataclasses
+    """The sampler the flags describe (``maskgit.sampling.sampler_from_options``): ``default`` (the
+    model's sampler) with every given flag applied; ``--sampler`` switches the kind and keeps the
+    shared settings. Errors name the flags."""
+    from maskgit.sampling import sampler_from_options
 
-    from maskgit.sampling import ConfidenceSampler, Sampler, build_sampler
-
-    name = args.sampler or default.name
-    shared = {field.name for field in dataclasses.fields(Sampler)}
-    fields = {k: v for k, v in default.to_dict().items() if k != "sampler" and (name == default.name or k in shared)}
-    given = {"num_steps": args.steps, "schedule": args.schedule, "top_k": args.top_k, "guidance": args.guidance,
-             "guidance_schedule": args.guidance_schedule}
+    options = {"sampler": args.sampler, "num_steps": args.steps, "schedule": args.schedule,
+               "choice_temperature": args.temperature, "top_k": args.top_k, "guidance": args.guidance,
+               "guidance_schedule": args.guidance_schedule}
     if args.softmax_temperature is not None:
-        given["softmax_temperature"] = _parse_softmax_temperature(args.softmax_temperature)
-    if args.temperature is not None:
-        if name != ConfidenceSampler.name:
-            raise CLIError(f"--temperature is the confidence sampler's choice temperature; --sampler {name} has none")
-        given["choice_temperature"] = args.temperature
-    fields.update({k: v for k, v in given.items() if v is not None})
+        options["softmax_temperature"] = _parse_softmax_temperature(args.softmax_temperature)
     try:
-        sampler: Sampler = build_sampler(name, **fields)
+        return sampler_from_options({k: v for k, v in options.items() if v is not None}, default)
     except ValueError as error:
         message = str(error)
         for field, flag in _SAMPLER_FLAGS.items():
             if message.startswith(field + " "):
                 message = flag + message[len(field):]
         raise CLIError(message) from None
-    return sampler
 
 
 def _pipeline_sampler(args: argparse.Namespace, pipeline: Any, editing: bool) -> Any:

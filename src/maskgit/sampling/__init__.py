@@ -23,6 +23,8 @@ from maskgit.sampling.samplers import (
     build_sampler,
     halton_order,
     sampler_from_dict,
+    sampler_from_options,
+    sampler_options,
 )
 from maskgit.sampling.schedules import (
     SCHEDULES,
@@ -67,6 +69,8 @@ __all__ = [
     "GUIDANCE_SCHEDULES",
     "build_sampler",
     "sampler_from_dict",
+    "sampler_from_options",
+    "sampler_options",
     "halton_order",
     "filter_top_k",
     "gumbel_from_uniform",

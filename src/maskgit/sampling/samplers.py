@@ -25,6 +25,7 @@ import dataclasses
 import functools
 import math
 import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -42,6 +43,8 @@ __all__ = [
     "GUIDANCE_SCHEDULES",
     "build_sampler",
     "sampler_from_dict",
+    "sampler_from_options",
+    "sampler_options",
     "halton_order",
 ]
 
@@ -299,24 +302,53 @@ SAMPLERS: dict[str, type[Sampler]] = {
 }
 
 
-def build_sampler(name: str, **fields: Any) -> Sampler:
-    """A sampler by name (``confidence``, ``halton``, ``random``) with the given fields."""
+def sampler_options(name: str) -> tuple[str, ...]:
+    """The options (fields) of the sampler called ``name``, in order; ValueError for an unknown name."""
     if name not in SAMPLERS:
         raise ValueError(f"unknown sampler {name!r}; valid: {', '.join(SAMPLERS)}")
-    cls = SAMPLERS[name]
-    valid = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(fields) - set(valid))
+    return tuple(field.name for field in dataclasses.fields(SAMPLERS[name]))
+
+
+def sampler_from_options(options: Mapping[str, Any], default: Sampler | None = None) -> Sampler:
+    """The sampler that ``options`` describe: where the CLI's flags, the studio's form, a JSON
+    record and a benchmark setting all become a sampler.
+
+    ``options`` maps ``"sampler"`` to the kind (``confidence``, ``halton``, ``random``) and field
+    names to values. The kind defaults to ``default``'s (else ``confidence``). Fields left out keep
+    ``default``'s values (the model's sampler): all of them when the kind is the same, the fields
+    every sampler shares when the options switch kinds; without ``default``, the kind's defaults.
+
+    Raises ValueError naming the option: an unknown kind, an option the kind does not have, or a
+    bad value (``Sampler.__post_init__``).
+    """
+    fields = dict(options)
+    if "sampler" in fields:
+        name = fields.pop("sampler")
+    else:
+        name = default.name if default is not None else ConfidenceSampler.name
+    valid = sampler_options(name)
+    unknown = [key for key in fields if key not in valid]
     if unknown:
-        raise ValueError(f"unknown option(s) {unknown} for the {name} sampler; valid: {', '.join(valid)}")
-    return cls(**fields)
+        verb = "is not an option" if len(unknown) == 1 else "are not options"
+        raise ValueError(f"{' and '.join(unknown)} {verb} of the {name} sampler")
+    kept: dict[str, Any] = {}
+    if default is not None:
+        shared = valid if name == default.name else [field.name for field in dataclasses.fields(Sampler)]
+        kept = {key: value for key, value in default.to_dict().items() if key in shared}
+    return SAMPLERS[name](**{**kept, **fields})
+
+
+def build_sampler(name: str, **fields: Any) -> Sampler:
+    """A sampler by name (``confidence``, ``halton``, ``random``) with the given fields
+    (``sampler_from_options``)."""
+    return sampler_from_options({"sampler": name, **fields})
 
 
 def sampler_from_dict(data: dict[str, Any]) -> Sampler:
-    """The inverse of ``Sampler.to_dict``."""
+    """The inverse of ``Sampler.to_dict`` (``sampler_from_options``)."""
     if not isinstance(data, dict) or "sampler" not in data:
         raise ValueError(f"a sampler must be a JSON object with a 'sampler' key, got {data!r}")
-    fields = dict(data)
-    return build_sampler(fields.pop("sampler"), **fields)
+    return sampler_from_options(data)
 
 
 def _scaled_radical_inverse(index: int, base: int, size: int) -> int:

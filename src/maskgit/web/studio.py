@@ -8,7 +8,6 @@ those calls and records how to repeat each run from the command line.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import json
 import secrets
@@ -25,7 +24,7 @@ import torch
 from maskgit.data.transforms import eval_transform, resize_crop_mask
 from maskgit.imageio import load_mask, open_image, save_image
 from maskgit.io import atomic_write_text
-from maskgit.sampling import SAMPLERS, Sampler, build_sampler
+from maskgit.sampling import SAMPLERS, Sampler, sampler_from_options, sampler_options
 from maskgit.sampling.editing import Box, Extend
 from maskgit.web.strip import StripRecorder
 
@@ -149,8 +148,8 @@ class Studio:
             "guidance": float(guidance),
             "guidance_schedule": guidance_schedule,
         }
-        names = {field.name for field in dataclasses.fields(build_sampler(name))}
-        return build_sampler(name, **{key: value for key, value in fields.items() if key in names})
+        options = sampler_options(name)
+        return sampler_from_options({"sampler": name, **{key: fields[key] for key in fields if key in options}})
 
     def load_image(self, path: str | Path) -> Upload:
         """Read an upload within the limits and fit it to the model: the short side resized to the

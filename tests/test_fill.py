@@ -1,13 +1,15 @@
-"""Filling a token canvas of any size with the fixed-size transformer, window by window."""
+"""Filling a token canvas of any size with the fixed-size transformer, window by window, and the
+plan of those windows made before any decoding."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from maskgit.sampling import ConfidenceSampler
 from maskgit.sampling.decode import decode
-from maskgit.sampling.fill import fill_tokens
+from maskgit.sampling.fill import _origins, fill_tokens, plan_windows
 from maskgit.sampling.noise import GeneratorNoise
 from maskgit.sampling.steps import MASK_ID
 
@@ -98,3 +100,44 @@ def test_bad_canvases_are_rejected(small_transformer):
         fill_tokens(small_transformer, rows, classes, latent_size=size, sampler=SAMPLER, noise=_noise())
     with pytest.raises(ValueError, match="nothing to generate"):
         fill_tokens(small_transformer, torch.zeros(2, size, size, dtype=torch.long), classes, latent_size=size, sampler=SAMPLER, noise=_noise())
+
+
+def _scanned_windows(unknown: torch.Tensor, size: int) -> list[tuple[int, int]]:
+    """The window order by the plain rule: scan every window for the one with the most known
+    tokens among those holding unknown ones (the first on a tie), decode it (all known), repeat."""
+    height, width = unknown.shape
+    grid = np.pad(unknown.numpy(), ((0, max(0, size - height)), (0, max(0, size - width))), constant_values=True)
+    windows = [(top, left) for top in _origins(grid.shape[0], size) for left in _origins(grid.shape[1], size)]
+    order = []
+    while True:
+        best, best_known = None, -1
+        for top, left in windows:
+            cell = grid[top : top + size, left : left + size]
+            if cell.any() and int((~cell).sum()) > best_known:
+                best, best_known = (top, left), int((~cell).sum())
+        if best is None:
+            return order
+        order.append(best)
+        grid[best[0] : best[0] + size, best[1] : best[1] + size] = False
+
+
+def test_the_window_plan_is_the_scan_of_the_most_known_context():
+    generator = torch.Generator().manual_seed(0)
+    for trial in range(60):
+        size = int(torch.randint(1, 9, (1,), generator=generator))
+        height, width = (int(side) for side in torch.randint(1, 21, (2,), generator=generator))
+        if trial % 2:  # scattered unknowns
+            unknown = torch.rand(height, width, generator=generator) < float(torch.rand(1, generator=generator))
+        else:  # a known block in a corner, as outpainting leaves it
+            unknown = torch.ones(height, width, dtype=torch.bool)
+            unknown[: int(torch.randint(0, height + 1, (1,), generator=generator)),
+                    : int(torch.randint(0, width + 1, (1,), generator=generator))] = False
+        assert plan_windows(unknown, size) == _scanned_windows(unknown, size), (size, height, width)
+
+
+def test_the_plan_of_a_long_canvas_counts_its_windows_up_front():
+    # An 8-token-wide image extended by 25,000 tokens: half-overlapping windows, one every 4 columns.
+    unknown = torch.ones(8, 25_008, dtype=torch.bool)
+    unknown[:, :8] = False
+    windows = plan_windows(unknown, 8)
+    assert len(windows) == 6250 and windows[:2] == [(0, 4), (0, 8)] and windows[-1] == (0, 25_000)

@@ -100,9 +100,10 @@ def _bar_output(pipe, call, **config) -> str:
 def test_the_progress_bar_counts_the_steps_of_the_whole_call(pipe):
     text = _bar_output(pipe, lambda: pipe([1, 2, 3], batch_size=2, seed=0), desc="sampling")
     assert "sampling" in text and "6/6" in text and "3/3" not in text
-    # A canvas of 12x8 tokens with new rows at both ends takes two windows of 12 editing steps.
+    # A canvas of 12x8 tokens with new rows at both ends takes two windows of 12 editing steps,
+    # planned before the first: the bar's total is right from the start.
     text = _bar_output(pipe, lambda: pipe.outpaint(torch.rand(3, 128, 128), (32, 0, 32, 0), 1, seed=0))
-    assert "24/24" in text
+    assert "0/24" in text and "24/24" in text and "/12" not in text
     assert _bar_output(pipe, lambda: pipe([1], seed=0), disable=True) == ""
 
 

@@ -52,7 +52,7 @@ from maskgit.sampling.editing import (
     token_mask_from_pixels,
 )
 from maskgit.sampling.engine import DecodeStep
-from maskgit.sampling.fill import fill_tokens
+from maskgit.sampling.fill import fill_tokens, plan_windows
 from maskgit.sampling.noise import GeneratorNoise, InjectedNoise, NoiseFn, NoiseSource, SeededNoise, random_seed
 from maskgit.sampling.samplers import ConfidenceSampler, Sampler, sampler_from_dict
 from maskgit.sampling.steps import MASK_ID
@@ -387,10 +387,9 @@ class MaskGIT(nn.Module):
 
     @contextlib.contextmanager
     def _steps(self, total: int, callback: Callback | None) -> Iterator[Callback | None]:
-        """The step callback of one call: the progress bar over its ``total`` decoding steps, then
-        the caller's ``callback`` (None when there is neither, so the engine builds no step
-        records). A canvas larger than the model's token grid is filled window by window, and each
-        window beyond the first adds its steps to the bar when it starts."""
+        """The step callback of one call: the progress bar over its ``total`` decoding steps (every
+        window's, planned before the first), then the caller's ``callback`` (None when there is
+        neither, so the engine builds no step records)."""
         config = {"desc": "decoding", "unit": "step", "dynamic_ncols": True, **self._progress_bar_config}
         with tqdm(total=total, **config) as bar:
             if bar.disable and callback is None:
@@ -398,10 +397,7 @@ class MaskGIT(nn.Module):
                 return
 
             def on_step(step: DecodeStep) -> None:
-                if not bar.disable:
-                    if bar.n >= bar.total:
-                        bar.total += step.num_steps - step.step
-                    bar.update(1)
+                bar.update(1)
                 if callback is not None:
                     callback(step)
 
@@ -421,6 +417,7 @@ class MaskGIT(nn.Module):
         noise: NoiseSource,
         *,
         start_step: int = 0,
+        windows: list[tuple[int, int]] | None = None,
         callback: Callback | None = None,
     ) -> torch.Tensor:
         """Fill the masked tokens of canvas (B, h, w) and decode: images (B, 3, H, W) in [0, 1]."""
@@ -429,7 +426,7 @@ class MaskGIT(nn.Module):
         with self._inference():
             filled = fill_tokens(
                 self._logits_model, canvas, class_tokens, latent_size=self.transformer.config.latent_size,
-                sampler=sampler, noise=noise, start_step=start_step, callback=callback,
+                sampler=sampler, noise=noise, start_step=start_step, windows=windows, callback=callback,
             )
             images = self._decode_images(filled)
         return self._released(images)
@@ -601,8 +598,10 @@ class MaskGIT(nn.Module):
         source = self._noise(self._call_seed(seed, generator, noise), generator, noise, range(num_samples))
         class_tokens = self._class_tokens([class_id] * num_samples)
         num_steps = getattr(sampler, "num_steps", 0)  # a bad sampler is refused by _fill
-        with self._steps(max(0, num_steps - start_step), callback) as on_step:
-            return self._fill(canvas, class_tokens, sampler, source, start_step=start_step, callback=on_step)
+        windows = plan_windows(canvas[0].cpu() == MASK_ID, self.transformer.config.latent_size)
+        with self._steps(len(windows) * max(0, num_steps - start_step), callback) as on_step:
+            return self._fill(canvas, class_tokens, sampler, source, start_step=start_step, windows=windows,
+                              callback=on_step)
 
     def edit(
         self,

@@ -39,6 +39,7 @@ import torch
 from maskgit import MaskGIT
 from maskgit.evaluation.evaluate import GenerationEvaluator
 from maskgit.io import atomic_write_text
+from maskgit.runs import Run, RunPlan
 from maskgit.sampling import sampler_from_options
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/tables.py, also when loaded by path
@@ -99,12 +100,13 @@ def pick_best(rows: list[dict[str, Any]], fid_tolerance: float, max_passes: int 
     return max(close, key=lambda row: row["images_per_second"])
 
 
-def run_setting(pipe: MaskGIT, evaluator: GenerationEvaluator, setting: dict[str, Any], labels: torch.Tensor,
+def run_setting(pipe: MaskGIT, evaluator: GenerationEvaluator, setting: dict[str, Any], plan: RunPlan,
                 seed: int, batch_size: int) -> dict[str, Any]:
     sampler = setting_sampler(setting)
     start = time.perf_counter()
-    images = pipe.generate(labels, sampler=sampler, seed=seed, batch_size=batch_size)
+    images = torch.cat([batch for _, batch in Run(plan, sampler, seed).images(pipe, batch_size=batch_size)])
     seconds = time.perf_counter() - start
+    labels = torch.tensor(plan.labels)
     scores = evaluator(images, labels)
     per_class = {entry["name"]: entry["accuracy"] for entry in scores["per_class"]}
     return {
@@ -218,7 +220,8 @@ def main() -> None:
     pipe = pipe.to_precision(args.precision)
     pipe.set_progress_bar_config(disable=True)
     evaluator = GenerationEvaluator()
-    labels = torch.arange(len(pipe.class_names)).repeat_interleave(args.num_per_class)
+    classes = tuple(range(len(pipe.class_names)))
+    plan = RunPlan(classes, args.num_per_class)
     config = {"model": args.model, "num_per_class": args.num_per_class, "seed": args.seed,
               "precision": args.precision, "threads": args.threads, "batch_size": args.batch_size,
               "weights_sha256": digest}
@@ -235,7 +238,7 @@ def main() -> None:
         for setting in todo:
             if key(setting) in done:
                 continue
-            row = run_setting(pipe, evaluator, setting, labels, args.seed, args.batch_size)
+            row = run_setting(pipe, evaluator, setting, plan, args.seed, args.batch_size)
             data["rows"].append(row)
             data["wall_seconds"] = spent_before + time.perf_counter() - started
             done.add(key(setting))
@@ -261,14 +264,14 @@ def main() -> None:
     best = pick_best(data["rows"], args.fid_tolerance, args.max_passes)
     if args.confirm:
         # The sweep's small sets rank the settings; the finalists are scored again on more images.
-        confirm_labels = torch.arange(len(pipe.class_names)).repeat_interleave(args.confirm_per_class)
+        confirm_plan = RunPlan(classes, args.confirm_per_class)
         finalists = [row["setting"] for row in ranked(data["rows"], args.max_passes)[: args.confirm]]
         if best["setting"] not in finalists:
             finalists.append(best["setting"])
         confirmed = {key(row["setting"]): row for row in data.get("confirmed", [])}
         for setting in finalists:
             if key(setting) not in confirmed:
-                confirmed[key(setting)] = run_setting(pipe, evaluator, setting, confirm_labels, args.seed, args.batch_size)
+                confirmed[key(setting)] = run_setting(pipe, evaluator, setting, confirm_plan, args.seed, args.batch_size)
                 print(f"confirm: {sampler_label(setting):51s} acc {100 * confirmed[key(setting)]['accuracy']:5.1f} % "
                       f"FID {confirmed[key(setting)]['fid']:6.2f}", flush=True)
         data["confirmed"] = [confirmed[key(setting)] for setting in finalists]

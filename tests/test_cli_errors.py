@@ -19,7 +19,6 @@ from conftest import TRANSFORMER_MSGPACK
 from maskgit import MaskGIT
 from maskgit.checkpoints.flax_msgpack import read_flax_msgpack, write_flax_msgpack
 from maskgit.cli import main, user_error_message
-from maskgit.io import file_lock
 
 # -- helpers ----------------------------------------------------------------------------------------
 
@@ -270,6 +269,20 @@ def test_outpaint_canvas_and_input_pixels_are_bounded(capsys, tmp_path, model_di
     assert snapshot(out) is None
 
 
+def test_the_work_of_one_image_is_bounded_before_any_work(capsys, tmp_path, photo):
+    # The shipped 32 px model: 100,000 px to the right pass the pixel limit (3.2 megapixels), but
+    # each image would take 6,250 windows of 8x8 tokens, 12 steps each (11 of them guided).
+    out = tmp_path / "out"
+    fails(capsys, "outpaint", "--model", "fashion-mnist", "--image", photo, "--extend", "0,100000,0,0", "--class", "1",
+          "--out", out, fragments=["one image takes 6,250 window(s) x 23 transformer passes x 65 tokens = 9,343,750 "
+                                   "token passes, over the limit of 2,097,152", "raise it with --max-token-passes"])
+    fails(capsys, "generate", "--model", "fashion-mnist", "--class", "1", "--steps", "40000", "--out", out,
+          fragments=["1 window(s) x 79,999 transformer passes", "--max-token-passes"])
+    fails(capsys, "sample", "--model", "fashion-mnist", "--max-token-passes", "1000", "--out", out,
+          fragments=["x 31 transformer passes x 65 tokens = 2,015 token passes, over the limit of 1,000"])
+    assert snapshot(out) is None
+
+
 def test_extract_tokens_image_size_is_bounded(capsys, tmp_path, image_folder, tokenizer_dir):
     fails(capsys, "extract-tokens", "--tokenizer", tokenizer_dir, "--data", image_folder, "--image-size", "100000",
           "--out", tmp_path / "t.bin", fragments=["--image-size of 100000x100000", "--max-pixels"])
@@ -317,89 +330,21 @@ def test_a_corrupt_image_in_a_worker_is_one_line(capsys, tmp_path, image_folder,
     assert not (tmp_path / "tokens.bin").exists()
 
 
-# -- generation output folders that do not lie ------------------------------------------------------
+# -- generation output folders ---------------------------------------------------------------------
+# The folder's rules (resume, overwrite, locks, killed runs) are OutputFolder's and Run's
+# (test_runs_folder.py, test_runs_run.py); here, that a refusal is one line that leaves the folder as it was.
 
 
-def _generate(out, model_dir, *args):
-    return main(["generate", "--model", str(model_dir), "--steps", "2", "--out", str(out), *map(str, args)])
-
-
-def test_resume_with_other_settings_is_refused_with_the_differences(capsys, tmp_path, model_dir):
+def test_a_non_empty_output_is_refused_and_left_as_it_was(capsys, tmp_path, model_dir):
     out = tmp_path / "out"
-    assert _generate(out, model_dir, "--class", "1", "--num", "2", "--seed", "0") == 0
-    before = snapshot(out)
-    fails(capsys, "generate", "--model", model_dir, "--class", "1", "--num", "2", "--steps", "3", "--seed", "1",
-          "--temperature", "2", "--resume", "--out", out,
-          fragments=["--resume needs the settings of the run there; these differ (then -> now): ",
-                     "sampler.choice_temperature: 4.5 -> 2.0", "sampler.num_steps: 2 -> 3", "seed: 0 -> 1"])
-    assert snapshot(out) == before
-    # The same settings (another batch size and device do not matter) resume fine.
-    assert _generate(out, model_dir, "--class", "1", "--num", "2", "--seed", "0", "--batch-size", "1", "--resume") == 0
-
-
-def test_a_non_empty_output_needs_resume_or_overwrite(capsys, tmp_path, model_dir):
-    out = tmp_path / "out"
-    assert _generate(out, model_dir, "--class", "1", "--num", "2") == 0
+    assert main(["generate", "--model", str(model_dir), "--steps", "2", "--class", "1", "--out", str(out)]) == 0
     (out / "notes.txt").write_text("not ours")
     before = snapshot(out)
     fails(capsys, "generate", "--model", model_dir, "--class", "2", "--out", out,
           fragments=[f"{out} is not empty", "--resume", "--overwrite"])
+    fails(capsys, "generate", "--model", model_dir, "--class", "1", "--steps", "3", "--resume", "--out", out,
+          fragments=["--resume needs the settings of the run there", "sampler.num_steps: 2 -> 3"])
     assert snapshot(out) == before
-    # --overwrite deletes what the old manifest lists (including the image the new run does not make).
-    assert _generate(out, model_dir, "--class", "2", "--num", "1", "--overwrite") == 0
-    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
-    assert files == ["0002/0000.png", "grid.png", "manifest.json", "notes.txt"]
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["complete"] and manifest["outputs"] == ["0002/0000.png"]
-
-
-def test_a_folder_without_a_manifest_is_not_overwritten(capsys, tmp_path, model_dir):
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "holiday.png").write_bytes(b"precious")
-    fails(capsys, "generate", "--model", model_dir, "--class", "1", "--overwrite", "--out", out,
-          fragments=["--overwrite deletes only what a manifest.json lists"])
-    assert (out / "holiday.png").read_bytes() == b"precious"
-
-
-def test_repeated_classes_give_distinct_files(tmp_path, model_dir):
-    out = tmp_path / "out"
-    assert _generate(out, model_dir, "--class", "8", "--class", "bag", "--num", "2") == 0
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["outputs"] == ["0008/0000.png", "0008/0001.png", "0008/0002.png", "0008/0003.png"]
-    assert all((out / name).is_file() for name in manifest["outputs"])
-    pixels = [np.asarray(Image.open(out / name)).tobytes() for name in manifest["outputs"]]
-    assert len(set(pixels)) == 4  # four different images, not one written twice
-
-
-def test_a_second_writer_is_locked_out(capsys, tmp_path, model_dir):
-    out = tmp_path / "out"
-    out.mkdir()
-    with file_lock(out / ".maskgit.lock"):  # another process writing there
-        fails(capsys, "generate", "--model", model_dir, "--class", "1", "--out", out,
-              fragments=[".maskgit.lock: locked", "being written by another process"])
-    assert sorted(p.name for p in out.iterdir()) == [".maskgit.lock"]
-
-
-def test_a_killed_run_resumes_from_its_incomplete_manifest(tmp_path, model_dir, monkeypatch):
-    out = tmp_path / "out"
-    calls = []
-    original = MaskGIT.generate
-
-    def dies_on_second_batch(self, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(MaskGIT, "generate", dies_on_second_batch)
-    assert _generate(out, model_dir, "--class", "1", "--num", "2", "--batch-size", "1") == 130
-    assert json.loads((out / "manifest.json").read_text())["complete"] is False
-    (out / "0001" / ".0001.png.x.tmp").write_bytes(b"half")  # what a kill during a write leaves
-    monkeypatch.setattr(MaskGIT, "generate", original)
-    assert _generate(out, model_dir, "--class", "1", "--num", "2", "--batch-size", "1", "--resume") == 0
-    assert sorted(p.name for p in (out / "0001").iterdir()) == ["0000.png", "0001.png"]
-    assert json.loads((out / "manifest.json").read_text())["complete"] is True
 
 
 # -- training ---------------------------------------------------------------------------------------

@@ -64,10 +64,12 @@ def test_bad_input_is_a_one_line_error(generated, real_folder, tmp_path, capsys)
     manifest = json.loads((generated / "manifest.json").read_text())
     edited = tmp_path / "edited"
     edited.mkdir()
-    manifest["settings"]["command"] = "edit"
+    settings = dict(manifest["settings"])
+    manifest["settings"].update(command="edit", per_class=8, classes=[0], class_names=["T-shirt/top"], image="in.png",
+                                box=[0, 0, 16, 16], start_step=2)
     (edited / "manifest.json").write_text(json.dumps(manifest))
-    assert "not `maskgit generate`" in error(edited)
-    manifest["settings"].update(command="generate", class_names=["goldfish", "ox"])
+    assert "written by `maskgit edit`, not `maskgit generate` or `maskgit sample`" in error(edited)
+    manifest["settings"] = {**settings, "class_names": ["goldfish", "ox"]}
     (edited / "manifest.json").write_text(json.dumps(manifest))
     assert "are not the classifier's" in error(edited)
     manifest["settings"]["class_names"], manifest["complete"] = ["T-shirt/top", "Sandal"], False

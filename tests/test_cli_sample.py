@@ -1,5 +1,5 @@
 """``maskgit sample``: the manifest, resume and refusals of the command, and two processes under
-torchrun writing exactly what one process writes (the library part: test_evaluation_samples.py)."""
+torchrun writing exactly what one process writes (the library part: test_runs_run.py)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from maskgit.config_base import ConfigError, parse_override, read_config_file
+from maskgit.config_base import ConfigError, differences, parse_override, read_config_file
 from maskgit.configs import TOKENIZER_PRESETS, TokenizerConfig, TransformerConfig
 from maskgit.training.config import TOKENIZER_TRAIN_PRESETS, TokenizerTrainConfig, TransformerTrainConfig
 
@@ -95,3 +95,12 @@ def test_parse_override_reads_yaml_values():
     assert parse_override("learning_rate=1e-4") == ("learning_rate", "1e-4")  # YAML 1.1; the float field reads it
     assert TOKENIZER_TRAIN_PRESETS["tiny"].updated(dict([parse_override("learning_rate=1e-4")])).learning_rate == 1e-4
     assert parse_override(" model.filters = 8") == ("model.filters", 8)
+
+
+def test_differences_flatten_nested_settings_and_skip_ignored_keys():
+    before = {"seed": 1, "sampler": {"num_steps": 8, "top_k": None}, "device": "cpu"}
+    after = {"seed": 1, "sampler": {"num_steps": 12}, "device": "cuda", "guidance": 2.0}
+    assert differences(before, after, ignore=frozenset({"device"})) == [
+        "guidance: None -> 2.0", "sampler.num_steps: 8 -> 12"]
+    assert differences(before, before) == []
+    assert differences({"a": {"b": 1}}, {"a": 1}) == ["a: None -> 1", "a.b: 1 -> None"]

@@ -248,6 +248,27 @@ def test_image_i_depends_only_on_seed_and_i_for_every_sampler(small_pipeline, sa
     assert not torch.equal(tokens[-1], whole)
 
 
+@pytest.mark.parametrize("mode", ["edit", "inpaint", "outpaint"])
+def test_an_editing_sample_depends_only_on_seed_and_its_index(small_pipeline, mode):
+    image = torch.rand(3, 128, 128, generator=torch.Generator().manual_seed(0))
+    mask = torch.zeros(128, 128, dtype=torch.bool)
+    mask[32:64, 16:80] = True
+    region = {"edit": (Box(32, 16, 32, 64),), "inpaint": (mask,), "outpaint": ((0, 32, 0, 0),)}[mode]
+    tokens = []
+
+    def keep_final(step):
+        if step.step == step.num_steps - 1:
+            tokens.append(step.sampled_ids)
+
+    call = getattr(small_pipeline, mode)
+    options = dict(sampler=ConfidenceSampler(num_steps=4), seed=5, callback=keep_final)
+    call(image, *region, 3, num_samples=3, **options)
+    call(image, *region, 3, num_samples=2, image_indices=[2, 0], **options)
+    assert torch.equal(tokens[1], tokens[0][[2, 0]])
+    with pytest.raises(ValueError, match="1 image_indices for num_samples=2"):
+        call(image, *region, 3, num_samples=2, image_indices=[1], **options)
+
+
 def test_class_names_and_ids_are_both_accepted(small_tokenizer, small_transformer):
     names = [f"thing{i}" for i in range(10)]
     pipe = MaskGIT(small_tokenizer, small_transformer, names)

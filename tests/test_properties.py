@@ -118,7 +118,7 @@ temperature_text = st.text(alphabet=st.sampled_from(list("0123456789.,-+eEinfa "
 @example("--", "0")  # Python 3.11's argparse made `--flag=--` an empty list (found by this test)
 def test_temperature_flags_build_a_valid_sampler_or_fail_cleanly(softmax, choice):
     from maskgit.cli import CLIError
-    from maskgit.cli.generate import sampler_from_args
+    from maskgit.cli.options import sampler_from_args
     from maskgit.sampling import ConfidenceSampler
 
     parser = build_parser()

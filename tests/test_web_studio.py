@@ -12,9 +12,10 @@ import torch
 from PIL import Image
 
 from maskgit.cli import build_parser
-from maskgit.cli.generate import sampler_from_args
+from maskgit.cli.options import sampler_from_args
 from maskgit.data.transforms import eval_transform
 from maskgit.imageio import load_image, to_uint8
+from maskgit.runs.manifest import GenerateSettings, settings_from_dict
 from maskgit.sampling.editing import Box
 from maskgit.web.studio import Limits, Studio
 
@@ -40,11 +41,14 @@ def test_generate_matches_the_library_and_the_command_line_it_shows(studio, ship
     for path, image in zip(result.images, expected):
         np.testing.assert_array_equal(to_uint8(load_image(path)), to_uint8(image))
     assert all(path.is_relative_to(tmp_path / "runs") for path in result.files)
-    settings = json.loads(next(p for p in result.files if p.name == "settings.json").read_text())
-    assert settings["seed"] == 11 and settings["sampler"] == sampler.to_dict()
+    record = json.loads(next(p for p in result.files if p.name == "settings.json").read_text())
+    # The run's settings, as a manifest of `maskgit generate` records them.
+    assert settings_from_dict(record["settings"]) == GenerateSettings(
+        model="fashion-mnist", batch_size=3, seed=11, sampler=sampler.to_dict(), classes=(7,), per_class=3,
+        class_names=("Sneaker",))
     # The command shown parses with the real CLI into the same request and the same sampler.
-    words = shlex.split(settings["command"])
-    assert words[0] == "maskgit" and settings["command"] in result.settings
+    words = shlex.split(record["command_line"])
+    assert words[0] == "maskgit" and record["command_line"] in result.settings
     args = build_parser().parse_args(words[1:])
     assert (args.model, args.classes, args.num, args.seed) == ("fashion-mnist", ["7"], 3, 11)
     assert sampler_from_args(args, shipped_pipeline.default_sampler()) == sampler
@@ -52,7 +56,7 @@ def test_generate_matches_the_library_and_the_command_line_it_shows(studio, ship
 
 def test_random_seed_is_drawn_and_shown(studio):
     result = studio.generate(0, 1, _sampler(studio, num_steps=2), seed=None)
-    seed = json.loads(result.files[-1].read_text())["seed"]
+    seed = json.loads(result.files[-1].read_text())["settings"]["seed"]
     assert f"**seed** {seed}" in result.settings and f"--seed {seed}" in result.settings
 
 
@@ -114,7 +118,9 @@ def test_editing_modes_change_only_their_region(studio, tmp_path):
         np.testing.assert_array_equal(filled[~mask.numpy()], source[~mask.numpy()])
     assert "--mask mask.png" in result.settings and {p.name for p in result.files} >= {"input.png", "mask.png"}
 
-    result = studio.outpaint(upload, (1, 0, 2, 0), 2, 1, sampler, seed=0)
+    seen = []
+    result = studio.outpaint(upload, (1, 0, 2, 0), 2, 1, sampler, seed=0, progress=lambda *done: seen.append(done))
+    assert seen == [(done, 8) for done in range(1, 9)]  # two windows of 4 steps, the total known from the start
     wider = to_uint8(load_image(result.images[0]))
     assert wider.shape == (44, 32, 3) and "--extend 4,0,8,0" in result.settings  # 4 px tokens
     np.testing.assert_array_equal(wider[4:36], source)
@@ -135,7 +141,7 @@ def test_the_command_shown_makes_the_same_images(studio, tmp_path, monkeypatch, 
            "inpaint": lambda: studio.inpaint(upload, mask, 5, 2, sampler, seed=3),
            "outpaint": lambda: studio.outpaint(upload, (0, 2, 1, 0), 5, 2, sampler, seed=3)}[mode]
     result = run()
-    command = json.loads(result.files[-1].read_text())["command"]
+    command = json.loads(result.files[-1].read_text())["command_line"]
     words = shlex.split(command)
     words[words.index("--out") + 1] = str(tmp_path / "cli")
     monkeypatch.chdir(result.images[0].parent)  # where input.png and mask.png were written

@@ -2,7 +2,8 @@
 (``maskgit.training.config``) share.
 
 A config is a frozen dataclass whose fields have plain types: ``int``, ``float``, ``str``, ``bool``,
-``X | None``, ``tuple[...]`` or another config (nested, such as a training config's ``model``).
+``X | None``, ``tuple[...]``, ``dict[str, Any]`` (a JSON object) or another config (nested, such as a
+training config's ``model``).
 The base gives every config:
 
 - type checks at construction (``filters="64"`` is an error naming the class and the key; an int
@@ -10,6 +11,8 @@ The base gives every config:
 - a dict round trip (``to_dict`` / ``from_dict``) that rejects unknown keys and lists the valid ones;
 - ``updated`` with dotted keys into nested configs (``{"model.filters": 64}``, as ``--set`` passes);
 - JSON or YAML files (``save`` / ``load``, chosen by the file suffix).
+
+``differences`` lists the settings that differ between two such dicts (a resumed run's checks).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import typing
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-__all__ = ["Config", "ConfigError", "read_config_file", "parse_override"]
+__all__ = ["Config", "ConfigError", "read_config_file", "parse_override", "differences"]
 
 
 class ConfigError(ValueError):
@@ -203,8 +206,8 @@ def _field_types(cls: type) -> dict[str, Any]:
 
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
-    """``value`` checked against a field type (int, float, str, bool, X | None, tuple[...], a
-    config class); raises ConfigError ``"<where> must be <type>, got <value>"``."""
+    """``value`` checked against a field type (int, float, str, bool, X | None, tuple[...],
+    dict[str, ...], a config class); raises ConfigError ``"<where> must be <type>, got <value>"``."""
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
@@ -232,6 +235,9 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
             return float(value)
     elif annotation is str:
         if isinstance(value, str):
+            return value
+    elif origin is dict:  # a JSON object kept as it is (a subclass checks what it holds)
+        if isinstance(value, dict) and all(isinstance(key, str) for key in value):
             return value
     elif origin is tuple:
         if isinstance(value, (list, tuple)) and (args[-1] is Ellipsis or len(value) == len(args)):
@@ -283,3 +289,22 @@ def parse_override(text: str) -> tuple[str, Any]:
     except yaml.YAMLError:  # not a YAML value (e.g. a bare path with odd characters): keep the text
         value = raw
     return key.strip(), value
+
+
+def differences(before: dict[str, Any], after: dict[str, Any], *, ignore: frozenset[str] = frozenset()) -> list[str]:
+    """One ``key: before -> after`` line per setting that differs, nested dicts flattened to dotted
+    keys (``sampler.num_steps``); top-level keys in ``ignore`` are skipped."""
+
+    def flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        items: dict[str, Any] = {}
+        for key, value in data.items():
+            if prefix == "" and key in ignore:
+                continue
+            if isinstance(value, dict):
+                items.update(flat(value, f"{prefix}{key}."))
+            else:
+                items[f"{prefix}{key}"] = value
+        return items
+
+    old, new = flat(before), flat(after)
+    return [f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]

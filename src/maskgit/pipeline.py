@@ -58,7 +58,7 @@ from maskgit.sampling.samplers import ConfidenceSampler, Sampler, sampler_from_d
 from maskgit.sampling.steps import MASK_ID
 from maskgit.validation import check_class_names, check_images
 
-__all__ = ["MaskGIT", "MaskGITOutput", "ClassLabel", "EDIT_STEPS", "OUTPUT_TYPES"]
+__all__ = ["MaskGIT", "MaskGITOutput", "ClassLabel", "EDIT_STEPS", "EDIT_START_STEP", "OUTPUT_TYPES"]
 
 #: ``torch_dtype`` → precision (``maskgit.models.inference``).
 _DTYPE_PRECISIONS = {dtype: precision for precision, dtype in INFERENCE_PRECISIONS.items()}
@@ -69,6 +69,8 @@ _VERSION = 1
 #: The official editing recipe decodes steps 2..11 of 12 (spec §4); the editing modes use the
 #: model's sampler with this many steps when no sampler is given.
 EDIT_STEPS = 12
+#: ... and starts at this step, as the official box editing does.
+EDIT_START_STEP = 2
 
 #: The most pixels a bf16 decoder is given at once (4 images of 256 px, 256 of ``fashion-mnist``'s
 #: 32 px); a float32 decoder, whose activations are twice the size, takes half as many. Its memory
@@ -136,8 +138,11 @@ class MaskGIT(nn.Module):
 
     Every generation method shares one sampling signature: ``sampler``, then the randomness
     (``seed``, ``generator`` or ``noise``; a fresh random seed when none is given), then
-    ``callback``, called with every decoding step's ``DecodeStep``. Each call shows a progress bar
-    over its decoding steps (``set_progress_bar_config(disable=True)`` hides it).
+    ``callback``, called with every decoding step's ``DecodeStep``, then ``image_indices``: with a
+    seed, image i of a call depends only on ``(seed, image_indices[i])`` (default ``range(B)``),
+    so a run can be split or resumed without changing its images (``maskgit.runs``). Each call
+    shows a progress bar over its decoding steps, every window's counted from the start
+    (``set_progress_bar_config(disable=True)`` hides it).
 
     ``pipe(class_labels, ...)`` generates in the diffusers style and returns a ``MaskGITOutput``;
     ``generate``, ``edit``, ``inpaint`` and ``outpaint`` return image tensors.
@@ -589,13 +594,17 @@ class MaskGIT(nn.Module):
         sampler: Sampler | None,
         randomness: tuple[int | None, torch.Generator | None, NoiseFn | None],
         callback: Callback | None,
+        image_indices: Sequence[int] | None,
         start_step: int = 0,
     ) -> torch.Tensor:
         """Fill an editing canvas (num_samples, h, w) for one class: the editing modes' shared run."""
         num_samples = canvas.shape[0]
+        indices = list(range(num_samples)) if image_indices is None else list(image_indices)
+        if len(indices) != num_samples:
+            raise ValueError(f"{len(indices)} image_indices for num_samples={num_samples}")
         sampler = sampler or self.default_sampler(editing=True)
         seed, generator, noise = randomness
-        source = self._noise(self._call_seed(seed, generator, noise), generator, noise, range(num_samples))
+        source = self._noise(self._call_seed(seed, generator, noise), generator, noise, indices)
         class_tokens = self._class_tokens([class_id] * num_samples)
         num_steps = getattr(sampler, "num_steps", 0)  # a bad sampler is refused by _fill
         windows = plan_windows(canvas[0].cpu() == MASK_ID, self.transformer.config.latent_size)
@@ -610,13 +619,14 @@ class MaskGIT(nn.Module):
         class_label: ClassLabel,
         *,
         num_samples: int = 1,
-        start_step: int = 2,
+        start_step: int = EDIT_START_STEP,
         keep_size: bool = False,
         sampler: Sampler | None = None,
         seed: int | None = None,
         generator: torch.Generator | None = None,
         noise: NoiseFn | None = None,
         callback: Callback | None = None,
+        image_indices: Sequence[int] | None = None,
     ) -> torch.Tensor:
         """Class-conditional box editing, as the official demo does it.
 
@@ -633,7 +643,8 @@ class MaskGIT(nn.Module):
         token_mask = latent_box_mask(box, height, width, self.tokenizer.config.downsample_factor)
         class_id = self._single_class(class_label)
         canvas = torch.where(token_mask.to(self.device), MASK_ID, self._encode_samples(images, num_samples))
-        generated = self._edit_fill(canvas, class_id, sampler, (seed, generator, noise), callback, start_step)
+        generated = self._edit_fill(canvas, class_id, sampler, (seed, generator, noise), callback, image_indices,
+                                    start_step)
         return composite(generated, images, composite_mask(token_mask, height, width))
 
     def inpaint(
@@ -649,6 +660,7 @@ class MaskGIT(nn.Module):
         generator: torch.Generator | None = None,
         noise: NoiseFn | None = None,
         callback: Callback | None = None,
+        image_indices: Sequence[int] | None = None,
     ) -> torch.Tensor:
         """Free-form inpainting. mask: a PIL image (white = regenerate) or an (H, W) tensor, True
         (or > 0.5) where pixels are regenerated, the size of ``image``; both are resized to the
@@ -664,7 +676,7 @@ class MaskGIT(nn.Module):
         token_mask = token_mask_from_pixels(pixel_mask.cpu(), self.tokenizer.config.downsample_factor)
         class_id = self._single_class(class_label)
         canvas = torch.where(token_mask.to(self.device), MASK_ID, self._encode_samples(images, num_samples))
-        generated = self._edit_fill(canvas, class_id, sampler, (seed, generator, noise), callback)
+        generated = self._edit_fill(canvas, class_id, sampler, (seed, generator, noise), callback, image_indices)
         return composite(generated, images, pixel_mask.to(self.device).float())
 
     def outpaint(
@@ -680,6 +692,7 @@ class MaskGIT(nn.Module):
         generator: torch.Generator | None = None,
         noise: NoiseFn | None = None,
         callback: Callback | None = None,
+        image_indices: Sequence[int] | None = None,
     ) -> torch.Tensor:
         """Extend the canvas by ``(top, right, bottom, left)`` pixels, each rounded up to whole
         tokens, and generate the new border. image: as for ``edit`` (resized to the model's size
@@ -691,7 +704,7 @@ class MaskGIT(nn.Module):
         tokens = extend.in_tokens(factor)
         class_id = self._single_class(class_label)
         canvas = outpaint_canvas(self._encode_samples(images, num_samples), tokens, MASK_ID)
-        generated = self._edit_fill(canvas, class_id, sampler, (seed, generator, noise), callback)
+        generated = self._edit_fill(canvas, class_id, sampler, (seed, generator, noise), callback, image_indices)
         top, left = tokens.top * factor, tokens.left * factor
         height, width = images.shape[-2:]
         generated[:, :, top : top + height, left : left + width] = images

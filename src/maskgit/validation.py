@@ -21,6 +21,8 @@ __all__ = [
     "check_class_names",
     "check_pixels",
     "check_count",
+    "MAX_TOKEN_PASSES",
+    "check_token_passes",
 ]
 
 # Largest image the models work on (an --image-size squared, an outpainting canvas): the VQGAN's
@@ -30,6 +32,12 @@ MAX_PIXELS = 2048 * 2048
 MAX_INPUT_PIXELS = 8192 * 8192
 # Most images one run makes (classes x --num): the job list and the manifest grow with it.
 MAX_IMAGES = 100_000
+# Most tokens the transformer processes for one image (windows x passes x tokens per pass): decoding
+# time grows with it, for a small and a large model alike. 2**21 leaves room for the largest canvas
+# that MAX_PIXELS allows on the ImageNet models (at most 225 windows of 257 tokens at 256 px, or 49
+# of 1025 at 512 px, 12 steps each, even guided), but not for the thousands of windows that a
+# small model's 8x8-token window needs to fill a canvas of millions of pixels.
+MAX_TOKEN_PASSES = 2**21
 
 
 def check_pixels(height: int, width: int, limit: int = MAX_PIXELS, *, what: str = "image", flag: str = "--max-pixels") -> None:
@@ -47,6 +55,19 @@ def check_count(count: int, limit: int = MAX_IMAGES, *, what: str = "images", fl
     """ValueError when ``count`` exceeds ``limit`` (which ``flag`` raises)."""
     if count > limit:
         raise ValueError(f"{count:,} {what} is over the limit of {limit:,} per run; raise it with {flag}")
+
+
+def check_token_passes(
+    windows: int, passes: int, sequence: int, limit: int = MAX_TOKEN_PASSES, *, flag: str = "--max-token-passes"
+) -> None:
+    """ValueError when one image's ``windows`` x ``passes`` transformer passes of ``sequence``
+    tokens exceed ``limit`` (which ``flag`` raises)."""
+    total = windows * passes * sequence
+    if total > limit:
+        raise ValueError(
+            f"one image takes {windows:,} window(s) x {passes:,} transformer passes x {sequence:,} tokens = "
+            f"{total:,} token passes, over the limit of {limit:,}; raise it with {flag} if you have the time"
+        )
 
 
 def check_images(images: Any, *, name: str = "image") -> torch.Tensor:

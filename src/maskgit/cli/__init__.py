@@ -67,12 +67,25 @@ class ArgumentParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from maskgit import __version__
-    from maskgit.cli import catalog, convert, evaluate, extract_tokens, generate, metrics, sample, serve, train
+    from maskgit.cli import (
+        catalog,
+        convert,
+        edit,
+        evaluate,
+        extract_tokens,
+        generate,
+        metrics,
+        reconstruct,
+        sample,
+        serve,
+        train,
+    )
 
     parser = ArgumentParser(prog="maskgit", description="MaskGIT in PyTorch.")
     parser.add_argument("--version", action="version", version=f"maskgit {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (generate, convert, extract_tokens, train, evaluate, serve, metrics, sample, catalog):
+    for module in (generate, reconstruct, edit, convert, extract_tokens, train, evaluate, serve, metrics, sample,
+                   catalog):
         module.register(subparsers)
     for command in subparsers.choices.values():
         command.formatter_class = HelpFormatter

@@ -10,7 +10,6 @@
 - ``compare``: one input against another (what ``maskgit fid`` runs).
 - ``reconstruction``: the one PSNR, SSIM, and the one tokenizer evaluation (``evaluate_tokenizer``:
   PSNR, SSIM, codebook use and reconstruction FID).
-- ``samples``: class-balanced sample sets, sharded and resumable, and their ADM ``.npz``.
 - ``classifier``: the shipped Fashion-MNIST classifier (``--features fashion-mnist``) and its
   images, and ``evaluate``: the scores ``maskgit evaluate`` reports with it (import them from their
   modules). The classifier is trained by ``maskgit.training.classifier_trainer``.
@@ -34,7 +33,6 @@ from maskgit.evaluation.metrics import (
 )
 from maskgit.evaluation.reconstruction import TokenizerScores, evaluate_tokenizer, psnr, ssim
 from maskgit.evaluation.resize import RESIZE_PROTOCOLS, resize_for_inception
-from maskgit.evaluation.samples import SamplePlan, pack_npz, write_samples
 from maskgit.evaluation.sources import open_input
 from maskgit.evaluation.statistics import FeatureStatistics, frechet_distance, load_statistics
 
@@ -64,7 +62,4 @@ __all__ = [
     "TokenizerScores",
     "psnr",
     "ssim",
-    "SamplePlan",
-    "write_samples",
-    "pack_npz",
 ]

@@ -24,13 +24,13 @@ from those.
   the floor's training images: the FID that samples would score if the transformer produced exactly
   the tokens of real images, so the tokenizer's share of the FID.
 
-``evaluate_folder`` reads the output of ``maskgit generate`` (its ``manifest.json`` gives the requested
-class of every image) or a folder with one subfolder per class.
+``evaluate_folder`` reads the output of ``maskgit generate`` or ``maskgit sample`` (its
+``manifest.json``, ``maskgit.runs.read_manifest``, gives the requested class of every image) or a
+folder with one subfolder per class.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -46,6 +46,8 @@ from maskgit.evaluation.features import ClassifierFeatures, build_feature_extrac
 from maskgit.evaluation.reconstruction import evaluate_tokenizer, psnr, reconstruct
 from maskgit.evaluation.statistics import FeatureStatistics, frechet_distance
 from maskgit.imageio import load_image
+from maskgit.runs import RunPlan, read_manifest
+from maskgit.runs.manifest import GenerateSettings, SampleSettings
 
 __all__ = [
     "MAX_IMAGES",
@@ -94,34 +96,29 @@ def _load_images(paths: list[Path], image_size: int) -> torch.Tensor:
 
 
 def _from_manifest(folder: Path, class_names: tuple[str, ...]) -> tuple[list[Path], list[int]]:
-    manifest_path = folder / "manifest.json"
-    try:
-        manifest = json.loads(manifest_path.read_text())
-        settings, outputs = manifest["settings"], manifest["outputs"]
-        command = settings.get("command")
-        classes, num = settings.get("classes"), settings.get("num")
-    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
-        raise ValueError(f"{manifest_path}: not a maskgit manifest ({type(error).__name__}: {error})") from None
-    if manifest.get("complete") is False:
-        raise ValueError(f"{manifest_path}: the run is incomplete (interrupted?); finish it with `maskgit generate --resume`")
-    if command != "generate":
-        raise ValueError(f"{manifest_path}: written by `maskgit {command}`, not `maskgit generate`: no requested classes")
-    # `maskgit generate` writes num images of each class in turn, in the order of `classes`.
-    labels = [int(c) for c in classes for _ in range(int(num))]
-    if len(outputs) != len(labels):
-        raise ValueError(f"{manifest_path}: lists {len(outputs)} outputs for {len(classes)} classes x {num} images")
-    if not labels or min(labels) < 0 or max(labels) >= len(class_names):
-        raise ValueError(f"{manifest_path}: classes {classes} are not all below the classifier's {len(class_names)}")
-    names = settings.get("class_names")
-    if names is not None and [_class_key(n) for n in names] != [_class_key(class_names[c]) for c in classes]:
+    manifest = read_manifest(folder)
+    source = folder / "manifest.json"
+    settings = manifest.settings
+    if not isinstance(settings, (GenerateSettings, SampleSettings)):
+        raise ValueError(f"{source}: written by `maskgit {settings.command}`, not `maskgit generate` or "
+                         "`maskgit sample`: no requested classes")
+    if not manifest.complete:
+        raise ValueError(f"{source}: the run is incomplete (interrupted?); finish it with `maskgit "
+                         f"{settings.command} --resume`")
+    plan = RunPlan(settings.classes, settings.per_class)
+    if list(manifest.outputs) != plan.paths:
+        raise ValueError(f"{source}: its outputs are not those of {len(plan.classes)} classes x {plan.per_class} "
+                         "images")
+    labels = plan.labels
+    if min(labels) < 0 or max(labels) >= len(class_names):
+        raise ValueError(f"{source}: classes {list(settings.classes)} are not all below the classifier's "
+                         f"{len(class_names)}")
+    if [_class_key(n) for n in settings.class_names] != [_class_key(class_names[c]) for c in settings.classes]:
         raise ValueError(
-            f"{manifest_path}: the run's classes {names} are not the classifier's ({', '.join(class_names)})"
+            f"{source}: the run's classes {list(settings.class_names)} are not the classifier's "
+            f"({', '.join(class_names)})"
         )
-    paths = [folder / output for output in outputs]
-    for path, label in zip(paths, labels):
-        if path.parent.name.isdigit() and int(path.parent.name) != label:
-            raise ValueError(f"{manifest_path}: {path} is listed as class {label}")
-    return paths, labels
+    return [folder / output for output in manifest.outputs], labels
 
 
 def load_generated(folder: str | os.PathLike[str], class_names: tuple[str, ...], image_size: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -26,6 +26,7 @@ __all__ = [
     "token_mask_from_pixels",
     "composite",
     "outpaint_canvas",
+    "outpaint_mask",
 ]
 
 
@@ -140,3 +141,10 @@ def outpaint_canvas(ids: torch.Tensor, extend_tokens: Extend, mask_id: int = -1)
     ``mask_id``."""
     e = extend_tokens
     return F.pad(ids, (e.left, e.right, e.top, e.bottom), value=mask_id)
+
+
+def outpaint_mask(height: int, width: int, extend_tokens: Extend) -> torch.Tensor:
+    """The tokens outpainting generates: bool (height + top + bottom, width + left + right), True on
+    the new border around an image of ``height x width`` tokens."""
+    known = torch.zeros(1, height, width, dtype=torch.long)
+    return outpaint_canvas(known, extend_tokens, mask_id=1)[0].bool()

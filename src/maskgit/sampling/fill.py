@@ -69,8 +69,10 @@ def plan_windows(unknown: torch.Tensor, latent_size: int) -> list[tuple[int, int
         order.append((top, left))
         grid[top : top + latent_size, left : left + latent_size] = False
         # Only the windows that overlap this one change.
-        for i in range(bisect.bisect_right(tops, top - latent_size), bisect.bisect_left(tops, top + latent_size)):
-            for j in range(bisect.bisect_right(lefts, left - latent_size), bisect.bisect_left(lefts, left + latent_size)):
+        rows = range(bisect.bisect_right(tops, top - latent_size), bisect.bisect_left(tops, top + latent_size))
+        columns = range(bisect.bisect_right(lefts, left - latent_size), bisect.bisect_left(lefts, left + latent_size))
+        for i in rows:
+            for j in columns:
                 counts[i, j] = grid[tops[i] : tops[i] + latent_size, lefts[j] : lefts[j] + latent_size].sum()
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-from maskgit.config_base import Config, ConfigError, parse_override, read_config_file
+from maskgit.config_base import Config, ConfigError, differences, parse_override, read_config_file
 from maskgit.configs import (
     TokenizerConfig,
     TransformerConfig,
@@ -417,6 +417,4 @@ def load_train_config(
 
 def config_differences(old: TrainConfig, new: TrainConfig) -> list[str]:
     """One ``key: old -> new`` line per setting (dotted for model keys) that differs."""
-    from maskgit.outputs import differences
-
     return differences(old.to_dict(), new.to_dict())

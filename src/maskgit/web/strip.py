@@ -48,7 +48,9 @@ class StripRecorder:
     Args:
         decode_ids: token ids (N, h, w) int64 → images (N, 3, H, W) float in [0, 1].
         row: which image of the batch to record.
-        on_step: called with ``(steps done, steps in this decode)`` after each step (progress).
+        on_step: called with ``(steps done, total)`` after each step (progress).
+        total: the steps of the whole run, every window's (``maskgit.runs.RunCost``); None: the
+            steps of the decode under way.
     """
 
     def __init__(
@@ -56,10 +58,12 @@ class StripRecorder:
         decode_ids: Callable[[torch.Tensor], torch.Tensor],
         row: int = 0,
         on_step: Callable[[int, int], None] | None = None,
+        total: int | None = None,
     ) -> None:
         self.decode_ids = decode_ids
         self.row = row
         self.on_step = on_step
+        self.total = total
         self.frames: list[tuple[torch.Tensor, torch.Tensor]] = []  # (ids (h, w), masked (h, w))
 
     def __call__(self, step: DecodeStep) -> None:
@@ -75,7 +79,10 @@ class StripRecorder:
         side = math.isqrt(ids.numel())
         self.frames.append((ids.reshape(side, side), masked.reshape(side, side)))
         if self.on_step is not None:
-            self.on_step(step.step + 1, step.num_steps)
+            if self.total is None:
+                self.on_step(step.step + 1, step.num_steps)
+            else:
+                self.on_step(len(self.frames), self.total)
 
     def render(self, min_side: int = 96, gap: int = 4) -> np.ndarray:
         """All frames side by side: uint8 (S, n * (S + gap) - gap, 3), each frame scaled up by an

@@ -24,8 +24,17 @@ import torch
 from maskgit.data.transforms import eval_transform, resize_crop_mask
 from maskgit.imageio import load_mask, open_image, save_image
 from maskgit.io import atomic_write_text
+from maskgit.pipeline import EDIT_START_STEP
+from maskgit.runs import Run, RunPlan, resolve_seed
+from maskgit.runs.manifest import (
+    EditSettings,
+    GenerateSettings,
+    InpaintSettings,
+    OutpaintSettings,
+    SamplingSettings,
+)
 from maskgit.sampling import SAMPLERS, Sampler, sampler_from_options, sampler_options
-from maskgit.sampling.editing import Box, Extend
+from maskgit.sampling.editing import Box, Extend, latent_box_mask, outpaint_mask, token_mask_from_pixels
 from maskgit.web.strip import StripRecorder
 
 __all__ = ["Limits", "Upload", "Result", "Studio", "Progress"]
@@ -214,11 +223,8 @@ class Studio:
     ) -> Result:
         """``num_images`` images of one class."""
         class_id, count = self._check_class(class_id), self._check_count(num_images)
-        seed = self._seed(seed)
-        recorder = self._recorder(progress)
-        images = self.pipeline.generate([class_id] * count, sampler=sampler, seed=seed, callback=recorder)
         options = ["--class", str(class_id), "--num", str(count)]
-        return self._finish("generate", images, recorder, sampler, seed, options, {"class_id": class_id})
+        return self._run(GenerateSettings, class_id, count, sampler, seed, progress, options, {}, None)
 
     def edit(
         self, upload: Upload, box: Box, class_id: int, num_images: int, sampler: Sampler, seed: int | None,
@@ -226,15 +232,13 @@ class Studio:
     ) -> Result:
         """Regenerate a box (pixels of the fitted image) as ``class_id``, blended back in."""
         class_id, count = self._check_class(class_id), self._check_count(num_images)
-        box.check_inside(self.image_size, self.image_size)
-        seed = self._seed(seed)
-        recorder = self._recorder(progress)
-        images = self.pipeline.edit(upload.image, box, class_id, num_samples=count, sampler=sampler, seed=seed,
-                                    callback=recorder)
+        unknown = latent_box_mask(box, self.image_size, self.image_size, self.factor)
         box_text = f"{box.top},{box.left},{box.height},{box.width}"
         options = ["--image", "input.png", "--box", box_text, "--class", str(class_id), "--num", str(count)]
-        return self._finish("edit", images, recorder, sampler, seed, options,
-                            {"class_id": class_id, "box": box_text}, inputs={"input.png": upload.image})
+        record = {"image": "input.png", "box": (box.top, box.left, box.height, box.width), "start_step": EDIT_START_STEP}
+        return self._run(EditSettings, class_id, count, sampler, seed, progress, options, record,
+                         lambda **common: self.pipeline.edit(upload.image, box, **common), unknown,
+                         inputs={"input.png": upload.image})
 
     def inpaint(
         self, upload: Upload, mask: torch.Tensor, class_id: int, num_images: int, sampler: Sampler,
@@ -244,14 +248,12 @@ class Studio:
         class_id, count = self._check_class(class_id), self._check_count(num_images)
         if not mask.any():
             raise ValueError("the mask is empty: paint over the part to regenerate, or upload a mask with white pixels")
-        seed = self._seed(seed)
-        recorder = self._recorder(progress)
-        images = self.pipeline.inpaint(upload.image, mask, class_id, num_samples=count, sampler=sampler, seed=seed,
-                                       callback=recorder)
         options = ["--image", "input.png", "--mask", "mask.png", "--class", str(class_id), "--num", str(count)]
-        mask_image = mask.float().expand(3, -1, -1)
-        return self._finish("inpaint", images, recorder, sampler, seed, options, {"class_id": class_id},
-                            inputs={"input.png": upload.image, "mask.png": mask_image})
+        return self._run(InpaintSettings, class_id, count, sampler, seed, progress, options,
+                         {"image": "input.png", "mask": "mask.png"},
+                         lambda **common: self.pipeline.inpaint(upload.image, mask, **common),
+                         token_mask_from_pixels(mask.cpu(), self.factor),
+                         inputs={"input.png": upload.image, "mask.png": mask.float().expand(3, -1, -1)})
 
     def outpaint(
         self, upload: Upload, extend_tokens: Sequence[int], class_id: int, num_images: int, sampler: Sampler,
@@ -265,29 +267,23 @@ class Studio:
         if not any(tokens):
             raise ValueError("add at least one token on some side")
         extend = Extend(*(value * self.factor for value in tokens))
-        seed = self._seed(seed)
-        recorder = self._recorder(progress)
-        images = self.pipeline.outpaint(upload.image, extend, class_id, num_samples=count, sampler=sampler,
-                                        seed=seed, callback=recorder)
+        unknown = outpaint_mask(self.latent_size, self.latent_size, Extend(*tokens))
         extend_text = f"{extend.top},{extend.right},{extend.bottom},{extend.left}"
         options = ["--image", "input.png", "--extend", extend_text, "--class", str(class_id), "--num", str(count)]
-        return self._finish("outpaint", images, recorder, sampler, seed, options,
-                            {"class_id": class_id, "extend": extend_text}, inputs={"input.png": upload.image})
+        record = {"image": "input.png", "extend": (extend.top, extend.right, extend.bottom, extend.left)}
+        return self._run(OutpaintSettings, class_id, count, sampler, seed, progress, options, record,
+                         lambda **common: self.pipeline.outpaint(upload.image, extend, **common), unknown,
+                         inputs={"input.png": upload.image})
 
     # -- helpers ----------------------------------------------------------------------------------
 
     @staticmethod
     def _seed(seed: int | float | None) -> int:
-        """The run's seed: the one given, or a fresh one that the UI then shows."""
-        if seed is None:
-            return secrets.randbelow(2**31)
-        if int(seed) != seed or seed < 0:
+        """The run's seed: the one given, or a fresh one (``maskgit.runs.resolve_seed``) that the UI
+        then shows. The form's numbers arrive as floats."""
+        if seed is not None and (int(seed) != seed or seed < 0):
             raise ValueError(f"the seed must be a whole number of at least 0, got {seed}")
-        return int(seed)
-
-    def _recorder(self, progress: Progress | None) -> StripRecorder:
-        pipeline = self.pipeline
-        return StripRecorder(lambda ids: pipeline.tokenizer.decode_ids(ids.to(pipeline.device)), on_step=progress)
+        return resolve_seed(None if seed is None else int(seed))[0]
 
     def _run_folder(self, mode: str) -> Path:
         runs = sorted(self.workdir.glob("run-*"), key=lambda path: path.stat().st_mtime)
@@ -297,33 +293,45 @@ class Studio:
         folder.mkdir(parents=True)
         return folder
 
-    def _finish(
+    def _run(
         self,
-        mode: str,
-        images: torch.Tensor,
-        recorder: StripRecorder,
+        kind: type[SamplingSettings],
+        class_id: int,
+        count: int,
         sampler: Sampler,
-        seed: int,
+        seed: int | None,
+        progress: Progress | None,
         options: list[str],
         record: dict[str, Any],
+        call: Callable[..., torch.Tensor] | None,
+        unknown: torch.Tensor | None = None,
         inputs: dict[str, torch.Tensor] | None = None,
     ) -> Result:
+        """One mode's run (``maskgit.runs.Run``), all images in one batch, into a folder of its own
+        with the inputs and ``settings.json``: the run's settings and the command line that repeats it."""
+        mode = kind.command
+        seed = self._seed(seed)
+        run = Run(RunPlan((class_id,), count, prefix=mode), sampler, seed, unknown,
+                  record.get("start_step", 0))
+        pipeline = self.pipeline
+        recorder = StripRecorder(lambda ids: pipeline.tokenizer.decode_ids(ids.to(pipeline.device)), on_step=progress,
+                                 total=run.cost(pipeline).decoding_steps(count, count))
+
         folder = self._run_folder(mode)
-        paths = [folder / f"{mode}_{index:04d}.png" for index in range(images.shape[0])]
-        for image, path in zip(images, paths):
-            save_image(image, path)
-        files = list(paths)
+        make = None if call is None else run.editor(call)
+        run.write(pipeline, folder, batch_size=count, make=make, callback=recorder)
+        files = [folder / path for path in run.plan.paths]
         for name, image in (inputs or {}).items():
             save_image(image, folder / name)
-            files.append(folder / name)
         command = self.command_line(mode, options, sampler, seed)
-        settings = {"mode": mode, "model": self.model, "seed": seed, **record, "sampler": sampler.to_dict(),
-                    "command": command}
-        atomic_write_text(folder / "settings.json", json.dumps(settings, indent=2) + "\n")
-        files.append(folder / "settings.json")
+        settings = run.settings(kind, model=self.model, class_names=pipeline.class_names, precision=pipeline.precision,
+                                device=str(pipeline.device), batch_size=count, **record)
+        atomic_write_text(folder / "settings.json",
+                          json.dumps({"settings": settings.to_dict(), "command_line": command}, indent=2) + "\n")
         text = (f"**seed** {seed} · **sampler** `{json.dumps(sampler.to_dict())}`\n\n"
                 f"The same images from the command line (with the downloaded files):\n\n```bash\n{command}\n```")
-        return Result(paths, recorder.render(), text, files)
+        return Result(files, recorder.render(), text, [*files, *(folder / name for name in inputs or {}),
+                                                      folder / "settings.json"])
 
     def command_line(self, mode: str, options: list[str], sampler: Sampler, seed: int) -> str:
         """The ``maskgit`` command that makes the same images."""

@@ -10,8 +10,9 @@ with the settings it records.
 - removes temporary files that a killed run left, and writes the manifest (marked incomplete)
   before the first image, so that a killed run can be resumed.
 
-``finish`` rewrites the manifest as complete. Settings that do not change the images (the device,
-the batch size, the size limits, ``resume`` and ``overwrite`` themselves) are not compared.
+``finish`` rewrites the manifest as complete. The manifest's format and the settings it records
+are ``maskgit.runs.manifest``'s; settings that do not change the images (the device, the batch
+size) are not compared.
 """
 
 from __future__ import annotations
@@ -24,26 +25,24 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+from maskgit.config_base import differences
 from maskgit.io import atomic_write_text, check_output_dir, file_lock, remove_temp_files
+from maskgit.runs.manifest import MANIFEST, Manifest, RunSettings, manifest_data
 
-__all__ = ["OutputFolder", "MANIFEST", "LOCK", "UNCOMPARED_SETTINGS", "differences"]
+__all__ = ["OutputFolder", "LOCK"]
 
-MANIFEST = "manifest.json"
 LOCK = ".maskgit.lock"
-# Settings that do not change what is written: a run may be resumed with other values.
-UNCOMPARED_SETTINGS = frozenset(
-    {"resume", "overwrite", "device", "batch_size", "max_pixels", "max_input_pixels", "max_images", "out"}
-)
 
 
 class OutputFolder:
-    """One run's output folder (see the module docstring). ``settings`` is JSON-able; ``files``
-    (relative paths) are every file the run will write, ``outputs`` the images among them."""
+    """One run's output folder (see the module docstring). ``settings`` are what the manifest
+    records; ``files`` (relative paths) are every file the run will write, ``outputs`` the images
+    among them."""
 
     def __init__(
         self,
         path: str | os.PathLike[str],
-        settings: dict[str, Any],
+        settings: RunSettings,
         outputs: Sequence[str],
         files: Sequence[str],
         *,
@@ -53,7 +52,7 @@ class OutputFolder:
         if resume and overwrite:
             raise ValueError("--resume keeps the images already written and --overwrite deletes them: give one")
         self.path = Path(path)
-        self.settings = json.loads(json.dumps(settings))  # as the manifest will read back
+        self.settings = settings
         self.outputs = list(outputs)
         self.files = list(dict.fromkeys([*files, MANIFEST]))
         self.resume = resume
@@ -93,7 +92,8 @@ class OutputFolder:
             if manifest is None and present:
                 raise ValueError(f"{self.path}: cannot --resume, there is no {MANIFEST} to say what made the files there")
             if manifest is not None:
-                changed = differences(manifest.get("settings", {}), self.settings, ignore=UNCOMPARED_SETTINGS)
+                changed = differences(manifest.get("settings", {}), self.settings.to_dict(),
+                                      ignore=self.settings.uncompared())
                 if changed:
                     raise ValueError(
                         f"{self.path}: --resume needs the settings of the run there; these differ (then -> now): "
@@ -111,16 +111,8 @@ class OutputFolder:
         self._write_manifest(complete=False)
 
     def _read_manifest(self) -> dict[str, Any] | None:
-        path = self.path / MANIFEST
-        if not path.is_file():
-            return None
-        try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ValueError(f"{path}: not valid JSON ({error})") from None
-        if not isinstance(manifest, dict):
-            raise ValueError(f"{path}: not a maskgit manifest")
-        return manifest
+        """The earlier run's manifest, as written (any version of it), or None when there is none."""
+        return manifest_data(self.path) if (self.path / MANIFEST).is_file() else None
 
     def _clear(self, manifest: dict[str, Any]) -> None:
         """Delete the files an earlier run listed (never anything outside the folder), then the
@@ -141,35 +133,11 @@ class OutputFolder:
     def _write_manifest(self, *, complete: bool) -> None:
         from maskgit import __version__
 
-        manifest = {
-            "maskgit_version": __version__,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "complete": complete,
-            "settings": self.settings,
-            "outputs": self.outputs,
-            "files": self.files,
-        }
-        atomic_write_text(self.path / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        manifest = Manifest(settings=self.settings, outputs=tuple(self.outputs), files=tuple(self.files),
+                            complete=complete, maskgit_version=__version__,
+                            created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        atomic_write_text(self.path / MANIFEST, json.dumps(manifest.to_dict(), indent=2) + "\n")
 
     def finish(self) -> None:
         """Mark the manifest complete: every file it lists has been written."""
         self._write_manifest(complete=True)
-
-
-def differences(before: dict[str, Any], after: dict[str, Any], *, ignore: frozenset[str] = frozenset()) -> list[str]:
-    """One ``key: before -> after`` line per setting that differs, nested dicts flattened to dotted
-    keys (``sampler.num_steps``); top-level keys in ``ignore`` are skipped."""
-
-    def flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-        items: dict[str, Any] = {}
-        for key, value in data.items():
-            if prefix == "" and key in ignore:
-                continue
-            if isinstance(value, dict):
-                items.update(flat(value, f"{prefix}{key}."))
-            else:
-                items[f"{prefix}{key}"] = value
-        return items
-
-    old, new = flat(before), flat(after)
-    return [f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]

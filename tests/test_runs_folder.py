@@ -1,4 +1,4 @@
-"""outputs.py: an output folder's manifest, lock, ``resume`` with the same settings only, and
+"""runs/folder.py: an output folder's manifest, lock, ``resume`` with the same settings only, and
 ``overwrite`` that deletes what the manifest lists and nothing else."""
 
 from __future__ import annotations
@@ -8,9 +8,12 @@ import json
 import pytest
 
 from maskgit.io import TEMP_SUFFIX, file_lock
-from maskgit.outputs import LOCK, MANIFEST, OutputFolder, differences
+from maskgit.runs import OutputFolder, read_manifest
+from maskgit.runs.folder import LOCK
+from maskgit.runs.manifest import MANIFEST, GenerateSettings
 
-SETTINGS = {"model": "fashion-mnist", "seed": 3, "sampler": {"name": "confidence", "num_steps": 8}, "device": "cpu"}
+SETTINGS = GenerateSettings(model="fashion-mnist", seed=3, sampler={"sampler": "confidence", "num_steps": 8},
+                            classes=(1,), per_class=2, class_names=("Trouser",))
 OUTPUTS = ["images/0.png", "images/1.png"]
 
 
@@ -39,8 +42,9 @@ def test_a_new_run_writes_an_incomplete_manifest_first_and_holds_the_lock(tmp_pa
         assert opened is folder and (out / LOCK).is_file()
         manifest = _manifest(out)
         assert manifest["complete"] is False  # before the first image: a killed run can be resumed
-        assert manifest["settings"] == SETTINGS and manifest["outputs"] == OUTPUTS
+        assert manifest["settings"] == SETTINGS.to_dict() and manifest["outputs"] == OUTPUTS
         assert manifest["files"] == [*OUTPUTS, "grid.png", MANIFEST]
+        assert read_manifest(out).settings == SETTINGS  # read back as written, typed
         with pytest.raises(BlockingIOError, match="being written by another process"):
             with _folder(out).open():
                 pass
@@ -64,12 +68,12 @@ def test_a_folder_locked_by_another_writer_is_refused(tmp_path):
 def test_resume_needs_the_same_settings_and_keeps_the_files(tmp_path):
     out = tmp_path / "out"
     _write_run(out)
-    # The device, the batch size and the flags do not change the images: not compared.
-    same = {**SETTINGS, "device": "cuda", "batch_size": 64, "resume": True}
+    # The device and the batch size do not change the images: not compared.
+    same = SETTINGS.replace(device="cuda", batch_size=64)
     with _folder(out, same, resume=True).open():
         assert (out / OUTPUTS[0]).read_bytes() == OUTPUTS[0].encode()
         assert _manifest(out)["complete"] is False
-    changed = {**SETTINGS, "seed": 4, "sampler": {"name": "confidence", "num_steps": 12}}
+    changed = SETTINGS.replace(seed=4, sampler={"sampler": "confidence", "num_steps": 12})
     with pytest.raises(ValueError, match="--resume needs the settings of the run there") as error:
         with _folder(out, changed, resume=True).open():
             pass
@@ -146,12 +150,3 @@ def test_temporary_files_of_a_killed_run_are_removed(tmp_path):
     leftover.write_bytes(b"half")
     with _folder(out, resume=True).open():
         assert not leftover.exists()
-
-
-def test_differences_flatten_nested_settings_and_skip_ignored_keys():
-    before = {"seed": 1, "sampler": {"num_steps": 8, "top_k": None}, "device": "cpu"}
-    after = {"seed": 1, "sampler": {"num_steps": 12}, "device": "cuda", "guidance": 2.0}
-    assert differences(before, after, ignore=frozenset({"device"})) == [
-        "guidance: None -> 2.0", "sampler.num_steps: 8 -> 12"]
-    assert differences(before, before) == []
-    assert differences({"a": {"b": 1}}, {"a": 1}) == ["a: None -> 1", "a.b: 1 -> None"]

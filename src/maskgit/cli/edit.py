@@ -19,10 +19,10 @@ from maskgit.io import check_output_dir
 from maskgit.pipeline import EDIT_START_STEP, EDIT_STEPS
 from maskgit.validation import check_count, check_pixels
 
-# (pipeline, prepared image, sampler) → the tokens the mode generates (bool (h, w)), the settings that
+# (pipeline, prepared image) → the tokens the mode generates (bool (h, w)), the settings that
 # name its region, and its pipeline call (given the arguments every mode shares). It raises for a
 # region that does not fit, before anything is written.
-Region = Callable[[Any, torch.Tensor, Any], tuple[torch.Tensor, dict[str, Any], Callable[..., torch.Tensor]]]
+Region = Callable[[Any, torch.Tensor], tuple[torch.Tensor, dict[str, Any], Callable[..., torch.Tensor]]]
 
 
 def _prepare_image(args: argparse.Namespace, pipeline: Any) -> torch.Tensor:
@@ -56,7 +56,7 @@ def _run_editing(args: argparse.Namespace, region: Region) -> int:
     if len(classes) != 1:
         raise CLIError(f"give exactly one --class for {args.command}, got {len(classes)}")
     image = _prepare_image(args, pipeline)
-    unknown, record, call = region(pipeline, image, sampler)
+    unknown, record, call = region(pipeline, image)
     plan = RunPlan((classes[0],), args.num, prefix=args.command)
     run = Run(plan, sampler, options.run_seed(args), unknown, record.get("start_step", 0))
     options.check_cost(run, pipeline, args)
@@ -80,7 +80,7 @@ def run_edit(args: argparse.Namespace) -> int:
 
     box = Box.parse(args.box)
 
-    def region(pipeline: Any, image: torch.Tensor, sampler: Any):
+    def region(pipeline: Any, image: torch.Tensor):
         height, width = image.shape[-2:]
         try:
             unknown = latent_box_mask(box, height, width, pipeline.tokenizer.config.downsample_factor)
@@ -89,8 +89,6 @@ def run_edit(args: argparse.Namespace) -> int:
                 " (--box is in pixels of the image resized to the model's size; --keep-size keeps the image's own)"
             )
             raise CLIError(f"--box: {error}{hint}") from None
-        if not 0 <= args.start_step < sampler.num_steps:
-            raise CLIError(f"--start-step must be in [0, --steps={sampler.num_steps}), got {args.start_step}")
         record = {"box": (box.top, box.left, box.height, box.width), "start_step": args.start_step}
         return unknown, record, lambda **common: pipeline.edit(image, box, start_step=args.start_step, **common)
 
@@ -102,7 +100,7 @@ def run_inpaint(args: argparse.Namespace) -> int:
     from maskgit.inputs import prepare_mask
     from maskgit.sampling.editing import token_mask_from_pixels
 
-    def region(pipeline: Any, image: torch.Tensor, sampler: Any):
+    def region(pipeline: Any, image: torch.Tensor):
         mask = load_mask(args.mask, max_pixels=args.max_input_pixels)
         try:
             # The mask follows the image through the same resize and crop (nearest keeps it binary).
@@ -123,7 +121,7 @@ def run_outpaint(args: argparse.Namespace) -> int:
 
     extend = Extend.parse(args.extend)
 
-    def region(pipeline: Any, image: torch.Tensor, sampler: Any):
+    def region(pipeline: Any, image: torch.Tensor):
         factor = pipeline.tokenizer.config.downsample_factor
         tokens = extend.in_tokens(factor)
         height, width = image.shape[-2:]

@@ -38,11 +38,11 @@ __all__ = [
 
 MAX_BATCH_SIZE = 4096
 
-# Sampler fields and the flags that set them, for error messages in the user's terms.
+# Sampler fields (and the editing start step) and the flags that set them, for errors in the user's terms.
 _SAMPLER_FLAGS = {
     "num_steps": "--steps", "schedule": "--schedule", "choice_temperature": "--temperature",
     "softmax_temperature": "--softmax-temperature", "top_k": "--top-k", "guidance": "--guidance",
-    "guidance_schedule": "--guidance-schedule",
+    "guidance_schedule": "--guidance-schedule", "start_step": "--start-step",
 }
 
 

@@ -35,6 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_reconstruct(args: argparse.Namespace) -> int:
     from maskgit.data.transforms import eval_transform
     from maskgit.imageio import open_image, save_image
+    from maskgit.runs import still_to_make
     from maskgit.runs.manifest import ReconstructSettings
 
     options.check_batch_size(args)
@@ -53,7 +54,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     transform = eval_transform(size)
     outputs = [Path("reconstructions") / p.relative_to(args.images).with_suffix(".png") for p in files]
     inputs = [Path("inputs") / p.relative_to("reconstructions") for p in outputs]
-    todo = [i for i, p in enumerate(outputs) if not (args.resume and (args.out / p).exists())]
+    todo = still_to_make([args.out / p for p in outputs], resume=args.resume)
     for i in tqdm(todo, unit="img", desc="check inputs", leave=False, disable=args.quiet):
         open_image(files[i], max_pixels=args.max_input_pixels).close()  # every input reads before any output
     settings = ReconstructSettings(model=args.model, precision=args.precision, compile=args.compile,

@@ -21,6 +21,6 @@ from maskgit.runs.folder import OutputFolder
 from maskgit.runs.manifest import Manifest, read_manifest
 from maskgit.runs.npz import pack_npz
 from maskgit.runs.plan import RunCost, RunPlan
-from maskgit.runs.run import Run, resolve_seed
+from maskgit.runs.run import Run, resolve_seed, still_to_make
 
-__all__ = ["Run", "RunPlan", "RunCost", "resolve_seed", "OutputFolder", "Manifest", "read_manifest", "pack_npz"]
+__all__ = ["Run", "RunPlan", "RunCost", "resolve_seed", "OutputFolder", "Manifest", "read_manifest", "pack_npz", "still_to_make"]

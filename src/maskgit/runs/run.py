@@ -25,7 +25,7 @@ from maskgit.sampling.fill import plan_windows
 from maskgit.sampling.noise import random_seed
 from maskgit.sampling.samplers import Sampler
 
-__all__ = ["Run", "Make", "resolve_seed", "GRID_IMAGES", "GRID_ROWS", "GRID_COLUMNS"]
+__all__ = ["Run", "Make", "resolve_seed", "still_to_make", "GRID_IMAGES", "GRID_ROWS", "GRID_COLUMNS"]
 
 #: How a run's images are made: (image indices, step callback) → float32 (B, 3, H, W) in [0, 1].
 Make = Callable[[list[int], Callable[[DecodeStep], None] | None], torch.Tensor]
@@ -59,6 +59,12 @@ def resolve_seed(
     return random_seed(), True
 
 
+def still_to_make(paths: Sequence[str | os.PathLike[str]], *, resume: bool) -> list[int]:
+    """The indices of ``paths`` that a run writes: all of them, or when it resumes, those not on disk
+    yet (a PNG is written atomically, so one on disk is whole)."""
+    return [index for index, path in enumerate(paths) if not (resume and Path(path).is_file())]
+
+
 @dataclass(frozen=True)
 class Run:
     """One run: ``plan`` (what to make), ``sampler`` and ``seed`` (how). A run that fills part of a
@@ -82,8 +88,7 @@ class Run:
         Raises ValueError for guidance on a model without a null class."""
         config = pipeline.transformer.config
         self.sampler.check_guidance(config.null_class_id)
-        if not 0 <= self.start_step < self.sampler.num_steps:
-            raise ValueError(f"start_step must be in [0, num_steps={self.sampler.num_steps}), got {self.start_step}")
+        self.sampler.check_start_step(self.start_step)
         latent = config.latent_size
         unknown = torch.ones(latent, latent, dtype=torch.bool) if self.unknown is None else self.unknown
         return RunCost(windows=len(plan_windows(unknown.cpu(), latent)), steps=self.sampler.num_steps - self.start_step,
@@ -153,7 +158,7 @@ class Run:
         """
         out = Path(out)
         mine = self.plan.shard(rank, world_size)
-        todo = [i for i in mine if not (resume and (out / self.plan.path(i)).is_file())]
+        todo = [mine[i] for i in still_to_make([out / self.plan.path(index) for index in mine], resume=resume)]
         total = self.cost(pipeline).decoding_steps(len(todo), batch_size) if todo else 0
         with tqdm(total=total, unit="step", desc=progress, disable=progress is None, dynamic_ncols=True) as bar:
 

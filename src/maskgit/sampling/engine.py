@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import numbers
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -144,9 +143,7 @@ def run_sampler(
             guided logits that are not finite (a scale so large that they overflow float32).
     """
     num_steps = sampler.num_steps
-    if not isinstance(start_step, numbers.Integral) or isinstance(start_step, bool) or not 0 <= start_step < num_steps:
-        raise ValueError(f"start_step must be in [0, num_steps={num_steps}), got {start_step!r}")
-    start_step = int(start_step)
+    start_step = sampler.check_start_step(start_step)
     _check_ids(ids)
     if codebook_size is None:
         codebook_size = _config_value(transformer, "codebook_size")

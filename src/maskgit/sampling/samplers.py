@@ -150,6 +150,15 @@ class Sampler:
             return self.guidance * r
         return self.guidance * (1 - math.cos(math.pi * r)) / 2
 
+    def check_start_step(self, start_step: int) -> int:
+        """``start_step`` as an int when it is a step of this sampler, 0 ≤ start_step < num_steps;
+        ValueError otherwise."""
+        if not isinstance(start_step, numbers.Integral) or isinstance(start_step, bool) or not (
+            0 <= start_step < self.num_steps
+        ):
+            raise ValueError(f"start_step must be in [0, num_steps={self.num_steps}), got {start_step!r}")
+        return int(start_step)
+
     def transformer_passes(self, start_step: int = 0) -> int:
         """Transformer passes that one image costs from ``start_step`` to the last step: one a
         step, two at every guided step (the unconditional pass too; a linear or cosine guidance

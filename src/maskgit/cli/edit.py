@@ -43,7 +43,7 @@ def _prepare_image(args: argparse.Namespace, pipeline: Any) -> torch.Tensor:
 def _run_editing(args: argparse.Namespace, region: Region) -> int:
     from maskgit.class_names import parse_class_list
     from maskgit.imageio import save_image
-    from maskgit.runs import Run, RunPlan
+    from maskgit.runs import RunPlan
     from maskgit.runs.manifest import EditSettings, InpaintSettings, OutpaintSettings
 
     options.check_batch_size(args)
@@ -58,8 +58,7 @@ def _run_editing(args: argparse.Namespace, region: Region) -> int:
     image = _prepare_image(args, pipeline)
     unknown, record, call = region(pipeline, image)
     plan = RunPlan((classes[0],), args.num, prefix=args.command)
-    run = Run(plan, sampler, options.run_seed(args), unknown, record.get("start_step", 0))
-    options.check_cost(run, pipeline, args)
+    run = options.start_run(args, pipeline, plan, sampler, unknown, record.get("start_step", 0))
     kind = {"edit": EditSettings, "inpaint": InpaintSettings, "outpaint": OutpaintSettings}[args.command]
     settings = run.settings(kind, model=args.model, class_names=pipeline.class_names, **options.how_it_runs(args),
                             image=str(args.image), keep_size=args.keep_size, **record)

@@ -14,7 +14,7 @@ from maskgit.validation import check_count
 
 def run_generate(args: argparse.Namespace) -> int:
     from maskgit.class_names import parse_class_list
-    from maskgit.runs import Run, RunPlan
+    from maskgit.runs import RunPlan
     from maskgit.runs.manifest import GenerateSettings
 
     options.check_batch_size(args)
@@ -24,8 +24,7 @@ def run_generate(args: argparse.Namespace) -> int:
     sampler = options.sampler_from_args(args, pipeline.default_sampler())
     classes = parse_class_list(args.classes, pipeline.class_names)
     check_count(len(classes) * args.num, args.max_images)
-    run = Run(RunPlan(tuple(classes), args.num), sampler, options.run_seed(args))
-    options.check_cost(run, pipeline, args)
+    run = options.start_run(args, pipeline, RunPlan(tuple(classes), args.num), sampler)
     settings = run.settings(GenerateSettings, model=args.model, class_names=pipeline.class_names,
                             **options.how_it_runs(args))
     with options.output_folder(args, settings, run.plan.paths, ["grid.png"]).open() as folder:

@@ -29,9 +29,8 @@ __all__ = [
     "load_pipeline",
     "sampler_from_args",
     "check_batch_size",
-    "check_cost",
     "check_per_class",
-    "run_seed",
+    "start_run",
     "how_it_runs",
     "output_folder",
 ]
@@ -154,29 +153,28 @@ def check_batch_size(args: argparse.Namespace) -> None:
         raise CLIError(f"--batch-size must be between 1 and {MAX_BATCH_SIZE}, got {args.batch_size}")
 
 
-def check_cost(run: Any, pipeline: Any, args: argparse.Namespace) -> None:
-    """The run fits the model (guidance needs a null class) and ``--max-token-passes``; errors name
-    the flags."""
-    try:
-        run.cost(pipeline).check(args.max_token_passes)
-    except ValueError as error:
-        raise CLIError(_in_flag_terms(str(error))) from None
-
-
 def check_per_class(value: int, flag: str) -> None:
     if value < 1:
         raise CLIError(f"{flag} must be at least 1, got {value}")
 
 
-def run_seed(args: argparse.Namespace) -> int:
-    """The run's seed (``maskgit.runs.resolve_seed``); a seed drawn at random is printed, so that
-    even an interrupted run can be repeated."""
-    from maskgit.runs import resolve_seed
+def start_run(args: argparse.Namespace, pipeline: Any, plan: Any, sampler: Any, unknown: Any = None,
+              start_step: int = 0) -> Any:
+    """The run the flags describe (``maskgit.runs.Run``), with its seed (``maskgit.runs.resolve_seed``),
+    checked against the model (guidance needs a null class) and ``--max-token-passes`` before
+    any work; errors name the flags. A seed drawn at random is printed, so that even an interrupted
+    run can be repeated."""
+    from maskgit.runs import Run, resolve_seed
 
     seed, drawn = resolve_seed(args.seed, args.out, resume=args.resume)
+    run = Run(plan, sampler, seed, unknown, start_step)
+    try:
+        run.cost(pipeline).check(args.max_token_passes)
+    except ValueError as error:
+        raise CLIError(_in_flag_terms(str(error))) from None
     if drawn:
         print(f"seed {seed} (drawn at random; --seed {seed} repeats this run)", file=sys.stderr)
-    return seed
+    return run
 
 
 def how_it_runs(args: argparse.Namespace) -> dict[str, Any]:

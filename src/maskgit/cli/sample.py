@@ -19,7 +19,7 @@ def run_sample(args: argparse.Namespace) -> int:
     from maskgit.class_names import parse_class_list
     from maskgit.distributed import setup_distributed
     from maskgit.io import check_output_dir
-    from maskgit.runs import Run, RunPlan, pack_npz
+    from maskgit.runs import RunPlan, pack_npz
     from maskgit.runs.manifest import SampleSettings
     from maskgit.validation import check_count
 
@@ -35,8 +35,7 @@ def run_sample(args: argparse.Namespace) -> int:
         names = pipeline.class_names
         classes = parse_class_list(args.classes, names) if args.classes else list(range(len(names)))
         check_count(len(classes) * args.num_per_class, args.max_images)
-        run = Run(RunPlan(tuple(classes), args.num_per_class), sampler, options.run_seed(args))
-        options.check_cost(run, pipeline, args)
+        run = options.start_run(args, pipeline, RunPlan(tuple(classes), args.num_per_class), sampler)
         settings = run.settings(SampleSettings, model=args.model, class_names=names, **options.how_it_runs(args),
                                 npz=None if args.npz is None else str(args.npz))
         # Rank 0 owns the folder (lock, checks, manifest); the others write their shares into it.

@@ -16,13 +16,10 @@ import sys
 from collections.abc import Sequence
 
 from maskgit.checkpoints.errors import CheckpointError
+from maskgit.cli.errors import CLIError
 from maskgit.configs import ConfigError
 
 __all__ = ["main", "run", "build_parser", "CLIError", "user_error_message"]
-
-
-class CLIError(Exception):
-    """A user error found by a command; printed without a traceback, exit status 2."""
 
 
 # OS errors that come from the user's paths, disks and permissions rather than from our code.

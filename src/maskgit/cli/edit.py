@@ -14,7 +14,8 @@ from typing import Any
 
 import torch
 
-from maskgit.cli import CLIError, options
+from maskgit.cli import options
+from maskgit.cli.errors import CLIError
 from maskgit.io import check_output_dir
 from maskgit.pipeline import EDIT_START_STEP, EDIT_STEPS
 from maskgit.validation import check_count, check_pixels

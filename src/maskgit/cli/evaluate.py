@@ -8,7 +8,7 @@ import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from maskgit.cli import CLIError
+from maskgit.cli.errors import CLIError
 from maskgit.devices import DEVICE_HELP
 
 if TYPE_CHECKING:

@@ -73,7 +73,7 @@ def _load_tokenizer(path: Path) -> tuple[VQGAN, int | None]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from maskgit.cli import CLIError
+    from maskgit.cli.errors import CLIError
     from maskgit.data import build_dataset, extract_tokens
     from maskgit.io import check_output_file
     from maskgit.validation import check_pixels

@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from maskgit.cli import CLIError
+from maskgit.cli.errors import CLIError
 from maskgit.devices import DEVICE_HELP, resolve_device
 from maskgit.models.inference import PRECISIONS
 

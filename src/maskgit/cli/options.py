@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from maskgit.cli import CLIError
+from maskgit.cli.errors import CLIError
 from maskgit.devices import DEVICE_HELP
 from maskgit.validation import MAX_IMAGES, MAX_INPUT_PIXELS, MAX_PIXELS, MAX_TOKEN_PASSES
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from maskgit.cli import CLIError, options
+from maskgit.cli import options
+from maskgit.cli.errors import CLIError
 from maskgit.data.datasets import IMAGE_EXTENSIONS, image_files
 from maskgit.io import check_output_dir
 from maskgit.validation import check_count, check_pixels

@@ -12,7 +12,8 @@ import argparse
 import contextlib
 from pathlib import Path
 
-from maskgit.cli import CLIError, options
+from maskgit.cli import options
+from maskgit.cli.errors import CLIError
 
 
 def run_sample(args: argparse.Namespace) -> int:

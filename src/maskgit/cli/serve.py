@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from maskgit.cli import CLIError
+from maskgit.cli.errors import CLIError
 from maskgit.devices import DEVICE_HELP
 from maskgit.models.inference import PRECISIONS
 

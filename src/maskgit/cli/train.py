@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from maskgit.cli import CLIError
+from maskgit.cli.errors import CLIError
 from maskgit.data import build_dataset
 from maskgit.io import check_output_dir
 

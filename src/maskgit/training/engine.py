@@ -16,7 +16,7 @@ import math
 import os
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +89,10 @@ class Trainer(abc.ABC):
 
     Output folder: ``checkpoints/step_XXXXXXXX.pt``, ``metrics.jsonl``, ``samples/*.png``,
     ``config.json`` and, at the end, ``eval.json`` and the exported models.
+
+    ``progress``: True shows a progress bar of the steps, False none; a callable
+    ``progress(stage, total=, initial=)`` returns the bar to use instead (an object with tqdm's
+    ``update(n)``, ``set_postfix(**values)`` and ``close()``), so a caller can show several runs as one.
     """
 
     stage: str = ""
@@ -102,7 +106,7 @@ class Trainer(abc.ABC):
         eval_dataset: Dataset | None = None,
         device: str | torch.device | None = None,
         resume: str | os.PathLike[str] | None = None,
-        progress: bool = True,
+        progress: bool | Callable[..., Any] = True,
     ) -> None:
         if config.stage != self.stage:
             raise ValueError(f"{type(self).__name__} needs a {self.stage} config, got a {config.stage} config")
@@ -371,6 +375,8 @@ class Trainer(abc.ABC):
     def _progress_bar(self) -> Any:
         if not (self.dist.is_main and self.progress):
             return None
+        if callable(self.progress):
+            return self.progress(self.stage, total=self.config.steps, initial=self.step)
         from tqdm import tqdm
 
         return tqdm(total=self.config.steps, initial=self.step, desc=f"train {self.stage}", unit="step", dynamic_ncols=True)

@@ -17,7 +17,7 @@ from PIL import Image
 
 from maskgit.io import atomic_path, atomic_write_text
 
-__all__ = ["MetricsLog", "MetricWindow", "save_image_grid"]
+__all__ = ["MetricsLog", "MetricWindow", "save_image_grid", "RunDisplay"]
 
 
 class MetricWindow:
@@ -116,3 +116,73 @@ def save_image_grid(images: torch.Tensor, path: str | os.PathLike[str], *, colum
     array = (grid.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
     with atomic_path(path) as temp:
         Image.fromarray(array).save(temp, format="PNG")
+
+
+class RunDisplay:
+    """One progress bar for a run of several stages: the stage, its step, its loss, and the time
+    left for the whole run.
+
+    ``estimates`` are the planned seconds of every stage, in order. The bar counts planned seconds
+    done: a training step of a stage planned at E seconds for S steps advances it by E / S, and a
+    stage without steps advances it by E when it ends. The time left is the planned time still to
+    do at the pace measured so far, so it corrects itself on a slower or faster machine.
+    ``stages_done`` are finished before this display starts (a resumed run).
+    """
+
+    def __init__(self, estimates: dict[str, float], *, stages_done: tuple[str, ...] = (), enabled: bool = True) -> None:
+        from tqdm import tqdm
+
+        self.estimates = dict(estimates)
+        self.order = list(estimates)
+        done = sum(self.estimates[name] for name in stages_done if name in self.estimates)
+        self._bar = tqdm(
+            total=max(sum(self.estimates.values()), 1e-9), initial=done, disable=not enabled, dynamic_ncols=True,
+            bar_format="{desc} |{bar}| {percentage:3.0f}% [{elapsed} elapsed, {remaining} left]",
+        )
+        self._stage = ""
+        self._unit = 0.0
+        self._step = self._total = 0
+        self._loss = ""
+
+    def stage_bar(self, stage: str, *, total: int, initial: int = 0) -> RunDisplay:
+        """The bar a ``Trainer`` updates for ``stage`` (``Trainer(progress=display.stage_bar)``)."""
+        self._stage, self._total, self._step, self._loss = stage, total, initial, ""
+        self._unit = self.estimates.get(stage, 0.0) / max(total, 1)
+        self._bar.update(self._unit * initial)
+        self._describe()
+        return self
+
+    def begin(self, stage: str) -> None:
+        """A stage without steps starts (token extraction, the end of the run)."""
+        self._stage, self._total, self._step, self._loss, self._unit = stage, 0, 0, "", 0.0
+        self._describe()
+
+    def end(self, stage: str) -> None:
+        """A stage without steps ends: its planned time is done."""
+        self._bar.update(self.estimates.get(stage, 0.0))
+
+    # the tqdm interface a Trainer uses
+    def update(self, steps: int = 1) -> None:
+        self._step += steps
+        self._bar.update(self._unit * steps)
+        self._describe()
+
+    def set_postfix(self, **values: Any) -> None:
+        if "loss" in values:
+            self._loss = f" loss {values['loss']}"
+        self._describe()
+
+    def close(self) -> None:
+        """End of a stage's steps (the bar itself stays until ``finish``)."""
+
+    def write(self, line: str) -> None:
+        """Print a line above the bar."""
+        self._bar.write(line)
+
+    def finish(self) -> None:
+        self._bar.close()
+
+    def _describe(self) -> None:
+        position = f"[{self.order.index(self._stage) + 1}/{len(self.order)}] " if self._stage in self.order else ""
+        steps = f" step {self._step}/{self._total}" if self._total else ""
+        self._bar.set_description_str(f"{position}{self._stage}{steps}{self._loss}", refresh=True)

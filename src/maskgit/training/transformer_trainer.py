@@ -13,7 +13,7 @@ which trains the unconditional model that classifier-free guidance needs.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,7 @@ class TransformerTrainer(Trainer):
         class_names: Sequence[str] | None = None,
         device: str | torch.device | None = None,
         resume: str | os.PathLike[str] | None = None,
-        progress: bool = True,
+        progress: bool | Callable[..., Any] = True,
     ) -> None:
         self.tokenizer = tokenizer
         self.class_names = tuple(class_names) if class_names is not None else getattr(dataset, "class_names", None)

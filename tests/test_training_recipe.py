@@ -8,6 +8,7 @@ import pytest
 from maskgit.config_base import ConfigError
 from maskgit.training.recipe import (
     MIN_STAGE_STEPS,
+    TOKENIZER_SHARE,
     DataFacts,
     Recipe,
     StepTimes,
@@ -126,7 +127,7 @@ def test_a_budget_becomes_fixed_steps_that_fit_it():
     fitted = fit_budget(recipe, COLOUR_32, times, 600.0, fixed=set())
     estimates = estimate_seconds(fitted, COLOUR_32, times)
     assert sum(estimates.values()) == pytest.approx(600.0, rel=0.02)
-    assert estimates["tokenizer"] == pytest.approx(0.4 * (600 - estimates["tokens"] - estimates["finish"]), rel=0.02)
+    assert estimates["tokenizer"] == pytest.approx(TOKENIZER_SHARE * (600 - estimates["tokens"] - estimates["finish"]), rel=0.02)
     assert fitted.tokenizer.discriminator_start == round(fitted.tokenizer.steps * 3 / 4)
     # A step count the user set stays, and its time comes off first.
     fixed = fit_budget(recipe.replace(tokenizer=recipe.tokenizer.replace(steps=1000)), COLOUR_32, times, 600.0,

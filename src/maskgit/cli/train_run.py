@@ -57,6 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="override a value of the recipe (repeatable)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in RUN (the same command again, plus --resume)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the recipe and its expected time (after measuring a few steps), write nothing, stop")
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
@@ -70,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     request = TrainRequest(str(args.data), args.image_size, budget, args.init, tuple(args.overrides))
     if not args.quiet:
         print(f"maskgit train: reading {args.data} and measuring a few steps of every stage ...", flush=True)
-    plan = plan_run(request, args.out, resume=args.resume, device=args.device, progress=not args.quiet)
+    plan = plan_run(request, args.out, resume=args.resume, device=args.device, progress=not args.quiet,
+                    dry_run=args.dry_run)
     main = plan.dist is None or plan.dist.is_main
     if main:
         for note in plan.notes:
@@ -79,7 +82,12 @@ def run(args: argparse.Namespace) -> int:
         if done:
             print(f"resuming: {', '.join(done)} already done")
         print(plan.describe())
+        if args.dry_run:
+            print(plan.recipe.to_json())
+            return 0
         print(f"recipe saved to {args.out / 'recipe.json'}", flush=True)
+    if args.dry_run:
+        return 0
     report = execute_run(plan, progress=not args.quiet)
     if main:
         tokenizer, transformer = report["tokenizer"], report["transformer"]

@@ -120,14 +120,15 @@ class DataSurvey:
         return [f"{what}: each is resized (short side) and centre-cropped to {image_size}x{image_size}"]
 
     def datasets(self, image_size: int, *, flips: bool, seed: int = 0, progress: bool = False) -> RunDatasets:
-        """The training dataset (random horizontal flips with ``flips``), the same images without
-        augmentation (for token extraction), and the held-out dataset, at ``image_size``.
+        """The training dataset (random horizontal flips with ``flips``; a built-in dataset's own
+        augmentation: Fashion-MNIST mirrored, MNIST never), the same images without augmentation
+        (for token extraction), and the held-out dataset, at ``image_size``.
 
         Items are ``(image float32 (3, S, S) in [0, 1], label)``. Raises DataError naming the
         files that cannot be decoded (in-memory folders are decoded here, all of them).
         """
         if self.idx is not None:
-            train = build_dataset(self.source, split="train", image_size=image_size, train=flips)
+            train = build_dataset(self.source, split="train", image_size=image_size, train=True)
             plain = build_dataset(self.source, split="train", image_size=image_size, train=False)
             held_out = build_dataset(self.source, split="test", image_size=image_size, train=False)
             return RunDatasets(train, plain, held_out)

@@ -127,10 +127,11 @@ class RunPlan:
 
 
 def plan_run(request: TrainRequest, out: str | os.PathLike[str], *, resume: bool = False, device: str = "auto",
-             progress: bool = False) -> RunPlan:
+             progress: bool = False, dry_run: bool = False) -> RunPlan:
     """Survey the data, choose (or, resuming, reload) the recipe, measure the step times, and
-    write ``RUN/recipe.json``. Nothing is written when the data or the request is bad: DataError,
-    ConfigError or RunError, each one line. ``progress`` shows the decoding of the images."""
+    write ``RUN/recipe.json`` (not with ``dry_run``: a plan to look at). Nothing is written when
+    the data or the request is bad: DataError, ConfigError or RunError, each one line.
+    ``progress`` shows the decoding of the images."""
     started = time.perf_counter()
     out = check_output_dir(out)
     stored = _read_json(out / RECIPE_FILE)
@@ -180,7 +181,7 @@ def plan_run(request: TrainRequest, out: str | os.PathLike[str], *, resume: bool
     estimates = estimate_seconds(recipe, facts, times)
     plan = RunPlan(out, request, survey, facts, recipe, times, estimates, datasets, str(dist.device), machine, notes,
                    init=init, dist=dist, planned_seconds=time.perf_counter() - started)
-    if stored is None and dist.is_main:
+    if stored is None and dist.is_main and not dry_run:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / RECIPE_FILE, json.dumps({
             "format": _FORMAT, "version": _VERSION, "request": request.to_dict(), "data": asdict(facts),

@@ -220,3 +220,11 @@ def generated(tmp_path_factory):
     assert main(["generate", "--model", "fashion-mnist", "--class", "0,sandal", "--num", "4", "--seed", "0",
                "--device", "cpu", "--out", str(out)]) == 0
     return out
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    """A folder of 8 synthetic 16 px images of each of three classes (``maskgit.data.synthetic``)."""
+    from maskgit.data.synthetic import write_shapes_folder
+
+    return write_shapes_folder(tmp_path_factory.mktemp("shapes"), per_class=8, size=16)

@@ -11,11 +11,6 @@ from maskgit.data.synthetic import write_shapes_folder
 from train_run_helpers import tiny_flags
 
 
-@pytest.fixture(scope="module")
-def shapes(tmp_path_factory):
-    return write_shapes_folder(tmp_path_factory.mktemp("shapes"), per_class=8, size=16)
-
-
 @pytest.mark.slow
 def test_one_command_makes_a_model_that_generate_takes(tmp_path, shapes, capsys):
     run = tmp_path / "run"

@@ -10,7 +10,6 @@ from safetensors.torch import load_file
 
 from conftest import TOKENIZER_MSGPACK, TRANSFORMER_MSGPACK
 from maskgit.cli import main
-from maskgit.data.synthetic import write_shapes_folder
 from maskgit.models import VQGAN, MaskGITTransformer
 from maskgit.training.finetune import load_init_model, with_new_classes
 from train_run_helpers import TINY_SETTINGS, set_flags
@@ -58,10 +57,6 @@ def test_load_init_model_reads_a_pair_and_a_folder(tmp_path, small_tokenizer, sm
     with pytest.raises(Exception, match="absent"):
         load_init_model(tmp_path / "absent")
 
-
-@pytest.fixture(scope="module")
-def shapes(tmp_path_factory):
-    return write_shapes_folder(tmp_path_factory.mktemp("shapes"), per_class=8, size=16)
 
 
 @pytest.mark.slow

@@ -12,10 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import TOKENIZER_MSGPACK, TRANSFORMER_MSGPACK
-from maskgit.data.synthetic import write_shapes_folder
-from training_helpers import worker_env
 from train_run_helpers import assert_same_weights, pipeline_weights, tiny_flags
+from training_helpers import worker_env
 
 WORKER = Path(__file__).resolve().parent / "_train_run_worker.py"
 
@@ -25,10 +23,6 @@ def _train(kill_in: str, data: Path, run: Path, *flags: str, resume: bool = Fals
                *tiny_flags(*flags), *(["--resume"] if resume else [])]
     return subprocess.run(command, env=worker_env(1), capture_output=True, text=True, timeout=300)
 
-
-@pytest.fixture(scope="module")
-def shapes(tmp_path_factory):
-    return write_shapes_folder(tmp_path_factory.mktemp("shapes"), per_class=8, size=16)
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,11 @@
    not hue) and counts how many generated images of each class it recognises as that class
    (target: at least 90 % of every class).
 5. Compares the colours of each class's samples with its real images: the mean colour of the
-   background (the outer ring of pixels), the mean colour of the foreground (the most saturated
-   8 % of the pixels) and the mean saturation. A class passes when its background and foreground
-   are within ``BACKGROUND_TOLERANCE`` and ``FOREGROUND_TOLERANCE`` (RGB distance, range [0, 1])
-   and its saturation within ``SATURATION_RANGE`` of the data's. Two controls run through the same
+   background (the outer ring of pixels), the mean colour of the foreground (the 8 % of each
+   image's pixels farthest from its background colour) and the mean chroma (largest minus
+   smallest channel: 0 for grey). A class passes when its background and foreground are within
+   ``BACKGROUND_TOLERANCE`` and ``FOREGROUND_TOLERANCE`` (RGB distance, range [0, 1]) and its
+   chroma within ``CHROMA_RANGE`` times the data's. Two controls run through the same
    check: a fresh set of real images (must pass) and the real images washed out halfway to grey
    (must fail), which shows the check catches the washed-out colours it is there for.
 
@@ -45,7 +46,7 @@ from maskgit.data.synthetic import SHAPE_CLASSES, write_shapes_folder
 ROOT = Path(__file__).resolve().parents[1]
 BACKGROUND_TOLERANCE = 0.08
 FOREGROUND_TOLERANCE = 0.10
-SATURATION_RANGE = (0.8, 1.25)
+CHROMA_RANGE = (0.8, 1.25)
 ACCURACY_TARGET = 0.9
 BORDER = 3
 FOREGROUND_FRACTION = 0.08
@@ -54,27 +55,29 @@ FOREGROUND_FRACTION = 0.08
 # -- colours --------------------------------------------------------------------------------------
 
 
-def _saturation(images: np.ndarray) -> np.ndarray:
-    """HSV saturation of float (N, H, W, 3) images in [0, 1]: (N, H, W)."""
-    high, low = images.max(-1), images.min(-1)
-    return np.where(high > 0, (high - low) / np.maximum(high, 1e-8), 0.0)
+def _chroma(images: np.ndarray) -> np.ndarray:
+    """Chroma (largest minus smallest channel) of float (..., 3) images in [0, 1]: 0 for grey,
+    stable for dark pixels (unlike HSV saturation, which noise makes large there)."""
+    return images.max(-1) - images.min(-1)
 
 
 def colour_statistics(images: np.ndarray) -> dict[str, Any]:
     """Colour statistics of float (N, H, W, 3) images in [0, 1]: ``background`` (mean RGB of the
-    outer ``BORDER`` pixels), ``foreground`` (mean RGB of each image's most saturated 8 % of
-    pixels) and ``saturation`` (mean HSV saturation of all pixels)."""
+    outer ``BORDER`` pixels), ``foreground`` (mean RGB of each image's ``FOREGROUND_FRACTION`` of
+    pixels farthest from its own background colour: the object's core) and ``chroma`` (mean chroma
+    of all pixels)."""
     ring = np.ones(images.shape[1:3], dtype=bool)
     ring[BORDER:-BORDER, BORDER:-BORDER] = False
-    saturation = _saturation(images)
-    flat, flat_saturation = images.reshape(len(images), -1, 3), saturation.reshape(len(images), -1)
+    backgrounds = images[:, ring].mean(axis=1)  # (N, 3)
+    flat = images.reshape(len(images), -1, 3)
+    distance = np.linalg.norm(flat - backgrounds[:, None], axis=-1)
     keep = max(1, int(FOREGROUND_FRACTION * flat.shape[1]))
-    order = np.argsort(-flat_saturation, axis=1)[:, :keep]
+    order = np.argsort(-distance, axis=1)[:, :keep]
     foreground = np.take_along_axis(flat, order[..., None], axis=1)
     return {
-        "background": images[:, ring].mean(axis=(0, 1)).tolist(),
+        "background": backgrounds.mean(axis=0).tolist(),
         "foreground": foreground.mean(axis=(0, 1)).tolist(),
-        "saturation": float(saturation.mean()),
+        "chroma": float(_chroma(images).mean()),
     }
 
 
@@ -84,12 +87,12 @@ def compare_colours(samples: np.ndarray, data: np.ndarray) -> dict[str, Any]:
     mine, theirs = colour_statistics(samples), colour_statistics(data)
     background = float(np.linalg.norm(np.subtract(mine["background"], theirs["background"])))
     foreground = float(np.linalg.norm(np.subtract(mine["foreground"], theirs["foreground"])))
-    ratio = mine["saturation"] / max(theirs["saturation"], 1e-8)
+    ratio = mine["chroma"] / max(theirs["chroma"], 1e-8)
     return {
-        "background_distance": background, "foreground_distance": foreground, "saturation_ratio": ratio,
+        "background_distance": background, "foreground_distance": foreground, "chroma_ratio": ratio,
         "samples": mine, "data": theirs,
         "passed": bool(background <= BACKGROUND_TOLERANCE and foreground <= FOREGROUND_TOLERANCE
-                       and SATURATION_RANGE[0] <= ratio <= SATURATION_RANGE[1]),
+                       and CHROMA_RANGE[0] <= ratio <= CHROMA_RANGE[1]),
     }
 
 
@@ -179,7 +182,7 @@ def _markdown(result: dict[str, Any]) -> str:
         "`maskgit generate --guidance 2`, judged by a small grey CNN trained on the folder and by their colours "
         f"(`python benchmarks/train_own_images.py --budget {result['budget']}`).",
         "",
-        "| class | recognised | background distance | foreground distance | saturation ratio | colours |",
+        "| class | recognised | background distance | foreground distance | chroma ratio | colours |",
         "| --- | ---: | ---: | ---: | ---: | :---: |",
     ]
     for name in result["classes"]:
@@ -187,7 +190,7 @@ def _markdown(result: dict[str, Any]) -> str:
         colours = row["colours"]
         lines.append(
             f"| {name} | {100 * row['accuracy']:.0f} % | {colours['background_distance']:.3f} | "
-            f"{colours['foreground_distance']:.3f} | {colours['saturation_ratio']:.2f} | "
+            f"{colours['foreground_distance']:.3f} | {colours['chroma_ratio']:.2f} | "
             f"{'pass' if colours['passed'] else 'fail'} |"
         )
     controls = result["controls"]
@@ -195,7 +198,7 @@ def _markdown(result: dict[str, Any]) -> str:
         "",
         f"Targets: recognised >= {100 * ACCURACY_TARGET:.0f} % of every class; background within "
         f"{BACKGROUND_TOLERANCE}, foreground within {FOREGROUND_TOLERANCE} (RGB distance of mean colours, range 0-1), "
-        f"saturation {SATURATION_RANGE[0]}-{SATURATION_RANGE[1]}x the data's. Controls through the same check: fresh "
+        f"chroma {CHROMA_RANGE[0]}-{CHROMA_RANGE[1]}x the data's. Controls through the same check: fresh "
         f"real images {'pass' if controls['fresh_real_passed'] else 'FAIL'} (classifier {100 * controls['fresh_real_accuracy']:.0f} %), "
         f"real images washed halfway to grey {'fail' if not controls['washed_out_passed'] else 'PASS'}. "
         f"Held-out PSNR {result['report']['tokenizer']['psnr']:.1f} dB, masked-token accuracy "

@@ -19,6 +19,7 @@ from maskgit.training.recipe import (
     fit_intervals,
     format_duration,
     parse_budget,
+    refit_budget,
 )
 
 COLOUR_32 = DataFacts(32, True, 270, 30, ("a", "b", "c"))
@@ -149,3 +150,26 @@ def test_intervals_follow_the_step_time():
 def test_recipe_round_trips_through_json():
     recipe = derive_recipe(COLOUR_32, precision="bf16")
     assert Recipe.from_dict(recipe.to_dict()) == recipe
+
+
+def test_refit_uses_the_time_left_at_the_pace_measured_so_far():
+    recipe = derive_recipe(COLOUR_32, precision="fp32")
+    times = StepTimes(tokenizer=0.1, tokenizer_with_discriminator=0.1, transformer=0.05, encode_image=0.001,
+                      forward_sequence=0.001)
+    planned = fit_budget(recipe, COLOUR_32, times, 600.0, fixed=set())
+    estimates = estimate_seconds(planned, COLOUR_32, times)
+    # The tokenizer ran 1.5 times as slowly as measured: the transformer gets the time left at that pace.
+    done = {"tokenizer": 1.5 * estimates["tokenizer"], "tokens": estimates["tokens"]}
+    left = 600.0 - sum(done.values())
+    refitted = refit_budget(planned, COLOUR_32, times, left, done=done, fixed=set())
+    assert refitted.tokenizer == planned.tokenizer
+    slow = StepTimes(**{key: 1.5 * value for key, value in times.to_dict().items()})
+    assert refitted.transformer.steps < planned.transformer.steps
+    assert estimate_seconds(refitted, COLOUR_32, slow)["transformer"] + 1.5 * estimates["finish"] == pytest.approx(
+        left, rel=0.02)
+    # At the measured pace nothing changes; with no time left it says so.
+    same = refit_budget(planned, COLOUR_32, times, 600.0 - estimates["tokenizer"] - estimates["tokens"],
+                        done={"tokenizer": estimates["tokenizer"], "tokens": estimates["tokens"]}, fixed=set())
+    assert abs(same.transformer.steps - planned.transformer.steps) <= 1
+    with pytest.raises(ValueError, match="too short"):
+        refit_budget(planned, COLOUR_32, times, 1.0, done=done, fixed=set())

@@ -36,7 +36,18 @@ _EXCEPTION_PREFIX = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception): ")
 
 class HelpFormatter(argparse.HelpFormatter):
     """Shows every option's default in ``--help``, unless its help text already states it or there
-    is nothing to show (no default, a plain switch)."""
+    is nothing to show (no default, a plain switch). Descriptions and epilogs keep their paragraphs
+    (blank lines) and their indented lines (examples) as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        paragraphs = []
+        for paragraph in text.strip("\n").split("\n\n"):
+            lines = paragraph.splitlines()
+            if lines and all(line.startswith("  ") for line in lines[1:]) and lines[0].endswith(":"):
+                paragraphs.append("\n".join(indent + line for line in lines))  # a heading and its examples
+            else:
+                paragraphs.append(super()._fill_text(paragraph, width, indent))
+        return "\n\n".join(paragraphs)
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""

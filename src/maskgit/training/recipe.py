@@ -54,6 +54,7 @@ __all__ = [
     "apply_overrides",
     "fit_budget",
     "fit_intervals",
+    "refit_budget",
     "estimate_seconds",
     "MAX_BUDGET_SECONDS",
 ]
@@ -331,8 +332,10 @@ def derive_recipe(data: DataFacts, *, precision: str, world_size: int = 1, init:
         model=tokenizer_model, steps=tokenizer_steps, batch_size=tokenizer_batch, learning_rate=1e-3, betas=(0.9, 0.99),
         warmup_steps=min(200, tokenizer_steps // 10), lr_decay="cosine", min_lr_ratio=0.1, entropy_weight=0.02,
         # A weak adversarial term and a weak R1 for the last quarter: at the official R1 weight the
-        # small discriminator of the shipped model never learned (MODEL_CARD.md).
-        adversarial_weight=0.01, r1_weight=0.1, r1_every=4, discriminator_start=tokenizer_steps * 3 // 4,
+        # small discriminator of the shipped model never learned (MODEL_CARD.md). Not for small
+        # data: there the run is short, and a step with the discriminator costs two to three
+        # without, better spent on reconstruction.
+        adversarial_weight=0.01 if data.train_images >= 5000 else 0.0, r1_weight=0.1, r1_every=4, discriminator_start=tokenizer_steps * 3 // 4,
         discriminator_learning_rate=1e-4, **discriminator, perceptual_weight=0.0,
         dead_code_reinit_every=max(50, tokenizer_steps // 20), ema_decay=_ema_decay(tokenizer_steps),
         precision=precision, log_every=50, checkpoint_every=1000, sample_every=0, eval_every=0,
@@ -530,6 +533,25 @@ def fit_budget(recipe: Recipe, data: DataFacts, times: StepTimes, seconds: float
             )
         recipe = recipe.replace(**{stage: _rescaled(config.replace(steps=steps), config.steps, fixed, stage)})
     return recipe
+
+
+def refit_budget(recipe: Recipe, data: DataFacts, times: StepTimes, seconds_left: float, *, done: dict[str, float],
+                 fixed: set[str]) -> Recipe:
+    """The recipe with the step counts of the training stages not started yet fitted to what is
+    left of a budget (``seconds_left``), at the pace the finished stages (``done``: their wall
+    seconds) actually ran, relative to the measured step times: a machine that other work slowed
+    down (or stopped slowing down) after the calibration does not make the run overshoot (or
+    leave time unused). The finished stages and the keys in ``fixed`` keep their values. Raises
+    ValueError, as ``fit_budget``, when too little time is left."""
+    planned = estimate_seconds(recipe, data, times)
+    trained = [stage for stage in done if stage in ("tokenizer", "decoder", "transformer")]
+    expected = sum(planned.get(stage, 0.0) for stage in trained)
+    speed = sum(done[stage] for stage in trained) / expected if trained and expected > 0 else 1.0
+    scaled = StepTimes(**{key: value * speed for key, value in times.to_dict().items()})
+    scaled_planned = estimate_seconds(recipe, data, scaled)
+    # fit_budget takes off the extraction and the fixed stages' time: give it back for those done.
+    equivalent = seconds_left + sum(scaled_planned.get(stage, 0.0) for stage in done if stage != "finish")
+    return fit_budget(recipe, data, scaled, equivalent, fixed=fixed | {f"{stage}.steps" for stage in done})
 
 
 def _rescaled(config: Any, old_steps: int, fixed: set[str], stage: str) -> Any:

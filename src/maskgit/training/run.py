@@ -56,6 +56,7 @@ from maskgit.training.recipe import (
     fit_budget,
     fit_intervals,
     format_duration,
+    refit_budget,
 )
 
 __all__ = ["TrainRequest", "RunPlan", "RunError", "plan_run", "execute_run", "calibrate", "describe_plan",
@@ -186,10 +187,12 @@ def plan_run(request: TrainRequest, out: str | os.PathLike[str], *, resume: bool
         atomic_write_text(out / RECIPE_FILE, json.dumps({
             "format": _FORMAT, "version": _VERSION, "request": request.to_dict(), "data": asdict(facts),
             "machine": machine, "device": plan.device, "step_times": times.to_dict(), "estimates": estimates,
-            "recipe": recipe.to_dict(),
+            "plan_seconds": plan.planned_seconds, "recipe": recipe.to_dict(),
         }, indent=2) + "\n")
     dist.barrier()
     plan.stages_done = (_read_json(out / STAGES_FILE) or {}).get("stages", {})
+    if stored is not None:  # the budget counts the first planning, not this one
+        plan.planned_seconds = float(stored.get("plan_seconds", 0.0))
     return plan
 
 
@@ -307,9 +310,11 @@ def calibrate(recipe: Recipe, datasets: RunDatasets, data: DataFacts, dist: Dist
             threads, warm = _choose_threads(trainer, recipe, dist, 0)
             timed = warm + _CALIBRATION_STEPS
             times["tokenizer"] = _timed_steps(trainer, warm, timed)
-            start = timed + 1  # the discriminator's first step is a warm-up step of its own
-            trainer.config = trainer.config.replace(discriminator_start=start)
-            times["tokenizer_with_discriminator"] = _timed_steps(trainer, start + 1, start + 1 + _CALIBRATION_STEPS)
+            times["tokenizer_with_discriminator"] = times["tokenizer"]
+            if config.adversarial_weight > 0:
+                start = timed + 1  # the discriminator's first step is a warm-up step of its own
+                trainer.config = trainer.config.replace(discriminator_start=start)
+                times["tokenizer_with_discriminator"] = _timed_steps(trainer, start + 1, start + 1 + _CALIBRATION_STEPS)
             tokenizer = trainer.model
             del trainer
         else:
@@ -388,7 +393,8 @@ def describe_plan(plan: RunPlan) -> str:
             config = recipe.tokenizer
             detail = (f"VQGAN {'/'.join(map(str, tokenizer.widths))} wide, {side}x{side} tokens of {tokenizer.codebook_size} "
                       f"codes; {config.steps:,} steps of {config.batch_size}, {config.reconstruction_loss} loss, "
-                      f"discriminator from step {config.discriminator_start:,}")
+                      + (f"discriminator from step {config.discriminator_start:,}" if config.adversarial_weight > 0
+                         else "no discriminator"))
         elif stage == "decoder":
             config = recipe.decoder
             detail = f"decoder alone (same token ids); {config.steps:,} steps of {config.batch_size}, {config.reconstruction_loss} loss"
@@ -527,9 +533,37 @@ class _Run:
         save_image(make_class_grid(rows), self.out / SAMPLES_FILE)
         return {"reconstruction": scores}
 
+    def _refit(self, stage: str) -> None:
+        """With a budget: fit the steps of ``stage`` and of the training stages after it to the
+        time left, at the pace measured so far (``refit_budget``), and save the recipe. A stage
+        that has started (has a checkpoint) keeps its steps, so a resumed run trains exactly them."""
+        from maskgit.config_base import parse_override
+
+        plan = self.plan
+        if plan.request.budget is None or self._resume_point(self.out / stage) is not None:
+            return
+        if self.dist.is_main:
+            fixed = {parse_override(text)[0] for text in plan.request.overrides}
+            seconds = {name: float(result["seconds"]) for name, result in self.done.items()}
+            left = plan.request.budget - plan.planned_seconds - sum(seconds.values())
+            try:
+                recipe = refit_budget(self.recipe, plan.facts, plan.times, left, done=seconds, fixed=fixed)
+            except ValueError:
+                recipe = self.recipe
+                self.log(f"{stage}: the budget is spent; it keeps its planned {getattr(recipe, stage).steps:,} steps")
+            stored = _read_json(self.out / RECIPE_FILE) or {}
+            atomic_write_text(self.out / RECIPE_FILE, json.dumps({**stored, "recipe": recipe.to_dict()}, indent=2) + "\n")
+        self.dist.barrier()
+        stored = _read_json(self.out / RECIPE_FILE) or {}
+        self.recipe = self.plan.recipe = Recipe.from_dict(stored["recipe"], source=str(self.out / RECIPE_FILE))
+        if self.display is not None:
+            self.display.estimates[stage] = estimate_seconds(self.recipe, plan.facts, plan.times)[stage]
+
     def stage(self, name: str) -> None:
         if name in self.done:
             return
+        if name in ("decoder", "transformer"):
+            self._refit(name)
         if self.display is not None and name in ("init", "tokens", "finish"):
             self.display.begin(name)
         start = time.perf_counter()

@@ -177,7 +177,7 @@ def _maskgit(*arguments: str) -> subprocess.CompletedProcess:
 def _markdown(result: dict[str, Any]) -> str:
     lines = [
         f"`maskgit train` on {result['images_per_class'] * len(result['classes'])} synthetic 32 px colour images in "
-        f"{len(result['classes'])} classes, `--budget {result['budget']}`, on {result['machine']}: the whole run took "
+        f"{len(result['classes'])} classes, `--budget {result['budget']}`, on {result['run_machine']}: the whole run took "
         f"{result['train_seconds'] / 60:.1f} min. {result['samples_per_class']} images of each class from "
         "`maskgit generate --guidance 2`, judged by a small grey CNN trained on the folder and by their colours "
         f"(`python benchmarks/train_own_images.py --budget {result['budget']}`).",

@@ -320,8 +320,8 @@ def derive_recipe(data: DataFacts, *, precision: str, world_size: int = 1, init:
     else:
         tokenizer_model = init.tokenizer.config
         transformer_model = init.transformer.config
-    # Few images: smaller batches, more updates in the same time (800 steps of 16 reconstructed the
-    # benchmark's shapes better than 400 of 32).
+    # Few images: smaller batches, more updates in the same time (twice the steps of half the batch
+    # reconstructed the benchmark's shapes better).
     tokenizer_batch = _batch(16 if data.image_size > 64 or data.train_images < 5000 else 32, data.train_images, world_size)
     tokenizer_steps = _default_steps(data.train_images, tokenizer_batch, 40, 1000, 20_000)
     transformer_batch = _batch({128: 64, 256: 128}.get(transformer_model.hidden_size, 32), sequences, world_size)
@@ -329,7 +329,10 @@ def derive_recipe(data: DataFacts, *, precision: str, world_size: int = 1, init:
     size = tokenizer_model.image_size
     discriminator = {"discriminator_channel_base": 16 * size, "discriminator_max_channels": 32 if size <= 64 else 128}
     tokenizer = TokenizerStage(
-        model=tokenizer_model, steps=tokenizer_steps, batch_size=tokenizer_batch, learning_rate=1e-3, betas=(0.9, 0.99),
+        # The mean absolute error: on the benchmark's shapes it reconstructed sharper edges, purer
+        # colours and a higher held-out PSNR than the squared error in as many steps.
+        model=tokenizer_model, reconstruction_loss="l1", steps=tokenizer_steps, batch_size=tokenizer_batch,
+        learning_rate=1e-3, betas=(0.9, 0.99),
         warmup_steps=min(200, tokenizer_steps // 10), lr_decay="cosine", min_lr_ratio=0.1, entropy_weight=0.02,
         # A weak adversarial term and a weak R1 for the last quarter: at the official R1 weight the
         # small discriminator of the shipped model never learned (MODEL_CARD.md). Not for small

@@ -190,6 +190,13 @@ def plan_run(request: TrainRequest, out: str | os.PathLike[str], *, resume: bool
             "plan_seconds": plan.planned_seconds, "recipe": recipe.to_dict(),
         }, indent=2) + "\n")
     dist.barrier()
+    if stored is None and not dist.is_main and not dry_run:
+        # The main process's plan, whose measured times decided the steps and intervals: every
+        # process must train the same steps and log on the same ones.
+        written = _read_json(out / RECIPE_FILE) or {}
+        plan.recipe = Recipe.from_dict(written["recipe"], source=str(out / RECIPE_FILE))
+        plan.times = StepTimes(**written["step_times"])
+        plan.estimates = estimate_seconds(plan.recipe, facts, plan.times)
     plan.stages_done = (_read_json(out / STAGES_FILE) or {}).get("stages", {})
     if stored is not None:  # the budget counts the first planning, not this one
         plan.planned_seconds = float(stored.get("plan_seconds", 0.0))

@@ -397,6 +397,36 @@ def recorded_tables(data: dict[str, Any], figure: Figures) -> list[str]:
     return lines[:-1]
 
 
+def train_own_images(data: dict[str, Any], figure: Figures) -> list[str]:
+    """benchmarks/train_own_images.py: ``maskgit train`` on a synthetic folder with a budget, and how
+    its samples score: recognised by a classifier trained on the folder, and their colours."""
+    report, controls, targets = data["report"], data["controls"], data["targets"]
+    lines = heading(data, f"`maskgit train` on {data['images_per_class'] * len(data['classes'])} synthetic 32 px colour "
+                          f"images in {len(data['classes'])} classes with `--budget {data['budget']}`, then "
+                          f"{data['samples_per_class']} images of each class from `maskgit generate --guidance 2`")
+    stages = ", ".join(f"{name} {figure(duration(seconds))}" for name, seconds in report["stage_seconds"].items())
+    psnr = figure(f"{report['tokenizer']['psnr']:.1f}")
+    lines += [f"The whole command took {figure(duration(data['train_seconds']))} ({stages}); held-out PSNR {psnr} dB, "
+              "masked-token accuracy "
+              f"{figure(percent(report['transformer']['masked_accuracy']))} %.", ""]
+    rows = []
+    for name in data["classes"]:
+        row, colours = data["per_class"][name], data["per_class"][name]["colours"]
+        rows.append([name, figure(percent(row["accuracy"], 0)) + " %", figure(f"{colours['background_distance']:.3f}"),
+                     figure(f"{colours['foreground_distance']:.3f}"), figure(f"{colours['chroma_ratio']:.3f}"),
+                     "pass" if colours["passed"] else "fail"])
+    lines += table(["class", "recognised", "background distance", "foreground distance", "chroma ratio", "colours"],
+                   "lrrrrr", rows)
+    lines += ["", f"Targets: at least {percent(targets['accuracy'], 0)} % of every class recognised; background within "
+                  f"{targets['background']} and foreground within {targets['foreground']} (RGB distance of mean colours, "
+                  f"range 0-1); chroma {targets['chroma'][0]}-{targets['chroma'][1]}x the data's; the command within "
+                  f"{duration(targets['seconds'])}. Controls through the same check: fresh real images "
+                  f"{'pass' if controls['fresh_real_passed'] else 'FAIL'} (classifier "
+                  f"{figure(percent(controls['fresh_real_accuracy'], 0))} %), real images washed halfway to grey "
+                  f"{'fail' if not controls['washed_out_passed'] else 'PASS'}. Met: **{'yes' if data['met'] else 'no'}**."]
+    return lines
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any], Figures], list[str]]] = {
     "sampling-speed": sampling_speed,
     "seeded-noise": seeded_noise,
@@ -406,6 +436,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any], Figures], list[str]]] = {
     "fid-sensitivity": fid_sensitivity,
     "published": published,
     "recorded-tables": recorded_tables,
+    "train-own-images": train_own_images,
 }
 
 

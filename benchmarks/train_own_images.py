@@ -22,8 +22,8 @@
    check: a fresh set of real images (must pass) and the real images washed out halfway to grey
    (must fail), which shows the check catches the washed-out colours it is there for.
 
-Writes the numbers (with the CPU, the budget and the wall times) to ``--json`` and a markdown table
-to ``--table``.
+Writes the numbers (with the CPU, the budget and the wall times) to ``--json`` and its generated
+table beside it (``benchmarks/tables.py``).
 """
 
 from __future__ import annotations
@@ -43,11 +43,15 @@ from torch import nn
 
 from maskgit.data.synthetic import SHAPE_CLASSES, write_shapes_folder
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/tables.py, also when loaded by path
+from tables import device_name, provenance, write_results  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 BACKGROUND_TOLERANCE = 0.08
 FOREGROUND_TOLERANCE = 0.10
 CHROMA_RANGE = (0.8, 1.25)
 ACCURACY_TARGET = 0.9
+SECONDS_TARGET = 15 * 60  # the whole `maskgit train --budget 10m` command
 BORDER = 3
 FOREGROUND_FRACTION = 0.08
 
@@ -174,39 +178,6 @@ def _maskgit(*arguments: str) -> subprocess.CompletedProcess:
     return process
 
 
-def _markdown(result: dict[str, Any]) -> str:
-    lines = [
-        f"`maskgit train` on {result['images_per_class'] * len(result['classes'])} synthetic 32 px colour images in "
-        f"{len(result['classes'])} classes, `--budget {result['budget']}`, on {result['run_machine']}: the whole run took "
-        f"{result['train_seconds'] / 60:.1f} min. {result['samples_per_class']} images of each class from "
-        "`maskgit generate --guidance 2`, judged by a small grey CNN trained on the folder and by their colours "
-        f"(`python benchmarks/train_own_images.py --budget {result['budget']}`).",
-        "",
-        "| class | recognised | background distance | foreground distance | chroma ratio | colours |",
-        "| --- | ---: | ---: | ---: | ---: | :---: |",
-    ]
-    for name in result["classes"]:
-        row = result["per_class"][name]
-        colours = row["colours"]
-        lines.append(
-            f"| {name} | {100 * row['accuracy']:.0f} % | {colours['background_distance']:.3f} | "
-            f"{colours['foreground_distance']:.3f} | {colours['chroma_ratio']:.2f} | "
-            f"{'pass' if colours['passed'] else 'fail'} |"
-        )
-    controls = result["controls"]
-    lines += [
-        "",
-        f"Targets: recognised >= {100 * ACCURACY_TARGET:.0f} % of every class; background within "
-        f"{BACKGROUND_TOLERANCE}, foreground within {FOREGROUND_TOLERANCE} (RGB distance of mean colours, range 0-1), "
-        f"chroma {CHROMA_RANGE[0]}-{CHROMA_RANGE[1]}x the data's. Controls through the same check: fresh "
-        f"real images {'pass' if controls['fresh_real_passed'] else 'FAIL'} (classifier {100 * controls['fresh_real_accuracy']:.0f} %), "
-        f"real images washed halfway to grey {'fail' if not controls['washed_out_passed'] else 'PASS'}. "
-        f"Held-out PSNR {result['report']['tokenizer']['psnr']:.1f} dB, masked-token accuracy "
-        f"{100 * result['report']['transformer']['masked_accuracy']:.1f} %. Met: **{'yes' if result['met'] else 'no'}**.",
-    ]
-    return "\n".join(lines) + "\n"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget", default="10m")
@@ -215,7 +186,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("runs/train-own-images"))
     parser.add_argument("--run", type=Path, help="a finished run folder to evaluate instead of training")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "train-own-images.json")
-    parser.add_argument("--table", type=Path, default=ROOT / "benchmarks" / "results" / "train-own-images.md")
+    parser.add_argument("--note", help="a note for the results file (e.g. what else ran on the machine)")
     args = parser.parse_args()
 
     names = [spec.name for spec in SHAPE_CLASSES]
@@ -255,11 +226,11 @@ def main() -> None:
         }
         fresh_passed &= compare_colours(fresh[fresh_labels == label], real)["passed"]
         washed_passed |= compare_colours(washed_out(fresh[fresh_labels == label]), real)["passed"]
-    from maskgit.devices import describe_device
-
+    threads = json.loads((run_dir / "recipe.json").read_text())["recipe"]["threads"]
+    device = device_name("cpu", threads) if report["device"] == "cpu" else report["machine"]
     result = {
-        "machine": describe_device("cpu") if report["device"] == "cpu" else report["machine"],
-        "run_machine": report["machine"],
+        "kind": "train-own-images",
+        "provenance": provenance(device, note=args.note),
         "budget": args.budget,
         "classes": names,
         "images_per_class": args.per_class,
@@ -268,16 +239,15 @@ def main() -> None:
         "per_class": per_class,
         "controls": {"fresh_real_passed": bool(fresh_passed), "washed_out_passed": bool(washed_passed),
                      "fresh_real_accuracy": float((predict(classifier, fresh) == fresh_labels).mean())},
+        "targets": {"accuracy": ACCURACY_TARGET, "background": BACKGROUND_TOLERANCE, "foreground": FOREGROUND_TOLERANCE,
+                    "chroma": list(CHROMA_RANGE), "seconds": SECONDS_TARGET},
         "report": {"tokenizer": report["tokenizer"], "transformer": report["transformer"],
                    "stage_seconds": report["stage_seconds"]},
     }
     result["met"] = bool(all(row["accuracy"] >= ACCURACY_TARGET and row["colours"]["passed"] for row in per_class.values())
-                         and result["train_seconds"] <= 15 * 60)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
-    args.table.write_text(_markdown(result))
-    print(_markdown(result))
-
+                         and result["train_seconds"] <= SECONDS_TARGET)
+    table = write_results(args.json, result)
+    print(table.read_text())
 
 if __name__ == "__main__":
     main()

@@ -60,7 +60,7 @@ from maskgit.training.recipe import (
 )
 
 __all__ = ["TrainRequest", "RunPlan", "RunError", "plan_run", "execute_run", "calibrate", "describe_plan",
-           "reconstruction_scores", "RECIPE_FILE", "REPORT_FILE", "SAMPLES_FILE", "STAGES_FILE", "MAX_IMAGE_SIZE",
+           "RECIPE_FILE", "REPORT_FILE", "SAMPLES_FILE", "STAGES_FILE", "MAX_IMAGE_SIZE",
            "MAX_CLASSES_SHOWN"]
 
 RECIPE_FILE, STAGES_FILE, REPORT_FILE, SAMPLES_FILE = "recipe.json", "stages.json", "report.json", "samples.png"
@@ -521,6 +521,7 @@ class _Run:
         """The exported pipeline, the sample grid and the held-out reconstruction scores."""
         if not self.dist.is_main:
             return {}
+        from maskgit.evaluation.reconstruction import evaluate_tokenizer
         from maskgit.imageio import make_class_grid, save_image
         from maskgit.models import VQGAN, MaskGITTransformer
         from maskgit.pipeline import MaskGIT
@@ -528,7 +529,9 @@ class _Run:
         tokenizer = VQGAN.from_pretrained(self.tokenizer_folder(), device=self.dist.device)
         transformer = MaskGITTransformer.from_pretrained(self.out / "transformer" / "transformer", device=self.dist.device)
         pipeline = MaskGIT(tokenizer, transformer, self.plan.facts.class_names, sampler=self.recipe.sampler.to_sampler())
-        scores = reconstruction_scores(tokenizer, self.plan.datasets.held_out, self.recipe.eval_images, self.dist.device)
+        # Each reconstruction rounded to 8 bits, as a saved PNG holds it.
+        scores = evaluate_tokenizer(tokenizer, self.plan.datasets.held_out, max_images=self.recipe.eval_images,
+                                    quantize=True).as_dict()
         pipeline.save_pretrained(self.out / "pipeline")
         # Generated from the exported files, as `maskgit generate` would.
         pipeline = MaskGIT.from_pretrained(self.out / "pipeline", device=self.dist.device)
@@ -614,29 +617,6 @@ def _summary(stage: str, result: dict[str, Any]) -> str:
     if "sequences" in result:
         return "; " + ", ".join(f"{count:,} {name.replace('_', '-')} sequences" for name, count in result["sequences"].items())
     return ""
-
-
-def reconstruction_scores(tokenizer: Any, dataset: Dataset, limit: int, device: Any) -> dict[str, float]:
-    """Mean PSNR (dB) and SSIM of the tokenizer's reconstructions of the first ``limit`` images
-    of ``dataset`` (items ``(image (3, S, S) in [0, 1], label)``), rounded to 8 bits as saved PNGs."""
-    from torch.utils.data import DataLoader, Subset
-
-    from maskgit.evaluation.reconstruction import psnr, ssim
-
-    count = min(limit, len(dataset))  # type: ignore[arg-type]
-    psnrs, ssims = [], []
-    with torch.no_grad():
-        for images, _ in DataLoader(Subset(dataset, range(count)), batch_size=64):
-            images = images.to(device)
-            outputs = tokenizer.decode_ids(tokenizer.encode_to_ids(images)).float().clamp(0, 1)
-            outputs = (outputs * 255).round() / 255
-            psnrs.append(psnr(outputs.cpu(), images.cpu()))
-            if min(images.shape[-2:]) >= 11:
-                ssims.append(ssim(outputs.cpu(), images.cpu()))
-    scores = {"psnr": float(torch.cat(psnrs).clamp(max=100).mean()), "images": count}
-    if ssims:
-        scores["ssim"] = float(torch.cat(ssims).mean())
-    return scores
 
 
 def execute_run(plan: RunPlan, *, progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:

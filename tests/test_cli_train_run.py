@@ -8,7 +8,7 @@ import pytest
 
 from maskgit.cli import main
 from maskgit.data.synthetic import write_shapes_folder
-from train_run_helpers import tiny_flags
+from train_run_helpers import assert_refused, tiny_flags
 
 
 @pytest.mark.slow
@@ -69,16 +69,10 @@ def test_bad_data_is_one_line_and_writes_nothing(tmp_path, capsys, problem, mess
 
 
 def test_bad_requests_are_refused_before_anything_is_written(tmp_path, shapes, capsys):
-    run = tmp_path / "run"
-    for flags, message in [
+    assert_refused(capsys, shapes, tmp_path / "run", [
         (["--budget", "soon"], "give a duration such as"),
         (["--image-size", "48"], "power of two from 16 to 1024"),
         (["--set", "transformer.stepz=3"], "unknown key 'stepz'"),
         (["--set", "tokenizer.model.image_size=64"], "--image-size"),
         (["--init", str(tmp_path / "absent")], "absent"),
-    ]:
-        assert main(["train", str(shapes), "--out", str(run), "--quiet", *flags]) == 2
-        err = capsys.readouterr().err
-        assert message in err, (flags, err)
-    assert not run.exists()
-
+    ])

@@ -45,3 +45,15 @@ def assert_same_weights(first: Path, second: Path) -> None:
     assert a.keys() == b.keys()
     different = [name for name in a if not torch.equal(a[name], b[name])]
     assert not different, f"weights differ: {different[:5]}"
+
+
+def assert_refused(capsys, data: Path, run: Path, cases: list[tuple[list[str], str]]) -> None:
+    """``maskgit train DATA --out RUN FLAGS`` exits 2 with a message containing MESSAGE for every
+    (FLAGS, MESSAGE) case, and RUN is never created."""
+    from maskgit.cli import main
+
+    for flags, message in cases:
+        assert main(["train", str(data), "--out", str(run), "--quiet", *flags]) == 2
+        err = capsys.readouterr().err
+        assert message in err, (flags, err)
+    assert not run.exists()

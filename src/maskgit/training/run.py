@@ -38,26 +38,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, TensorDataset
 
 from maskgit.data.survey import BUILTIN_DATASETS, DataSurvey, RunDatasets, survey_data
 from maskgit.devices import cpu_has_native_bf16, describe_device
 from maskgit.io import atomic_write_text, check_output_dir, file_lock, remove_temp_files
+from maskgit.training import recipe as rules
 from maskgit.training.checkpoint import CHECKPOINT_PATTERN
 from maskgit.training.distributed import Distributed, setup_distributed
 from maskgit.training.progress import RunDisplay
-from maskgit.training.recipe import (
-    DataFacts,
-    Recipe,
-    StepTimes,
-    apply_overrides,
-    derive_recipe,
-    estimate_seconds,
-    fit_budget,
-    fit_intervals,
-    format_duration,
-    refit_budget,
-)
+from maskgit.training.recipe import DataFacts, Recipe, StepTimes
 
 __all__ = ["TrainRequest", "RunPlan", "RunError", "plan_run", "execute_run", "calibrate", "describe_plan",
            "RECIPE_FILE", "REPORT_FILE", "SAMPLES_FILE", "STAGES_FILE", "MAX_IMAGE_SIZE",
@@ -166,8 +156,8 @@ def plan_run(request: TrainRequest, out: str | os.PathLike[str], *, resume: bool
             raise RunError(f"--resume: {request.data} has changed since {out} started (classes, image counts or colour)")
         times = StepTimes(**stored["step_times"])
     else:
-        recipe = derive_recipe(facts, precision=precision, world_size=dist.world_size, init=init)
-        recipe, fixed = apply_overrides(recipe, list(request.overrides), facts, init=init is not None)
+        recipe = rules.derive_recipe(facts, precision=precision, world_size=dist.world_size, init=init)
+        recipe, fixed = rules.apply_overrides(recipe, list(request.overrides), facts, init=init is not None)
     datasets = survey.datasets(image_size, flips=recipe.tokens.flips, seed=recipe.seed, progress=progress and dist.is_main)
     notes = list(survey.notes) + survey.size_notes(image_size)
     if stored is None:
@@ -175,11 +165,11 @@ def plan_run(request: TrainRequest, out: str | os.PathLike[str], *, resume: bool
         recipe = recipe.replace(threads=threads)
         if request.budget is not None:
             left = request.budget - (time.perf_counter() - started)
-            recipe = fit_budget(recipe, facts, times, left, fixed=fixed)
-        recipe = fit_intervals(recipe, times, fixed)
+            recipe = rules.fit_budget(recipe, facts, times, left, fixed=fixed)
+        recipe = rules.fit_intervals(recipe, times, fixed)
     with _kept_threads(recipe.threads):
         machine = describe_device(dist.device) + (f" x {dist.world_size} processes" if dist.world_size > 1 else "")
-    estimates = estimate_seconds(recipe, facts, times)
+    estimates = rules.estimate_seconds(recipe, facts, times)
     plan = RunPlan(out, request, survey, facts, recipe, times, estimates, datasets, str(dist.device), machine, notes,
                    init=init, dist=dist, planned_seconds=time.perf_counter() - started)
     if stored is None and dist.is_main and not dry_run:
@@ -196,7 +186,7 @@ def plan_run(request: TrainRequest, out: str | os.PathLike[str], *, resume: bool
         written = _read_json(out / RECIPE_FILE) or {}
         plan.recipe = Recipe.from_dict(written["recipe"], source=str(out / RECIPE_FILE))
         plan.times = StepTimes(**written["step_times"])
-        plan.estimates = estimate_seconds(plan.recipe, facts, plan.times)
+        plan.estimates = rules.estimate_seconds(plan.recipe, facts, plan.times)
     plan.stages_done = (_read_json(out / STAGES_FILE) or {}).get("stages", {})
     if stored is not None:  # the budget counts the first planning, not this one
         plan.planned_seconds = float(stored.get("plan_seconds", 0.0))
@@ -232,23 +222,6 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 # -- calibration ----------------------------------------------------------------------------------
-
-
-class _RandomTokens(Dataset):
-    """Seeded token grids with labels, to time transformer steps before any tokens exist."""
-
-    def __init__(self, count: int, latent: int, codebook_size: int, num_classes: int) -> None:
-        generator = torch.Generator().manual_seed(0)
-        self.ids = torch.randint(0, codebook_size, (count, latent, latent), generator=generator)
-        self.labels = torch.arange(count) % num_classes
-        self.codebook_size = codebook_size
-        self.class_names = tuple(f"class_{i}" for i in range(num_classes))
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return self.ids[index], int(self.labels[index])
 
 
 def _timed_steps(trainer: Any, warm_until: int, timed_until: int) -> float:
@@ -337,9 +310,13 @@ def calibrate(recipe: Recipe, datasets: RunDatasets, data: DataFacts, dist: Dist
             del trainer
         model = recipe.transformer.model
         count = max(recipe.transformer.batch_size, 2)
-        tokens = _RandomTokens(count, model.latent_size, model.codebook_size, model.num_classes)
+        # Seeded token grids: transformer steps are timed before any tokens exist.
+        generator = torch.Generator().manual_seed(0)
+        tokens = TensorDataset(torch.randint(0, model.codebook_size, (count, model.latent_size, model.latent_size),
+                                             generator=generator), torch.arange(count) % model.num_classes)
         config = _calibration_config(recipe.transformer, init_from=None)
-        trainer = TransformerTrainer(config, scratch / "transformer", dataset=tokens, device=dist.device, progress=False)
+        trainer = TransformerTrainer(config, scratch / "transformer", dataset=tokens, class_names=data.class_names,
+                                     device=dist.device, progress=False)
         warm = 1
         if "tokenizer" not in stages:
             threads, warm = _choose_threads(trainer, recipe, dist, 0)
@@ -395,7 +372,7 @@ def describe_plan(plan: RunPlan) -> str:
                      f"gets a new class table for {len(facts.class_names)} classes")
     side = tokenizer.latent_size
     for stage in recipe.stages:
-        planned = f"~{format_duration(estimates.get(stage, 0.0))}"
+        planned = f"~{rules.format_duration(estimates.get(stage, 0.0))}"
         if stage == "tokenizer":
             config = recipe.tokenizer
             detail = (f"VQGAN {'/'.join(map(str, tokenizer.widths))} wide, {side}x{side} tokens of {tokenizer.codebook_size} "
@@ -419,8 +396,8 @@ def describe_plan(plan: RunPlan) -> str:
     sampler = recipe.sampler
     lines.append(f"sampler      {sampler.name}, {sampler.num_steps} steps, guidance {sampler.guidance:g} {sampler.guidance_schedule}")
     total = sum(estimates.values()) + plan.planned_seconds
-    budget = f" of a {format_duration(plan.request.budget)} budget" if plan.request.budget is not None else ""
-    lines.append(f"expected     {format_duration(total)}{budget} (the plan and measuring took {format_duration(plan.planned_seconds)})")
+    budget = f" of a {rules.format_duration(plan.request.budget)} budget" if plan.request.budget is not None else ""
+    lines.append(f"expected     {rules.format_duration(total)}{budget} (the plan and measuring took {rules.format_duration(plan.planned_seconds)})")
     return "\n".join(lines)
 
 
@@ -557,7 +534,7 @@ class _Run:
             seconds = {name: float(result["seconds"]) for name, result in self.done.items()}
             left = plan.request.budget - plan.planned_seconds - sum(seconds.values())
             try:
-                recipe = refit_budget(self.recipe, plan.facts, plan.times, left, done=seconds, fixed=fixed)
+                recipe = rules.refit_budget(self.recipe, plan.facts, plan.times, left, done=seconds, fixed=fixed)
             except ValueError:
                 recipe = self.recipe
                 self.log(f"{stage}: the budget is spent; it keeps its planned {getattr(recipe, stage).steps:,} steps")
@@ -567,7 +544,7 @@ class _Run:
         stored = _read_json(self.out / RECIPE_FILE) or {}
         self.recipe = self.plan.recipe = Recipe.from_dict(stored["recipe"], source=str(self.out / RECIPE_FILE))
         if self.display is not None:
-            self.display.estimates[stage] = estimate_seconds(self.recipe, plan.facts, plan.times)[stage]
+            self.display.estimates[stage] = rules.estimate_seconds(self.recipe, plan.facts, plan.times)[stage]
 
     def stage(self, name: str) -> None:
         if name in self.done:
@@ -584,7 +561,7 @@ class _Run:
         self.done[name] = {"seconds": round(time.perf_counter() - start, 3), **result}
         if self.dist.is_main:
             atomic_write_text(self.out / STAGES_FILE, json.dumps({"stages": self.done}, indent=2) + "\n")
-            self.log(f"{name}: done in {format_duration(self.done[name]['seconds'])}{_summary(name, result)}")
+            self.log(f"{name}: done in {rules.format_duration(self.done[name]['seconds'])}{_summary(name, result)}")
 
     def report(self) -> dict[str, Any]:
         stages = {name: {key: value for key, value in result.items()} for name, result in self.done.items()}

@@ -8,7 +8,7 @@ import pytest
 
 from maskgit.cli import main
 from maskgit.data.synthetic import write_shapes_folder
-from train_run_helpers import assert_refused, tiny_flags
+from train_run_helpers import TINY_SETTINGS, assert_refused, set_flags, tiny_flags
 
 
 @pytest.mark.slow
@@ -76,3 +76,15 @@ def test_bad_requests_are_refused_before_anything_is_written(tmp_path, shapes, c
         (["--set", "tokenizer.model.image_size=64"], "--image-size"),
         (["--init", str(tmp_path / "absent")], "absent"),
     ])
+
+
+def test_a_budget_becomes_steps_that_fit_it_and_dry_run_writes_nothing(tmp_path, shapes, capsys):
+    run = tmp_path / "run"
+    tiny_models = set_flags(setting for setting in TINY_SETTINGS if ".steps=" not in setting)
+    assert main(["train", str(shapes), "--out", str(run), "--quiet", "--budget", "2m", "--dry-run", *tiny_models]) == 0
+    out = capsys.readouterr().out
+    expected = next(line for line in out.splitlines() if line.startswith("expected"))
+    assert expected.startswith(("expected     1 min 5", "expected     2 min 0")) and "of a 2 min 00 s budget" in expected
+    recipe = json.loads(out[out.index("{"):])
+    assert recipe["tokenizer"]["steps"] > 20 and recipe["transformer"]["steps"] > 20
+    assert not run.exists()

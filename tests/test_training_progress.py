@@ -48,3 +48,21 @@ def test_image_grid_places_images_row_major_with_padding(tmp_path):
     assert (grid[0] == 0).all() and (grid[6:10, 7:12] == 0).all()  # padding and the empty cell
     with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
         save_image_grid(images[:, :1], tmp_path / "bad.png", columns=2)
+
+
+def test_run_display_counts_planned_seconds_across_stages():
+    from maskgit.training.progress import RunDisplay
+
+    display = RunDisplay({"tokenizer": 30.0, "tokens": 5.0, "transformer": 60.0, "finish": 5.0}, enabled=False)
+    bar = display.stage_bar("tokenizer", total=10, initial=4)  # a resumed stage starts where it was
+    assert display.done == pytest.approx(12.0)
+    bar.update(6)
+    bar.set_postfix(loss="0.1234")
+    assert display.done == pytest.approx(30.0) and display.description == "[1/4] tokenizer step 10/10 loss 0.1234"
+    display.begin("tokens")
+    assert display.description == "[2/4] tokens"
+    display.end("tokens")
+    assert display.done == pytest.approx(35.0)
+    resumed = RunDisplay({"tokenizer": 30.0, "tokens": 5.0, "transformer": 60.0}, stages_done=("tokenizer", "tokens"),
+                         enabled=False)
+    assert resumed.done == 35.0

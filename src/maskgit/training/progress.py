@@ -126,7 +126,8 @@ class RunDisplay:
     done: a training step of a stage planned at E seconds for S steps advances it by E / S, and a
     stage without steps advances it by E when it ends. The time left is the planned time still to
     do at the pace measured so far, so it corrects itself on a slower or faster machine.
-    ``stages_done`` are finished before this display starts (a resumed run).
+    ``stages_done`` are finished before this display starts (a resumed run). ``done`` is the
+    planned seconds done so far, ``description`` the text in front of the bar.
     """
 
     def __init__(self, estimates: dict[str, float], *, stages_done: tuple[str, ...] = (), enabled: bool = True) -> None:
@@ -134,9 +135,10 @@ class RunDisplay:
 
         self.estimates = dict(estimates)
         self.order = list(estimates)
-        done = sum(self.estimates[name] for name in stages_done if name in self.estimates)
+        self.done = sum(self.estimates[name] for name in stages_done if name in self.estimates)
+        self.description = ""
         self._bar = tqdm(
-            total=max(sum(self.estimates.values()), 1e-9), initial=done, disable=not enabled, dynamic_ncols=True,
+            total=max(sum(self.estimates.values()), 1e-9), initial=self.done, disable=not enabled, dynamic_ncols=True,
             bar_format="{desc} |{bar}| {percentage:3.0f}% [{elapsed} elapsed, {remaining} left]",
         )
         self._stage = ""
@@ -148,7 +150,7 @@ class RunDisplay:
         """The bar a ``Trainer`` updates for ``stage`` (``Trainer(progress=display.stage_bar)``)."""
         self._stage, self._total, self._step, self._loss = stage, total, initial, ""
         self._unit = self.estimates.get(stage, 0.0) / max(total, 1)
-        self._bar.update(self._unit * initial)
+        self._advance(self._unit * initial)
         self._describe()
         return self
 
@@ -159,12 +161,12 @@ class RunDisplay:
 
     def end(self, stage: str) -> None:
         """A stage without steps ends: its planned time is done."""
-        self._bar.update(self.estimates.get(stage, 0.0))
+        self._advance(self.estimates.get(stage, 0.0))
 
     # the tqdm interface a Trainer uses
     def update(self, steps: int = 1) -> None:
         self._step += steps
-        self._bar.update(self._unit * steps)
+        self._advance(self._unit * steps)
         self._describe()
 
     def set_postfix(self, **values: Any) -> None:
@@ -182,7 +184,12 @@ class RunDisplay:
     def finish(self) -> None:
         self._bar.close()
 
+    def _advance(self, seconds: float) -> None:
+        self.done += seconds
+        self._bar.update(seconds)
+
     def _describe(self) -> None:
         position = f"[{self.order.index(self._stage) + 1}/{len(self.order)}] " if self._stage in self.order else ""
         steps = f" step {self._step}/{self._total}" if self._total else ""
-        self._bar.set_description_str(f"{position}{self._stage}{steps}{self._loss}", refresh=True)
+        self.description = f"{position}{self._stage}{steps}{self._loss}"
+        self._bar.set_description_str(self.description, refresh=True)

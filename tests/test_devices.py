@@ -63,3 +63,13 @@ def test_bf16_on_a_cpu_without_it_warns_in_inference_and_training(monkeypatch, t
         assert messages[1].startswith("training precision bf16:") and "--set precision=fp32" in messages[1]
     else:
         assert messages == []
+
+
+def test_describe_device_names_the_cpu_and_its_threads():
+    import torch
+
+    from maskgit.devices import describe_device
+
+    threads = torch.get_num_threads()
+    text = describe_device("cpu")
+    assert text.endswith(f"CPU, {threads} thread{'s' if threads != 1 else ''}") and len(text) > len(" CPU, 1 thread")

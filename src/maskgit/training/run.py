@@ -42,10 +42,10 @@ from torch.utils.data import Dataset, TensorDataset
 
 from maskgit.data.survey import BUILTIN_DATASETS, DataSurvey, RunDatasets, survey_data
 from maskgit.devices import cpu_has_native_bf16, describe_device
+from maskgit.distributed import Distributed, setup_distributed
 from maskgit.io import atomic_write_text, check_output_dir, file_lock, remove_temp_files
 from maskgit.training import recipe as rules
 from maskgit.training.checkpoint import CHECKPOINT_PATTERN
-from maskgit.training.distributed import Distributed, setup_distributed
 from maskgit.training.progress import RunDisplay
 from maskgit.training.recipe import DataFacts, Recipe, StepTimes
 

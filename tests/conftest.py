@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +65,70 @@ def small_pipeline(small_tokenizer, small_transformer):
     from maskgit.pipeline import MaskGIT
 
     return MaskGIT(small_tokenizer, small_transformer)
+
+
+# -- the two forms of the models: the parity tests run on both ---------------------------------------
+
+#: "plain": the models as they load; "fused": as ``MaskGIT.from_pretrained`` prepares them for fp32
+#: inference (``maskgit.models.inference``: channels-last, in-place residual blocks and, where
+#: oneDNN runs, fused transformer layers), which must give the same results within the same tolerances.
+FORMS = ("plain", "fused")
+
+
+@pytest.fixture(scope="session")
+def fused_tokenizer(small_tokenizer):
+    from maskgit.models.inference import prepare_tokenizer
+
+    tokenizer = copy.deepcopy(small_tokenizer)
+    prepare_tokenizer(tokenizer, "fp32")
+    return tokenizer
+
+
+@pytest.fixture(scope="session")
+def fused_transformer(small_transformer):
+    from maskgit.models.inference import prepare_transformer
+
+    transformer = copy.deepcopy(small_transformer)
+    prepare_transformer(transformer, "fp32")
+    return transformer
+
+
+@pytest.fixture(scope="session")
+def fused_pipeline(small_tokenizer, small_transformer):
+    from maskgit.pipeline import MaskGIT
+
+    return MaskGIT(copy.deepcopy(small_tokenizer), copy.deepcopy(small_transformer)).to_precision("fp32")
+
+
+@pytest.fixture(scope="session", params=FORMS)
+def tokenizer_form(request):
+    """The fixture tokenizer, plain and fused."""
+    return request.getfixturevalue("small_tokenizer" if request.param == "plain" else "fused_tokenizer")
+
+
+@pytest.fixture(scope="session", params=FORMS)
+def transformer_form(request):
+    """The fixture transformer, plain and fused."""
+    return request.getfixturevalue("small_transformer" if request.param == "plain" else "fused_transformer")
+
+
+@pytest.fixture(scope="session", params=FORMS)
+def pipeline_form(request):
+    """The fixture pipeline, over the plain and the fused models."""
+    return request.getfixturevalue("small_pipeline" if request.param == "plain" else "fused_pipeline")
+
+
+def runs_as_itself(model: torch.nn.Module, name: str) -> bool:
+    """Whether the submodule ``name`` of ``model`` runs as a module whose output is that of the
+    official scope mapped to it, so that a forward hook on it sees that output. In the fused form
+    the layers inside a fused block run as functions, and a ``FusedLinear`` returns its GELU's
+    output."""
+    from maskgit.models.inference import FusedLayer, FusedLinear, InferenceResBlock
+
+    modules = dict(model.named_modules())
+    parents = [name.rsplit(".", depth)[0] for depth in range(1, name.count(".") + 1)]
+    return not isinstance(modules[name], FusedLinear) and not any(
+        isinstance(modules[parent], (FusedLayer, InferenceResBlock)) for parent in parents)
 
 
 @pytest.fixture(scope="module")

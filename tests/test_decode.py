@@ -52,20 +52,20 @@ def _official_decode(model, data, input_tokens=None, **kwargs):
 
 
 @pytest.mark.parametrize("name", FIXTURES)
-def test_per_step_logits_match_trace(small_transformer, name):
+def test_per_step_logits_match_trace(transformer_form, name):
     data = load_npz(name)
     cur = torch.from_numpy(data["trace_cur_ids"]).long()
     steps, batch, length = cur.shape
     with torch.no_grad():
-        logits = small_transformer(cur.reshape(steps * batch, length))
+        logits = transformer_form(cur.reshape(steps * batch, length))
     logits = logits[..., : int(data["codebook_size"])].reshape(data["trace_logits"].shape)
     np.testing.assert_allclose(logits.numpy(), data["trace_logits"], atol=5e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("name", FIXTURES)
-def test_replayed_noise_reproduces_official_run(small_transformer, name):
+def test_replayed_noise_reproduces_official_run(transformer_form, name):
     data = load_npz(name)
-    final, records, calls = _official_decode(small_transformer, data)
+    final, records, calls = _official_decode(transformer_form, data)
 
     assert final.dtype == torch.int64
     np.testing.assert_array_equal(final.numpy(), data["final_seqs_official"])

@@ -1,5 +1,6 @@
 """Inference preparation: weights in the compute dtype with the sensitive layers in float32, the
-channels-last tokenizer, codebook-only logits, compilation, and the fast fp32 path's parity."""
+channels-last tokenizer, the fused modules swapped in for plain ones (sharing their parameters),
+codebook-only logits, compilation, and the fast fp32 path's parity."""
 
 from __future__ import annotations
 
@@ -8,8 +9,20 @@ import pytest
 import torch
 
 from conftest import TOKENIZER_MSGPACK, TRANSFORMER_MSGPACK, load_npz
-from maskgit import VQGAN, MaskGIT, MaskGITTransformer
-from maskgit.models.inference import CompiledLogits, prepare_for_inference
+from maskgit import VQGAN, MaskGIT, MaskGITTransformer, TokenizerConfig
+from maskgit.models.inference import (
+    CastingConv2d,
+    CastingGroupNorm,
+    CompiledLogits,
+    FusedLayer,
+    FusedLinear,
+    InferenceResBlock,
+    prepare_for_inference,
+    prepare_tokenizer,
+    prepare_transformer,
+)
+from maskgit.models.tokenizer import ResBlock
+from maskgit.models.transformer import TransformerLayer
 from maskgit.sampling import ConfidenceSampler
 
 
@@ -40,6 +53,8 @@ def test_bf16_keeps_the_quantizer_and_output_layers_in_float32(fixture_folder):
     for part in (tokenizer.encoder, tokenizer.decoder):
         assert part.conv_in.weight.dtype == torch.bfloat16
         assert part.norm_out.weight.dtype == part.conv_out.weight.dtype == torch.float32
+        # The borders between the dtypes cast: float32 inputs into the body, its output into the norm.
+        assert isinstance(part.conv_in, CastingConv2d) and isinstance(part.norm_out, CastingGroupNorm)
     assert tokenizer.decoder.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
     images = pipe.generate([1, 2], sampler=ConfidenceSampler(num_steps=4), seed=0)
     assert images.dtype == torch.float32 and torch.isfinite(images).all()
@@ -94,8 +109,6 @@ def test_compiled_transformer_gives_the_same_tokens(fixture_folder):
 
 
 def _needs_onednn():
-    from maskgit.models.inference import FusedLinear
-
     if not FusedLinear.available():
         pytest.skip("no oneDNN bf16 linear primitive in this torch build or on this CPU")
 
@@ -105,8 +118,6 @@ def _ids():
 
 
 def test_bf16_on_cpu_fuses_the_layers_without_changing_the_state_dict(small_transformer, small_tokenizer):
-    from maskgit.models.inference import FusedLayer, FusedLinear
-
     _needs_onednn()
     transformer = MaskGITTransformer(small_transformer.config).eval()
     transformer.load_state_dict(small_transformer.state_dict())
@@ -114,9 +125,9 @@ def test_bf16_on_cpu_fuses_the_layers_without_changing_the_state_dict(small_tran
     plain.load_state_dict(small_transformer.state_dict())
     plain.to(torch.bfloat16)
     prepare_for_inference(VQGAN(small_tokenizer.config), transformer, "bf16")
-    assert all(isinstance(layer, FusedLayer) for layer in transformer.layers)
-    assert isinstance(transformer.layers[0].mlp_intermediate, FusedLinear)
-    assert transformer.layers[0].mlp_intermediate.gelu and not transformer.layers[0].mlp_intermediate.training
+    assert all(type(layer) is FusedLayer and not layer.training for layer in transformer.layers)
+    assert isinstance(transformer.mlm_dense, FusedLinear) and transformer.mlm_dense.gelu
+    assert not transformer.mlm_dense.training
     assert list(transformer.state_dict()) == list(plain.state_dict())
     ids = _ids()
     with torch.inference_mode():
@@ -126,6 +137,11 @@ def test_bf16_on_cpu_fuses_the_layers_without_changing_the_state_dict(small_tran
     fused_error, plain_error = (fused - exact).abs(), (plain_bf16 - exact).abs()
     assert fused_error.max() <= 2 * plain_error.max() and fused_error.mean() <= 1.5 * plain_error.mean()
     assert not torch.equal(fused, plain_bf16)  # the fused primitives did run
+    # With autograd (oneDNN's primitives have none), the plain path, and gradients that flow.
+    logits = transformer.codebook_logits(ids)
+    assert torch.equal(logits.detach(), plain.codebook_logits(ids).detach())
+    logits.float().sum().backward()
+    assert transformer.layers[0].attention.query.weight.grad is not None
     with torch.inference_mode():  # training mode takes the plain path (same seed: same dropout)
         torch.manual_seed(0)
         trained = transformer.train().codebook_logits(ids)
@@ -157,14 +173,21 @@ def test_fused_layers_follow_weights_loaded_after_preparation(small_transformer,
     assert torch.equal(copied, expected)
 
 
-def test_fp32_on_cpu_fuses_the_layers_and_keeps_the_logits(small_transformer, small_tokenizer):
-    from maskgit.models.inference import FusedLayer
-
+def test_fp32_on_cpu_fuses_the_layers_and_keeps_the_logits(small_transformer):
     _needs_onednn()
     transformer = MaskGITTransformer(small_transformer.config).eval()
     transformer.load_state_dict(small_transformer.state_dict())
-    prepare_for_inference(VQGAN(small_tokenizer.config), transformer, "fp32")
-    assert all(isinstance(layer, FusedLayer) for layer in transformer.layers)
+    layers, parameters = list(transformer.layers), dict(transformer.named_parameters())
+    prepare_transformer(transformer, "fp32")
+    # New modules in the plain ones' places; the plain objects are left as they were, and the new
+    # ones hold the very same parameters (no copies) under the same names.
+    assert all(type(layer) is TransformerLayer for layer in layers)
+    for plain, fused in zip(layers, transformer.layers):
+        assert type(fused) is FusedLayer and fused.attention is plain.attention and fused.mlp_output is plain.mlp_output
+    assert all(parameter is parameters[name] for name, parameter in transformer.named_parameters())
+    assert list(dict(transformer.named_parameters())) == list(parameters)
+    prepare_transformer(transformer, "fp32")  # preparing again keeps what is swapped in
+    assert all(type(fused) is FusedLayer and fused.attention is plain.attention for plain, fused in zip(layers, transformer.layers))
     ids = _ids()
     with torch.inference_mode():
         fused, exact = transformer.codebook_logits(ids), small_transformer.codebook_logits(ids)
@@ -186,8 +209,6 @@ def test_preparing_draws_nothing_from_the_global_generator(small_transformer, sm
 def test_fused_gelu_is_the_official_tanh_form_in_fp32_and_the_erf_form_in_bf16():
     import copy
 
-    from maskgit.models.inference import FusedLinear
-
     _needs_onednn()
     torch.manual_seed(0)
     plain = torch.nn.Linear(64, 256).eval()
@@ -206,46 +227,99 @@ def test_fused_gelu_is_the_official_tanh_form_in_fp32_and_the_erf_form_in_bf16()
     assert (bf16 - erf).abs().mean() < (bf16 - tanh).abs().mean()
 
 
-def test_bf16_resblocks_add_their_residual_inside_the_convolution(small_tokenizer, small_transformer, monkeypatch):
+def _small_vqgan() -> VQGAN:
+    return VQGAN(TokenizerConfig(filters=32, channel_multipliers=(1, 2), embedding_dim=8, codebook_size=16,
+                                 image_size=32))
+
+
+def test_tokenizer_blocks_are_swapped_for_inference_blocks_that_share_their_layers():
+    tokenizer = _small_vqgan()
+    blocks, parameters = list(tokenizer.modules()), dict(tokenizer.named_parameters())
+    plain_blocks = [block for block in blocks if isinstance(block, ResBlock)]
+    prepare_tokenizer(tokenizer, "fp32")
+    assert all(type(block) is ResBlock for block in plain_blocks)  # the plain objects are left as they were
+    swapped = [block for block in tokenizer.modules() if isinstance(block, ResBlock)]
+    assert len(swapped) == len(plain_blocks) and all(type(block) is InferenceResBlock for block in swapped)
+    for plain, fast in zip(plain_blocks, swapped):
+        assert (fast.norm1, fast.conv1, fast.norm2, fast.conv2, fast.shortcut) == (
+            plain.norm1, plain.conv1, plain.norm2, plain.conv2, plain.shortcut)
+    assert all(parameter is parameters[name] for name, parameter in tokenizer.named_parameters())
+    assert list(dict(tokenizer.named_parameters())) == list(parameters)
+    assert tokenizer.decoder.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    assert type(tokenizer.decoder.conv_in) is torch.nn.Conv2d  # float32 needs no casts
+
+
+@pytest.mark.parametrize("index", [0, 2])  # a plain block, and one with the shortcut conv
+def test_inference_blocks_without_autograd_write_in_place_and_give_the_same_values(index):
+    block = _small_vqgan().encoder.res_blocks[index]
+    fast = InferenceResBlock(block)
+    x = torch.randn(2, block.norm1.num_channels, 8, 8)
+    kept = x.clone()
+    expected = block(x)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), expected, rtol=0, atol=0)
+    assert torch.equal(x, kept)  # the input is never written
+    output = fast(x)  # with autograd: the plain forward, gradients and all
+    output.sum().backward()
+    assert block.conv1.weight.grad is not None
+    torch.testing.assert_close(output, expected, rtol=0, atol=0)
+
+
+def test_what_a_hook_on_an_inference_block_sees_is_never_written_afterwards():
+    tokenizer = _small_vqgan().eval()
+    prepare_tokenizer(tokenizer, "fp32")
+    seen = []
+    hooks = [block.register_forward_hook(lambda module, args, output: seen.append((output, output.clone())))
+             for block in tokenizer.decoder.res_blocks]
+    with torch.no_grad():
+        tokenizer.decode_ids(torch.randint(0, 16, (2, 8, 8)))
+    for hook in hooks:
+        hook.remove()
+    assert len(seen) == len(tokenizer.decoder.res_blocks)
+    assert all(torch.equal(output, copy) for output, copy in seen)
+
+
+def test_bf16_resblocks_add_their_residual_inside_the_convolution(small_tokenizer, monkeypatch):
     import copy
 
-    from maskgit.models.inference import FusedResBlock
-    from maskgit.models.tokenizer import ResBlock
+    import maskgit.models.inference as inference
 
-    if not FusedResBlock.available():
+    if not InferenceResBlock.conv_add_available():
         pytest.skip("no oneDNN bf16 convolution with a fused add in this torch build or on this CPU")
-    fp32 = copy.deepcopy(small_tokenizer).eval()
-    prepare_for_inference(fp32, MaskGITTransformer(small_transformer.config), "fp32")
-    assert not any(isinstance(m, FusedResBlock) for m in fp32.modules())  # float32 keeps its sums
     fused = copy.deepcopy(small_tokenizer).eval()
-    prepare_for_inference(fused, MaskGITTransformer(small_transformer.config), "bf16")
+    prepare_tokenizer(fused, "bf16")
     blocks = [m for m in fused.modules() if isinstance(m, ResBlock)]
-    assert blocks and all(isinstance(block, FusedResBlock) for block in blocks)
+    assert blocks and all(isinstance(block, InferenceResBlock) for block in blocks)
     assert any(block.shortcut is not None for block in blocks)  # both kinds of residual are covered
-    plain = copy.deepcopy(fused)
-    for block in plain.modules():
-        if isinstance(block, ResBlock):
-            block.__class__ = ResBlock
     ids = torch.randint(0, small_tokenizer.config.codebook_size, (2, 4, 4), generator=torch.Generator().manual_seed(0))
     images = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    fused_calls = []
+    conv_add = inference._conv_add
+    monkeypatch.setattr(inference, "_conv_add", lambda *args: fused_calls.append(1) or conv_add(*args))
     with torch.inference_mode():
         exact, exact_latents = small_tokenizer.decode_ids(ids), small_tokenizer.encoder(images)
-        decoded, plain_decoded = fused.decode_ids(ids), plain.decode_ids(ids)
-        latents, plain_latents = fused.encoder(images), plain.encoder(images)
+        decoded, latents = fused.decode_ids(ids), fused.encoder(images)
+        assert fused_calls
+        # The same blocks adding in a pass of their own: the plain bf16 sums.
+        with monkeypatch.context() as patch:
+            patch.setattr(InferenceResBlock, "conv_add_available", staticmethod(lambda: False))
+            plain_decoded, plain_latents = fused.decode_ids(ids), fused.encoder(images)
     # The fused convolutions ran, and rounding once instead of twice is no further from float32.
     assert not torch.equal(decoded, plain_decoded) and not torch.equal(latents, plain_latents)
     assert (decoded - exact).abs().mean() <= 1.2 * (plain_decoded - exact).abs().mean()
     assert (latents - exact_latents).abs().mean() <= 1.2 * (plain_latents - exact_latents).abs().mean()
     # Converted back to float32 (as ``to_precision("fp32")`` does), the blocks sum as plain ones.
-    import maskgit.models.inference as inference
-
-    fused_calls = []
-    conv_add = inference._conv_add
-    monkeypatch.setattr(inference, "_conv_add", lambda *args: fused_calls.append(1) or conv_add(*args))
+    fused_calls.clear()
+    prepare_tokenizer(fused, "fp32")
     with torch.inference_mode():
-        fused.decode_ids(ids)
-        assert fused_calls
-        fused_calls.clear()
-        prepare_for_inference(fused, MaskGITTransformer(small_transformer.config), "fp32")
-        fused.decode_ids(ids)
+        assert fused.decode_ids(ids).dtype == torch.float32
     assert not fused_calls
+
+
+def test_the_parity_fixtures_fused_form_runs_the_fused_modules(fused_tokenizer, fused_transformer, fused_pipeline):
+    # tests/conftest.py's "fused" form, on which every fixture parity test runs as well.
+    for tokenizer in (fused_tokenizer, fused_pipeline.tokenizer):
+        assert any(isinstance(m, InferenceResBlock) for m in tokenizer.modules())
+    if FusedLinear.available():
+        for transformer in (fused_transformer, fused_pipeline.transformer):
+            assert all(isinstance(layer, FusedLayer) for layer in transformer.layers)

@@ -32,29 +32,30 @@ def replay(trace: dict[str, np.ndarray]):
     return noise
 
 
-def test_generate_replays_the_official_run(small_pipeline):
+def test_generate_replays_the_official_run(pipeline_form):
     trace = load_npz("decode_small_generate.npz")
-    images = small_pipeline.generate([int(trace["label"])] * 2, sampler=ConfidenceSampler(num_steps=16), noise=replay(trace))
+    images = pipeline_form.generate([int(trace["label"])] * 2, sampler=ConfidenceSampler(num_steps=16), noise=replay(trace))
     expected = np.clip(trace["images"], 0, 1).transpose(0, 3, 1, 2)
     np.testing.assert_allclose(images.numpy(), expected, **IMAGE_TOL)
 
 
-def test_edit_inputs_match_the_official_demo(small_tokenizer):
+def test_edit_inputs_match_the_official_demo(tokenizer_form):
     trace = load_npz("decode_small_edit.npz")
     box = Box.parse(str(trace["bbox_top_left_height_width"]))
     mask = latent_box_mask(box, 128, 128)
     np.testing.assert_array_equal(mask.numpy(), trace["latent_mask"][0].astype(bool))
-    ids = small_tokenizer.encode_to_ids(nhwc_to_nchw(trace["edit_image"][None]))
+    with torch.no_grad():
+        ids = tokenizer_form.encode_to_ids(nhwc_to_nchw(trace["edit_image"][None]))
     sequence = torch.where(mask, -1, ids).reshape(1, -1)
     np.testing.assert_array_equal(sequence[0].numpy(), trace["input_tokens"][0, 1:])
     np.testing.assert_array_equal(composite_mask(mask, 128, 128).numpy(), trace["composite_mask"][..., 0])
 
 
-def test_edit_replays_the_official_run(small_pipeline):
+def test_edit_replays_the_official_run(pipeline_form):
     trace = load_npz("decode_small_edit.npz")
     image = nhwc_to_nchw(trace["edit_image"][None])
     box = Box.parse(str(trace["bbox_top_left_height_width"]))
-    edited = small_pipeline.edit(image, box, int(trace["label"]), num_samples=2, noise=replay(trace))
+    edited = pipeline_form.edit(image, box, int(trace["label"]), num_samples=2, noise=replay(trace))
     alpha = torch.from_numpy(trace["composite_mask"][..., 0])
     generated = torch.from_numpy(np.clip(trace["images"], 0, 1)).permute(0, 3, 1, 2)
     expected = generated * alpha + image * (1 - alpha)

@@ -73,11 +73,9 @@ EDIT_STEPS = 12
 EDIT_START_STEP = 2
 
 #: The most pixels a bf16 decoder is given at once (4 images of 256 px, 256 of ``fashion-mnist``'s
-#: 32 px); a float32 decoder, whose activations are twice the size, takes half as many. Its memory
-#: grows with the pixels decoded together and its speed does not. ImageNet 256 on this project's
-#: CPU, 8 images, with ``maskgit.reuse_freed_memory`` (as the ``maskgit`` command runs): in bf16
-#: one batch takes 1.04 s at a peak of 2.85 GB, two of 4 1.07 s at 1.85 GB; in float32 two batches
-#: of 4 take 3.94 s at 2.37 GB, four of 2 4.06 s at 1.62 GB.
+#: 32 px); a float32 decoder, whose activations are twice the size, takes half as many. The
+#: decoder's peak memory grows with the pixels it decodes together, and its speed does not: a
+#: few images per call already keep it busy, so decoding more at once only costs memory.
 DECODE_PIXELS = 4 * 256 * 256
 
 #: A class given by id or by name (any spelling ``maskgit.class_names.resolve_class`` takes).

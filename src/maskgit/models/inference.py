@@ -1,34 +1,42 @@
-"""Preparing the two models for fast inference: weights kept in the compute dtype, a channels-last
-decoder, and optionally a compiled transformer.
+"""The fast inference forms of the two models, opt in: ``prepare_for_inference`` converts a tokenizer
+and a transformer in place for one precision and swaps the modules below in for plain ones.
 
-Autocast re-casts float32 weights and float32 LayerNorm outputs at every step; keeping the weights
-in bfloat16 (or float16) removes those copies. Precision is kept where it matters:
+The plain models (``maskgit.models.tokenizer``, ``maskgit.models.transformer``) compute the official
+functions and nothing else. Everything here computes the same functions faster, and every module
+it swaps in is a new object built from the plain module's own parameters and submodules (the same
+tensors, under the same names), so the state dict, ``save_pretrained`` and ``load_state_dict`` are
+unchanged. Where its fast path does not apply (training, autograd, another dtype or device,
+``torch.compile``) a swapped-in module runs the plain computation.
 
-- the quantizer's codebook, and the encoder's and decoder's output layers (final GroupNorm and
-  conv), stay float32, so quantization compares float32 latents and images come out of a float32
-  layer;
-- with ``fp16`` the tokenizer stays float32 altogether: float16 VQ decoders are known to overflow
-  into NaNs, and bfloat16 has float32's range.
-
-On a CPU, in bf16 and fp32, each transformer layer runs its linear layers as four oneDNN linear
-primitive calls on weights packed once into oneDNN's blocked layout (``FusedLayer``): query, key
-and value as one matmul, the GELU fused into the MLP's first linear (the official tanh form in
-fp32; in bf16 the cheaper erf form, see ``_GELU_FORM``), and the residual adds into the attention
-output and the MLP's second linear. Measured on this project's CPU (ImageNet-256
-transformer, batch 8): ``F.linear`` plus ``F.gelu(approximate="tanh")`` in bf16 takes about 2.7x as
-long as the fused call, whose bf16 GELU kernel is the slow part; packing and stacking then take a
-step from 0.94 s to 0.80 s. In fp32 the fused GELU is what counts: a step takes 2.51 s plain and
-2.38 s fused (batch 8, warm, ``maskgit.reuse_freed_memory``), with logits within 4e-6 of the plain
-ones. In bf16 the tokenizer's residual blocks also add their residual inside their last
-convolution (``FusedResBlock``).
+- **Weights in the compute dtype.** Autocast would re-cast the float32 weights and LayerNorm outputs
+  at every step; keeping the weights in bfloat16 (or float16) removes those copies. Precision is
+  kept where it matters: the quantizer's codebook and the encoder's and decoder's output layers
+  (final GroupNorm and conv) stay float32, so quantization compares float32 latents and images come
+  out of a float32 layer (``CastingConv2d`` and ``CastingGroupNorm`` cast at the two borders). With
+  ``fp16`` the tokenizer stays float32 altogether: float16 VQ decoders are known to overflow into
+  NaNs, and bfloat16 has float32's range.
+- **Tokenizer.** Channels-last convolutions, which oneDNN (CPU) and cuDNN run fastest. Residual
+  blocks (``InferenceResBlock``) that, without autograd, write their swish and their residual add
+  into tensors only they hold: at decoder sizes these passes are memory bound, and every fresh
+  output is memory to fault in. In bfloat16 on a CPU the residual add also goes inside the last
+  convolution (oneDNN's convolution with a fused add), instead of a pass of its own.
+- **Transformer on a CPU, in bf16 and fp32.** Each layer runs as four oneDNN linear calls on
+  weights packed once into oneDNN's blocked layout (``FusedLayer``): query, key and value as one
+  matmul, the GELU fused into the MLP's first linear (the official tanh form in fp32; in bf16 the
+  erf form, see ``_GELU_FORM``), and the residual adds fused into the attention output and the
+  MLP's second linear. The head's dense layer takes its GELU the same way (``FusedLinear``). The
+  plain path spends a separate pass on each GELU and each residual add, and reorders every weight
+  into the blocked layout on every call.
 
 The decoding arithmetic (softmax, sampling, schedules) is float32 in every precision.
+``benchmarks/sampling_speed.py`` measures each precision against the plain models.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -37,10 +45,22 @@ from torch import nn
 
 from maskgit.devices import warn_if_bf16_is_emulated
 from maskgit.models.tokenizer import VQGAN, ResBlock
-from maskgit.models.transformer import MaskGITTransformer, SelfAttention, TransformerLayer
+from maskgit.models.transformer import MaskGITTransformer, TransformerLayer
 
-__all__ = ["PRECISIONS", "check_precision", "prepare_for_inference", "CompiledLogits", "FusedLayer", "FusedLinear",
-           "FusedResBlock", "PackedWeight"]
+__all__ = [
+    "PRECISIONS",
+    "check_precision",
+    "prepare_for_inference",
+    "prepare_tokenizer",
+    "prepare_transformer",
+    "CompiledLogits",
+    "CastingConv2d",
+    "CastingGroupNorm",
+    "FusedLayer",
+    "FusedLinear",
+    "InferenceResBlock",
+    "PackedWeight",
+]
 
 #: Supported inference precisions and their compute dtypes.
 PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -58,26 +78,82 @@ def check_precision(precision: str, device: torch.device | str | None = None) ->
 
 
 def prepare_for_inference(tokenizer: VQGAN, transformer: MaskGITTransformer, precision: str) -> None:
-    """Convert both models in place: weights to the compute dtype (see the module docstring for
-    what stays float32) and the tokenizer's convolutions to channels-last memory format."""
+    """Convert both models in place for inference in ``precision`` ("fp32", "bf16" or "fp16"):
+    ``prepare_tokenizer`` and ``prepare_transformer``. Preparing again, for the same or another
+    precision, converts the dtypes and keeps the modules already swapped in."""
     check_precision(precision)
-    dtype = PRECISIONS[precision]
-    transformer.to(dtype)
-    tokenizer_dtype = dtype if precision == "bf16" else torch.float32
+    prepare_tokenizer(tokenizer, precision)
+    prepare_transformer(transformer, precision)
+
+
+def prepare_tokenizer(tokenizer: VQGAN, precision: str) -> None:
+    """The tokenizer's body in bfloat16 for ``bf16`` (float32 otherwise), its codebook and output
+    layers in float32, channels-last, and ``InferenceResBlock``s for its residual blocks."""
+    check_precision(precision)
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     for part in (tokenizer.encoder, tokenizer.decoder):
-        part.to(tokenizer_dtype)
+        part.to(dtype)
         part.norm_out.float()
         part.conv_out.float()
+        if dtype != torch.float32:
+            # The body's first layer takes float32 images or code vectors, and the float32 output
+            # layers take the body's activations: each casts its input.
+            if type(part.conv_in) is nn.Conv2d:
+                part.conv_in = CastingConv2d(part.conv_in)
+            if type(part.norm_out) is nn.GroupNorm:
+                part.norm_out = CastingGroupNorm(part.norm_out)
     tokenizer.quantizer.float()
-    # oneDNN (CPU) and cuDNN run NHWC convolutions fastest, bfloat16 above all.
     tokenizer.to(memory_format=torch.channels_last)
+    _replace(tokenizer, ResBlock, InferenceResBlock)
+
+
+def prepare_transformer(transformer: MaskGITTransformer, precision: str) -> None:
+    """The transformer's weights in the compute dtype and, on a CPU in bf16 or fp32 where oneDNN's
+    linear primitive runs, ``FusedLayer``s and a ``FusedLinear`` head."""
+    check_precision(precision)
+    transformer.to(PRECISIONS[precision])
     device = next(transformer.parameters()).device
     if precision in ("bf16", "fp32") and device.type == "cpu" and FusedLinear.available():
-        _fuse_transformer(transformer)
-    if precision == "bf16" and device.type == "cpu" and FusedResBlock.available():
-        for block in tokenizer.modules():
-            if isinstance(block, ResBlock):
-                FusedResBlock.fuse(block)
+        _replace(transformer, TransformerLayer, FusedLayer)
+        if type(transformer.mlm_dense) is nn.Linear:
+            transformer.mlm_dense = FusedLinear(transformer.mlm_dense, gelu=True)
+            transformer.mlm_activation = nn.Identity()  # the GELU is computed by mlm_dense now
+
+
+def _replace(model: nn.Module, kind: type[nn.Module], make: Callable[[Any], nn.Module]) -> None:
+    """Put ``make(module)`` in its parent in the place of every submodule of exactly the type
+    ``kind``; modules already swapped in (subclasses of ``kind``) stay."""
+    for path, module in list(model.named_modules()):
+        if type(module) is kind:
+            parent, _, name = path.rpartition(".")
+            setattr(model.get_submodule(parent), name, make(module))
+
+
+class CastingConv2d(nn.Conv2d):
+    """An ``nn.Conv2d`` (the same parameters) that casts its input to its weights' dtype."""
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        # Built on the meta device: no memory and no random initialisation for weights it replaces.
+        super().__init__(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
+                         padding=conv.padding, dilation=conv.dilation, groups=conv.groups,
+                         bias=conv.bias is not None, padding_mode=conv.padding_mode, device="meta")
+        self.weight, self.bias = conv.weight, conv.bias
+        self.train(conv.training)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.to(self.weight.dtype))
+
+
+class CastingGroupNorm(nn.GroupNorm):
+    """An ``nn.GroupNorm`` (the same parameters) that casts its input to its weights' dtype."""
+
+    def __init__(self, norm: nn.GroupNorm) -> None:
+        super().__init__(norm.num_groups, norm.num_channels, eps=norm.eps, affine=norm.affine, device="meta")
+        self.weight, self.bias = norm.weight, norm.bias
+        self.train(norm.training)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.to(self.weight.dtype))
 
 
 class PackedWeight:
@@ -85,8 +161,8 @@ class PackedWeight:
     their biases, for ``torch.ops.mkldnn._linear_pointwise``.
 
     The linear primitive reorders a plain weight into this layout on every call; keeping the copy
-    saves that, and stacking the query, key and value weights gives one wide matmul, which this
-    CPU runs faster than three narrow ones. The copy is remade when a source parameter is replaced
+    saves that, and stacking the query, key and value weights gives one wide matmul, which a CPU
+    runs faster than three narrow ones. The copy is remade when a source parameter is replaced
     or changed in place (``load_state_dict`` after preparation), and is not copied by deepcopy.
     """
 
@@ -115,34 +191,44 @@ class PackedWeight:
 
 
 #: The GELU that oneDNN fuses into a linear layer, by dtype. The official weights use the tanh
-#: approximation, and float32 computes exactly that. In bfloat16 the erf form takes its place: oneDNN's
-#: fused tanh GELU costs more than the 768 → 3072 matmul it follows (ImageNet-256 transformer,
-#: batch 8, 2-core Zen 5: 3.2 ms of GELU on 3.2 ms of matmul; the erf form 1.4 ms), and the two
-#: functions differ by at most 4.7e-4 (at x = ±2.7), far below bfloat16's resolution of the
-#: activations. Measured on the random-weight ImageNet-256 transformer against a float64 run, the
-#: swap alone moves the logits by 1.6e-4 RMS; bfloat16 itself moves them by 8.6e-3 RMS, and
-#: with the swap by 8.7e-3.
+#: approximation, and float32 computes exactly that. In bfloat16 the erf form takes its place:
+#: oneDNN's fused tanh GELU costs about as much as the large matmul it follows, the erf form far
+#: less, and the two functions differ by at most 4.7e-4 (at x = ±2.7), below bfloat16's resolution
+#: of the activations, so the swap moves the logits much less than bfloat16 itself does.
 _GELU_FORM = {torch.float32: "tanh", torch.bfloat16: "none"}
 
 
 def _onednn_ready(module: nn.Module, x: torch.Tensor) -> bool:
-    """Whether the oneDNN path applies: bf16 or fp32 inference on the CPU, outside torch.compile (which
-    fuses on its own and cannot trace opaque oneDNN tensors)."""
-    return (not module.training and x.device.type == "cpu" and x.dtype in (torch.bfloat16, torch.float32)
-            and not torch.compiler.is_compiling())
+    """Whether the oneDNN path applies: bf16 or fp32 inference on the CPU without autograd (its
+    primitives have no backward), outside torch.compile (which fuses on its own and cannot trace
+    opaque oneDNN tensors)."""
+    return (not module.training and not torch.is_grad_enabled() and x.device.type == "cpu"
+            and x.dtype in (torch.bfloat16, torch.float32) and not torch.compiler.is_compiling())
+
+
+def _linear(x: torch.Tensor, packed: PackedWeight, gelu: bool = False) -> torch.Tensor:
+    """``linear(x)``, or ``gelu(linear(x))``, as one oneDNN call on packed weights."""
+    weight, bias = packed.get()
+    if gelu:
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "gelu", [], _GELU_FORM[x.dtype])
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+
+def _linear_add(x: torch.Tensor, residual: torch.Tensor, packed: PackedWeight) -> torch.Tensor:
+    """``linear(x) + residual`` as one oneDNN call on packed weights."""
+    weight, bias = packed.get()
+    return torch.ops.mkldnn._linear_pointwise.binary(x, residual, weight, bias, "add")
 
 
 class FusedLinear(nn.Linear):
-    """An ``nn.Linear`` (same parameters, same state dict) computed on the CPU (bf16 or fp32) by oneDNN's
-    linear primitive with a packed weight, its bias fused in, and optionally a GELU after it (tanh
-    in float32, erf in bfloat16: ``_GELU_FORM``) or a residual added to it; elsewhere the plain
-    computation with the tanh GELU."""
+    """An ``nn.Linear`` (the same parameters) computed on the CPU (bf16 or fp32, no autograd) by
+    oneDNN's linear primitive with a packed weight, its bias and optionally a GELU fused in (tanh in
+    float32, erf in bfloat16: ``_GELU_FORM``); elsewhere ``F.linear`` and the tanh GELU."""
 
     def __init__(self, linear: nn.Linear, gelu: bool = False) -> None:
-        # Not nn.Linear.__init__: it would allocate and randomly initialise a weight only to drop it,
-        # drawing from the global generator (so preparing a model would change what a seed gives).
-        nn.Module.__init__(self)
-        self.in_features, self.out_features = linear.in_features, linear.out_features
+        # Built on the meta device: no memory and no random initialisation for weights it replaces
+        # (drawing from the global generator would change what a seed gives after preparing).
+        super().__init__(linear.in_features, linear.out_features, bias=linear.bias is not None, device="meta")
         self.weight, self.bias = linear.weight, linear.bias
         self.gelu = gelu
         self.packed = PackedWeight(self)
@@ -160,66 +246,114 @@ class FusedLinear(nn.Linear):
         except (AttributeError, RuntimeError):
             return False
 
-    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
-        """x (..., in_features) → (..., out_features): ``gelu(linear(x))`` or ``linear(x) + residual``."""
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (..., in_features) → (..., out_features): ``linear(x)``, or ``gelu(linear(x))``."""
         if self.bias is None or not _onednn_ready(self, x):
             y = F.linear(x, self.weight, self.bias)
-            y = F.gelu(y, approximate="tanh") if self.gelu else y
-            return y if residual is None else y + residual
-        weight, bias = self.packed.get()
-        if residual is not None:
-            if self.gelu:
-                raise ValueError("a FusedLinear fuses either its GELU or a residual add, not both")
-            return torch.ops.mkldnn._linear_pointwise.binary(x, residual, weight, bias, "add")
-        if self.gelu:
-            return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "gelu", [], _GELU_FORM[x.dtype])
-        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+            return F.gelu(y, approximate="tanh") if self.gelu else y
+        return _linear(x, self.packed, gelu=self.gelu)
 
 
 class FusedLayer(TransformerLayer):
-    """A ``TransformerLayer`` (same parameters, same state dict) whose CPU inference forward in bf16
-    or fp32 runs as four oneDNN linear calls: query, key and value as one matmul with their weights
-    stacked, the attention output and the MLP output with the residual add fused in, and the MLP
-    input with the GELU fused in. Made by ``fuse`` from a plain layer; elsewhere (training,
-    other dtypes or devices) it runs the plain forward.
+    """A ``TransformerLayer`` (the same submodules, so the same parameters and state dict) whose
+    CPU inference forward in bf16 or fp32 runs as four oneDNN linear calls: query, key and value as
+    one matmul with their weights stacked, the attention output and the MLP output with the
+    residual add fused in, and the MLP input with the GELU fused in. Its layers inside run as
+    functions there, so forward hooks on them do not fire. Elsewhere (training, autograd, other
+    dtypes or devices) it runs the plain forward.
     """
 
-    attention: SelfAttention
-    mlp_intermediate: FusedLinear
-    mlp_output: FusedLinear
-
-    @classmethod
-    def fuse(cls, layer: TransformerLayer) -> FusedLayer:
-        """Turn ``layer`` into a ``FusedLayer`` in place (its modules and parameters are kept)."""
+    def __init__(self, layer: TransformerLayer) -> None:
+        # Not TransformerLayer.__init__, which would build and initialise layers only to drop them.
+        nn.Module.__init__(self)
+        self.attention = layer.attention
+        self.attention_norm = layer.attention_norm
+        self.mlp_intermediate = layer.mlp_intermediate
+        self.mlp_activation = layer.mlp_activation
+        self.mlp_output = layer.mlp_output
+        self.mlp_norm = layer.mlp_norm
+        self.dropout = layer.dropout
+        self.train(layer.training)
         attention = layer.attention
-        attention.out = FusedLinear(attention.out)
-        layer.mlp_intermediate = FusedLinear(layer.mlp_intermediate, gelu=True)
-        layer.mlp_activation = nn.Identity()
-        layer.mlp_output = FusedLinear(layer.mlp_output)
-        layer.__class__ = cls
-        layer.qkv = PackedWeight(attention.query, attention.key, attention.value)
-        return layer
+        self.qkv = PackedWeight(attention.query, attention.key, attention.value)
+        self.attention_out = PackedWeight(attention.out)
+        self.mlp_in = PackedWeight(layer.mlp_intermediate)
+        self.mlp_out = PackedWeight(layer.mlp_output)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not _onednn_ready(self, x):
             return super().forward(x)
         batch, length, hidden = x.shape
         heads = self.attention.num_heads
-        weight, bias = self.qkv.get()
-        qkv = torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
         # (B, L, 3 * hidden) → three (B, heads, L, head_dim) views, as SelfAttention splits them.
+        qkv = _linear(x, self.qkv)
         q, k, v = qkv.view(batch, length, 3, heads, hidden // heads).permute(2, 0, 3, 1, 4).unbind(0)
         attended = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(batch, length, hidden)
-        x = self.attention_norm(self.attention.out(attended, residual=x))
-        return self.mlp_norm(self.mlp_output(self.mlp_intermediate(x), residual=x))
+        x = self.attention_norm(_linear_add(attended, x, self.attention_out))
+        return self.mlp_norm(_linear_add(_linear(x, self.mlp_in, gelu=True), x, self.mlp_out))
 
 
-def _fuse_transformer(transformer: MaskGITTransformer) -> None:
-    """Make every layer a ``FusedLayer`` and fold the head's GELU into its dense layer."""
-    for layer in transformer.layers:
-        FusedLayer.fuse(layer)
-    transformer.mlm_dense = FusedLinear(transformer.mlm_dense, gelu=True)
-    transformer.mlm_activation = nn.Identity()
+class InferenceResBlock(ResBlock):
+    """A tokenizer ``ResBlock`` (the same submodules, so the same parameters and state dict) whose
+    forward without autograd writes its swish and its residual add into tensors that only this call
+    holds, and in bf16 on a CPU adds the residual inside its last convolution (oneDNN's convolution
+    with a fused add; the sum is rounded to bf16 once instead of twice). float32 keeps the plain
+    add: oneDNN's fused kernel sums in another order there, which would move the images. Its layers
+    run as functions, so forward hooks on them do not fire and nothing a hook could hold is written
+    in place. With autograd it runs the plain forward.
+    """
+
+    def __init__(self, block: ResBlock) -> None:
+        # Not ResBlock.__init__, which would build and initialise layers only to drop them.
+        nn.Module.__init__(self)
+        self.norm1 = block.norm1
+        self.conv1 = block.conv1
+        self.norm2 = block.norm2
+        self.conv2 = block.conv2
+        self.shortcut = block.shortcut
+        self.train(block.training)
+
+    @staticmethod
+    @functools.cache
+    def conv_add_available() -> bool:
+        """Whether this torch build and CPU run oneDNN's bf16 convolution with a fused binary op."""
+        try:
+            x = torch.ones(1, 1, 2, 2, dtype=torch.bfloat16)
+            conv = nn.Conv2d(1, 1, 1, bias=False, device="meta")  # meta: nothing drawn from the generator
+            conv.weight = nn.Parameter(torch.ones(1, 1, 1, 1, dtype=torch.bfloat16), requires_grad=False)
+            _conv_add(conv, x, x)
+            return True
+        except (AttributeError, RuntimeError):
+            return False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled():
+            return super().forward(x)
+        h = _conv(self.conv1, F.silu(_group_norm(self.norm1, x), inplace=True))
+        h = F.silu(_group_norm(self.norm2, h), inplace=True)
+        if x.dtype == torch.bfloat16 and _onednn_ready(self, x) and self.conv_add_available():
+            if self.shortcut is None:
+                return _conv_add(self.conv2, h, x)
+            # The official quirk (see ResBlock): the shortcut conv reads the block's own output.
+            h = _conv(self.conv2, h)
+            return _conv_add(self.shortcut, h, h)
+        h = _conv(self.conv2, h)
+        return h.add_(x if self.shortcut is None else _conv(self.shortcut, h))
+
+
+def _group_norm(norm: nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
+    return F.group_norm(x, norm.num_groups, norm.weight, norm.bias, norm.eps)
+
+
+def _conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    return F.conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
+def _conv_add(conv: nn.Conv2d, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """``conv(x) + other`` as one oneDNN call; ``other`` has the convolution's output shape."""
+    return torch.ops.mkldnn._convolution_pointwise.binary(
+        x, other, conv.weight, conv.bias, list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups,
+        "add", None, None, [], None)
 
 
 class CompiledLogits:
@@ -242,51 +376,3 @@ class CompiledLogits:
 
     def __call__(self, ids: torch.Tensor) -> torch.Tensor:
         return self.codebook_logits(ids)
-
-
-class FusedResBlock(ResBlock):
-    """A tokenizer ``ResBlock`` (same parameters) whose CPU inference forward in bf16 adds the
-    residual inside its last convolution (oneDNN's convolution with a fused add), instead of
-    writing the convolution's output and reading it back for the add: at decoder sizes the add is a
-    memory-bound pass of its own (ImageNet-256 decoder, 8 images, 2-core Zen 5: 1.00 s → 0.93 s).
-    The sum is rounded to bf16 once instead of twice. float32 keeps the plain blocks: there the
-    gain is about 1 % and oneDNN's fused kernel sums in another order, which moves the images by
-    up to 4e-5. Made by ``fuse`` from a plain block; elsewhere it runs the plain forward."""
-
-    @classmethod
-    def fuse(cls, block: ResBlock) -> FusedResBlock:
-        """Turn ``block`` into a ``FusedResBlock`` in place."""
-        block.__class__ = cls
-        return block
-
-    @staticmethod
-    @functools.cache
-    def available() -> bool:
-        """Whether this torch build and CPU run oneDNN's bf16 convolution with a fused binary op."""
-        try:
-            x = torch.ones(1, 1, 2, 2, dtype=torch.bfloat16)
-            # skip_init: a plain Conv2d would draw its random weight from the global generator.
-            conv = nn.utils.skip_init(nn.Conv2d, 1, 1, 1, bias=False, dtype=torch.bfloat16).requires_grad_(False)
-            _conv_add(conv, x, x)
-            return True
-        except (AttributeError, RuntimeError):
-            return False
-
-    def _forward_in_place(self, x: torch.Tensor) -> torch.Tensor:
-        # bf16 only: a pipeline converted back to float32 keeps these blocks, and their float32 sums.
-        if x.dtype != torch.bfloat16 or not _onednn_ready(self, x):
-            return super()._forward_in_place(x)
-        h = self.conv1(F.silu(self.norm1(x), inplace=True))
-        h = F.silu(self.norm2(h), inplace=True)
-        if self.shortcut is None:
-            return _conv_add(self.conv2, h, x)
-        # The official quirk (see ResBlock): the shortcut conv reads the block's own output.
-        h = self.conv2(h)
-        return _conv_add(self.shortcut, h, h)
-
-
-def _conv_add(conv: nn.Conv2d, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
-    """``conv(x) + other`` as one oneDNN call; ``other`` has the convolution's output shape."""
-    return torch.ops.mkldnn._convolution_pointwise.binary(
-        x, other, conv.weight, conv.bias, list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups,
-        "add", None, None, [], None)

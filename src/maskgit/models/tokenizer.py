@@ -26,14 +26,6 @@ def _group_norm(channels: int, groups: int) -> nn.GroupNorm:
     return nn.GroupNorm(groups, channels, eps=GROUP_NORM_EPS)
 
 
-def _hooked(block: nn.Module) -> bool:
-    """Whether forward hooks could see a tensor of ``block``'s that an in-place op would change
-    after it was returned (hooks on the block's modules, or global ones)."""
-    if nn.modules.module._global_forward_hooks:
-        return True
-    return any(module._forward_hooks for module in block.modules())
-
-
 class ResBlock(nn.Module):
     """GN → swish → conv3x3 → GN → swish → conv3x3, plus a residual.
 
@@ -53,22 +45,11 @@ class ResBlock(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not torch.is_grad_enabled() and not _hooked(self):
-            return self._forward_in_place(x)
         h = self.conv1(F.silu(self.norm1(x)))
         h = self.conv2(F.silu(self.norm2(h)))
         if self.shortcut is None:
             return h + x
         return h + self.shortcut(h)
-
-    def _forward_in_place(self, x: torch.Tensor) -> torch.Tensor:
-        """The same values, with the swish and the residual add written into tensors that only this
-        call holds: at decoder sizes these passes are memory bound, and every fresh output is
-        memory to fault in (ImageNet-256 decoder, batch 8, bf16, 2-core CPU: best of six decodes
-        1.30 s → 1.24 s; single decodes on that VM vary from 1.2 to 2.8 s either way)."""
-        h = self.conv1(F.silu(self.norm1(x), inplace=True))
-        h = self.conv2(F.silu(self.norm2(h), inplace=True))
-        return h.add_(x if self.shortcut is None else self.shortcut(h))
 
 
 class Encoder(nn.Module):
@@ -86,14 +67,12 @@ class Encoder(nn.Module):
         self.conv_out = nn.Conv2d(channels, config.embedding_dim, 1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        # Inputs follow the weights' dtype; the output layers may be kept in float32 for inference
-        # (``maskgit.models.inference``), so the latents that quantization compares stay precise.
-        h = self.conv_in(images.to(self.conv_in.weight.dtype))
+        h = self.conv_in(images)
         for index, block in enumerate(self.res_blocks):
             h = block(h)
             if index in self._downsample_after:
                 h = F.avg_pool2d(h, 2)
-        return self.conv_out(F.silu(self.norm_out(h.to(self.norm_out.weight.dtype))))
+        return self.conv_out(F.silu(self.norm_out(h)))
 
 
 class Decoder(nn.Module):
@@ -115,14 +94,13 @@ class Decoder(nn.Module):
         self.conv_out = nn.Conv2d(channels, 3, 3, padding=1)
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
-        # As in the encoder: the body runs in its weights' dtype, the output layers in theirs.
-        h = self.conv_in(latents.to(self.conv_in.weight.dtype))
+        h = self.conv_in(latents)
         upsample_convs = iter(self.upsample_convs)
         for index, block in enumerate(self.res_blocks):
             h = block(h)
             if index in self._upsample_after:
                 h = next(upsample_convs)(F.interpolate(h, scale_factor=2.0, mode="nearest"))
-        return self.conv_out(F.silu(self.norm_out(h.to(self.norm_out.weight.dtype))))
+        return self.conv_out(F.silu(self.norm_out(h)))
 
 
 class QuantizerOutput(NamedTuple):

@@ -1,4 +1,4 @@
-"""Checks on images, class-name lists and size limits."""
+"""Checks on images and size limits."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from maskgit.checkpoints.errors import CheckpointError
-from maskgit.validation import check_class_names, check_count, check_images, check_pixels
+from maskgit.validation import check_count, check_images, check_pixels
 
 
 def test_good_images_pass_unchanged():
@@ -33,17 +32,6 @@ def test_bad_images_are_named(image, message):
 def test_a_non_tensor_image_is_a_type_error():
     with pytest.raises(TypeError, match="torch.Tensor, got ndarray"):
         check_images(np.zeros((3, 4, 4), np.float32))
-
-
-def test_class_names_of_a_model_index():
-    assert check_class_names(None, 3, source="i.json") is None
-    assert check_class_names(["a", "b"], 2, source="i.json") == ("a", "b")
-    for bad, message in ((5, "got 5"), ([1, 2], "got a list with 1"), (["a", " "], "got a list with ' '"),
-                         ("ab", "got 'ab'")):
-        with pytest.raises(CheckpointError, match=f"i.json: class_names must be a list of non-empty strings, {message}"):
-            check_class_names(bad, 2, source="i.json")
-    with pytest.raises(CheckpointError, match="3 class_names for a transformer with 2 classes"):
-        check_class_names(["a", "b", "c"], 2, source="i.json")
 
 
 def test_limits_name_the_flag_that_raises_them():

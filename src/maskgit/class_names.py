@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 
-__all__ = ["imagenet_class_names", "resolve_class", "parse_class_list"]
+__all__ = ["imagenet_class_names", "default_class_names", "resolve_class", "parse_class_list"]
 
 NUM_IMAGENET_CLASSES = 1000
 
@@ -36,6 +36,11 @@ def imagenet_class_names() -> tuple[str, ...]:
             f"found {len(names)} lines; reinstall the package"
         )
     return names
+
+
+def default_class_names(num_classes: int) -> tuple[str, ...]:
+    """``("class_0", ..., "class_{n-1}")``: the names of a model that was given none."""
+    return tuple(f"class_{index}" for index in range(num_classes))
 
 
 def resolve_class(spec: str | int, class_names: Sequence[str]) -> int:

@@ -1,11 +1,6 @@
-"""``MaskGIT``: the tokenizer and the transformer together, saved and loaded as one folder.
-
-Folder layout (written by ``save_pretrained``)::
-
-    model_index.json    {"format": "maskgit-pipeline", "version": 1, "class_names": [...],
-                         "sampler": {...}}   (the model's default sampler, ``Sampler.to_dict``)
-    tokenizer/          config.json + model.safetensors (VQGAN)
-    transformer/        config.json + model.safetensors (MaskGITTransformer)
+"""``MaskGIT``: the tokenizer and the transformer together, saved and loaded as one folder
+(``maskgit.checkpoints.pipeline_folder``: the two models and ``model_index.json``, which holds the
+class names and the model's default sampler).
 
 Seeds: every generation method takes ``seed``, ``generator`` or ``noise``. With none of them a fresh
 random seed is drawn for the call; ``pipe(...)`` reports it (``.seed``) so that any result can be
@@ -16,13 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import math
 import numbers
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,16 +25,15 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from maskgit._allocation import release_freed_memory
-from maskgit.checkpoints.errors import CheckpointError
-from maskgit.class_names import imagenet_class_names, resolve_class
+from maskgit.checkpoints.pipeline_folder import TOKENIZER, TRANSFORMER, PipelineIndex, read_index, write_pipeline
+from maskgit.class_names import default_class_names, imagenet_class_names, resolve_class
 from maskgit.devices import resolve_device
 from maskgit.imageio import to_pil_images
 from maskgit.inputs import ImageInput, MaskInput, prepare_image, prepare_mask
-from maskgit.io import atomic_write_text
 from maskgit.models import VQGAN, MaskGITTransformer
 from maskgit.models.inference import PRECISIONS as INFERENCE_PRECISIONS
 from maskgit.models.inference import CompiledLogits, check_precision, prepare_for_inference
-from maskgit.registry import PIPELINE_INDEX, resolve_pretrained
+from maskgit.registry import resolve_pretrained
 from maskgit.sampling.editing import (
     Box,
     Extend,
@@ -54,17 +46,15 @@ from maskgit.sampling.editing import (
 from maskgit.sampling.engine import DecodeStep
 from maskgit.sampling.fill import fill_tokens, plan_windows
 from maskgit.sampling.noise import GeneratorNoise, InjectedNoise, NoiseFn, NoiseSource, SeededNoise, random_seed
-from maskgit.sampling.samplers import ConfidenceSampler, Sampler, sampler_from_dict
+from maskgit.sampling.samplers import ConfidenceSampler, Sampler
 from maskgit.sampling.steps import MASK_ID
-from maskgit.validation import check_class_names, check_images
+from maskgit.validation import check_images
 
 __all__ = ["MaskGIT", "MaskGITOutput", "ClassLabel", "EDIT_STEPS", "EDIT_START_STEP", "OUTPUT_TYPES"]
 
 #: ``torch_dtype`` → precision (``maskgit.models.inference``).
 _DTYPE_PRECISIONS = {dtype: precision for precision, dtype in INFERENCE_PRECISIONS.items()}
 OUTPUT_TYPES = ("pil", "np", "pt")
-_FORMAT = "maskgit-pipeline"
-_VERSION = 1
 
 #: The official editing recipe decodes steps 2..11 of 12 (spec §4); the editing modes use the
 #: model's sampler with this many steps when no sampler is given.
@@ -162,7 +152,7 @@ class MaskGIT(nn.Module):
                 f"codebook_size {transformer.config.codebook_size}"
             )
         num_classes = transformer.config.num_classes
-        names = tuple(class_names) if class_names is not None else tuple(f"class_{i}" for i in range(num_classes))
+        names = tuple(class_names) if class_names is not None else default_class_names(num_classes)
         if len(names) != num_classes:
             raise ValueError(f"{len(names)} class names for a transformer with {num_classes} classes")
         check_precision(precision, next(transformer.parameters()).device)
@@ -214,13 +204,14 @@ class MaskGIT(nn.Module):
         return next(self.transformer.parameters()).device
 
     def save_pretrained(self, directory: str | os.PathLike[str]) -> None:
-        """Write both models and ``model_index.json`` (last, so a folder with an index is whole)."""
-        directory = Path(directory)
-        self.tokenizer.save_pretrained(directory / "tokenizer")
-        self.transformer.save_pretrained(directory / "transformer")
-        index = {"format": _FORMAT, "version": _VERSION, "class_names": list(self.class_names),
-                 "sampler": self.sampler.to_dict()}
-        atomic_write_text(directory / PIPELINE_INDEX, json.dumps(index, indent=2) + "\n")
+        """Write a pipeline folder: both models, then ``model_index.json`` with the class names and
+        the default sampler (``maskgit.checkpoints.pipeline_folder``)."""
+        write_pipeline(
+            directory,
+            (self.tokenizer.config, self.tokenizer.state_dict()),
+            (self.transformer.config, self.transformer.state_dict()),
+            PipelineIndex(self.class_names, self.sampler),
+        )
 
     @classmethod
     def from_pretrained(
@@ -266,27 +257,12 @@ class MaskGIT(nn.Module):
         if tokenizer is not None or transformer is not None:
             raise ValueError("give a model name or folder, or tokenizer= and transformer=, not both")
         path = resolve_pretrained(name_or_path, cache_dir)
-        index_path = path / PIPELINE_INDEX
-        if not index_path.is_file():
-            raise CheckpointError(f"{path}: no {PIPELINE_INDEX}; not a saved MaskGIT pipeline folder")
-        try:
-            index = json.loads(index_path.read_text())
-        except json.JSONDecodeError as error:
-            raise CheckpointError(f"{index_path}: not valid JSON ({error})") from None
-        if not isinstance(index, dict) or index.get("format") != _FORMAT:
-            raise CheckpointError(f"{index_path}: format is not {_FORMAT!r}")
-        sampler = None
-        if index.get("sampler") is not None:
-            try:
-                sampler = sampler_from_dict(index["sampler"])
-            except (TypeError, ValueError) as error:
-                raise CheckpointError(f"{index_path}: bad sampler ({error})") from None
-        vqgan = VQGAN.from_pretrained(path / "tokenizer", device=device)
-        model = MaskGITTransformer.from_pretrained(path / "transformer", device=device)
-        if class_names is None:
-            class_names = check_class_names(index.get("class_names"), model.config.num_classes, source=str(index_path))
+        index = read_index(path)
+        vqgan = VQGAN.from_pretrained(path / TOKENIZER, device=device)
+        model = MaskGITTransformer.from_pretrained(path / TRANSFORMER, device=device)
+        class_names = index.class_names if class_names is None else class_names
         # The loaded models are ours: converted in place, always (channels-last helps fp32 too).
-        return cls(vqgan, model, class_names, sampler=sampler).eval().to_precision(precision)
+        return cls(vqgan, model, class_names, sampler=index.sampler).eval().to_precision(precision)
 
     def __repr__(self) -> str:
         """A few lines: the models' sizes, the image size, the classes, the sampler and where it runs

@@ -2,7 +2,8 @@
 
 ``resolve_pretrained`` turns a name or a path into a pipeline folder: a path is used as it is, a
 shipped name (``fashion-mnist``) points into the package, and a registered name (``imagenet256``,
-``imagenet512``) is downloaded into the cache and converted once into our format.
+``imagenet512``) points into the cache, where ``maskgit.checkpoints.pipeline_folder`` downloads and
+converts it on first use.
 
 ``list_models``, ``model_info`` and ``model_class_names`` describe the named models without
 downloading anything: a registered checkpoint is described from the hub's registry, and its class
@@ -13,19 +14,24 @@ class-conditional ImageNet models).
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from maskgit.checkpoints.errors import CheckpointError
-from maskgit.checkpoints.hub import BASE_URL_ENV, checkpoint_names, default_cache_dir, fetch_official, get_checkpoint
+from maskgit.checkpoints.formats import read_model_config
+from maskgit.checkpoints.hub import BASE_URL_ENV, checkpoint_names, get_checkpoint
+from maskgit.checkpoints.pipeline_folder import (
+    TOKENIZER,
+    TRANSFORMER,
+    convert_official,
+    converted_dir,
+    is_pipeline_folder,
+    read_index,
+)
 from maskgit.class_names import imagenet_class_names
-from maskgit.configs import TokenizerConfig, TransformerConfig
 
 __all__ = [
-    "PIPELINE_INDEX",
     "SHIPPED_MODELS",
     "DEFAULT_MODEL",
     "ModelInfo",
@@ -36,9 +42,6 @@ __all__ = [
     "known_models",
     "resolve_pretrained",
 ]
-
-#: The file that marks a folder as a saved pipeline (written last, so a folder with it is whole).
-PIPELINE_INDEX = "model_index.json"
 
 #: Models whose weights ship inside the package (src/maskgit/pretrained/<name>).
 SHIPPED_MODELS = ("fashion-mnist",)
@@ -90,8 +93,7 @@ def model_info(name: str, *, cache_dir: str | os.PathLike[str] | None = None) ->
     """
     if name in SHIPPED_MODELS:
         folder = shipped_model_dir(name)
-        tokenizer = TokenizerConfig.load(folder / "tokenizer" / "config.json")
-        transformer = TransformerConfig.load(folder / "transformer" / "config.json")
+        tokenizer, transformer = read_model_config(folder / TOKENIZER), read_model_config(folder / TRANSFORMER)
         side = transformer.latent_size * tokenizer.downsample_factor
         description = (
             f"{transformer.num_classes} classes, {side}x{side} images, {transformer.latent_size}x"
@@ -100,14 +102,14 @@ def model_info(name: str, *, cache_dir: str | os.PathLike[str] | None = None) ->
         return ModelInfo(name, "shipped", description, folder)
     if name in checkpoint_names():
         entry = get_checkpoint(name)
-        converted = _cache(cache_dir) / "models" / name  # where resolve_pretrained converts it to
+        converted = converted_dir(name, cache_dir)
         return ModelInfo(
             name,
             "registered",
             entry.description,
             converted,
             urls=tuple(entry.url(file, os.environ.get(BASE_URL_ENV)) for file in entry.files),
-            cached=(converted / PIPELINE_INDEX).is_file(),
+            cached=is_pipeline_folder(converted),
         )
     raise CheckpointError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
 
@@ -119,48 +121,12 @@ def known_models() -> dict[str, str]:
 
 def model_class_names(name_or_path: str | os.PathLike[str]) -> tuple[str, ...]:
     """The class names of a model, one per class id: of a registered checkpoint (the built-in
-    ImageNet names, without downloading), a shipped model or a saved pipeline folder (loaded on the
-    CPU). Raises CheckpointError for an unknown name or a folder that is not a saved pipeline."""
+    ImageNet names, without downloading), a shipped model or a saved pipeline folder (from its
+    index, reading no weights). Raises CheckpointError for an unknown name or a folder that is not
+    a saved pipeline."""
     if str(name_or_path) in checkpoint_names() and not Path(name_or_path).exists():
         return imagenet_class_names()
-    from maskgit.pipeline import MaskGIT  # the pipeline builds on this module
-
-    return MaskGIT.from_pretrained(name_or_path, device="cpu").class_names
-
-
-def _cache(cache_dir: str | os.PathLike[str] | None) -> Path:
-    return Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-
-
-def _converted_checkpoint(name: str, cache_dir: str | os.PathLike[str] | None) -> Path:
-    """``<cache>/models/<name>``: the registered checkpoint in our format, converted on first use.
-
-    The conversion is written to a temporary folder and renamed into place, so an interrupted
-    conversion is simply redone.
-    """
-    # The pipeline builds on this module, so it is imported here, where the conversion needs it.
-    from maskgit.configs import TOKENIZER_PRESETS, TRANSFORMER_PRESETS
-    from maskgit.models import VQGAN, MaskGITTransformer
-    from maskgit.pipeline import MaskGIT
-
-    cache = _cache(cache_dir)
-    folder = cache / "models" / name
-    if (folder / PIPELINE_INDEX).is_file():
-        return folder
-    files = fetch_official(name, cache_dir=cache)
-    tokenizer = VQGAN.from_pretrained(files["tokenizer"], config=TOKENIZER_PRESETS.get(name))
-    transformer = MaskGITTransformer.from_pretrained(files["transformer"], config=TRANSFORMER_PRESETS.get(name))
-    names = imagenet_class_names() if transformer.config.num_classes == 1000 else None
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    temp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=folder.parent))
-    try:
-        MaskGIT(tokenizer, transformer, names).save_pretrained(temp)
-        if folder.exists():  # a half-converted folder from an older run, or a concurrent conversion
-            shutil.rmtree(folder, ignore_errors=True)
-        os.replace(temp, folder)
-    finally:
-        shutil.rmtree(temp, ignore_errors=True)
-    return folder
+    return read_index(resolve_pretrained(name_or_path)).class_names
 
 
 def resolve_pretrained(name_or_path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -172,5 +138,5 @@ def resolve_pretrained(name_or_path: str | os.PathLike[str], cache_dir: str | os
     if name in SHIPPED_MODELS:
         return shipped_model_dir(name)
     if name in checkpoint_names():
-        return _converted_checkpoint(name, cache_dir)
+        return convert_official(name, cache_dir)
     raise CheckpointError(f"{name}: no such folder, and not a known model name ({', '.join(list_models())})")

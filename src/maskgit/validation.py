@@ -1,8 +1,8 @@
-"""Checks on what users hand the library: image tensors, class-name lists, and the size
-limits that keep one mistyped number from exhausting memory.
+"""Checks on what users hand the library: image tensors, and the size limits that keep one
+mistyped number from exhausting memory.
 
-Every check raises ValueError (or CheckpointError for a model file) with a message that names the
-argument and says what was expected, before anything is allocated or written.
+Every check raises ValueError with a message that names the argument and says what was expected,
+before anything is allocated or written.
 """
 
 from __future__ import annotations
@@ -11,14 +11,11 @@ from typing import Any
 
 import torch
 
-from maskgit.checkpoints.errors import CheckpointError
-
 __all__ = [
     "MAX_PIXELS",
     "MAX_INPUT_PIXELS",
     "MAX_IMAGES",
     "check_images",
-    "check_class_names",
     "check_pixels",
     "check_count",
     "MAX_TOKEN_PASSES",
@@ -93,23 +90,3 @@ def check_images(images: Any, *, name: str = "image") -> torch.Tensor:
         hint = " (divide 0-255 images by 255)" if high > 1.0 else ""
         raise ValueError(f"{name} values must be in [0, 1], got [{low:g}, {high:g}]{hint}")
     return images
-
-
-def check_class_names(value: Any, num_classes: int, *, source: str) -> tuple[str, ...] | None:
-    """The ``class_names`` of a model index: None (absent) or one non-empty string per class.
-
-    Raises CheckpointError naming ``source`` for any other value.
-    """
-    if value is None:
-        return None
-    if not isinstance(value, list) or not all(isinstance(name, str) and name.strip() for name in value):
-        shown = repr(value) if not isinstance(value, list) else f"a list with {_first_bad(value)!r}"
-        raise CheckpointError(f"{source}: class_names must be a list of non-empty strings, got {shown}")
-    if len(value) != num_classes:
-        raise CheckpointError(f"{source}: {len(value)} class_names for a transformer with {num_classes} classes")
-    return tuple(value)
-
-
-def _first_bad(values: list[Any]) -> Any:
-    return next(v for v in values if not (isinstance(v, str) and v.strip()))
-

@@ -1,6 +1,7 @@
 """Checkpoint files: the official flax msgpack reader and parameter names, config inference from
-shapes, the maskgit-torch names, our own format, and the registry of official checkpoints with
-their downloads."""
+shapes, the maskgit-torch names, our own model folders, the pipeline folder (``pipeline_folder``:
+two model folders and their index, and the conversion of an official checkpoint into one), and the
+registry of official checkpoints with their downloads."""
 
 from maskgit.checkpoints.errors import CheckpointError, DownloadError
 from maskgit.checkpoints.flax_msgpack import read_flax_msgpack, write_flax_msgpack

@@ -35,6 +35,7 @@ __all__ = [
     "RawCheckpoint",
     "detect_format",
     "read_checkpoint",
+    "read_model_config",
     "write_pretrained",
     "CONFIG_NAME",
     "WEIGHTS_NAME",
@@ -132,19 +133,38 @@ def _read_maskgit_torch(path: Path, config: ModelConfig | None, codebook_size: i
     return RawCheckpoint(path, "maskgit-torch", kind, config, official=flat)
 
 
-def _read_maskgit(path: Path, config: ModelConfig | None, codebook_size: int | None) -> RawCheckpoint:
+def read_model_config(path: str | os.PathLike[str]) -> ModelConfig:
+    """The config of one of our model folders (its ``config.json``): a ``TokenizerConfig`` or a
+    ``TransformerConfig`` by its ``model_type``. Reads no weights; raises CheckpointError naming the file."""
+    path = Path(path)
+    return _parse_config(path, *_read_config_json(path))
+
+
+def _read_config_json(path: Path) -> tuple[str, dict[str, Any]]:
+    """(model kind, the JSON object) of ``path/config.json``."""
     try:
         data = json.loads((path / CONFIG_NAME).read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no {CONFIG_NAME}; not a saved maskgit model") from None
     except json.JSONDecodeError as error:
         raise CheckpointError(f"{path / CONFIG_NAME}: not valid JSON ({error})") from None
     kind = data.get("model_type") if isinstance(data, dict) else None
     if kind not in ("vqgan", "transformer"):
         raise CheckpointError(f"{path / CONFIG_NAME}: model_type must be 'vqgan' or 'transformer', got {kind!r}")
+    return kind, data
+
+
+def _parse_config(path: Path, kind: str, data: dict[str, Any]) -> ModelConfig:
+    try:
+        return config_class_for(kind).from_dict(data, source=str(path / CONFIG_NAME))
+    except ConfigError as error:
+        raise CheckpointError(str(error)) from None
+
+
+def _read_maskgit(path: Path, config: ModelConfig | None, codebook_size: int | None) -> RawCheckpoint:
+    kind, data = _read_config_json(path)
     if config is None:
-        try:
-            config = config_class_for(kind).from_dict(data, source=str(path / CONFIG_NAME))
-        except ConfigError as error:
-            raise CheckpointError(str(error)) from None
+        config = _parse_config(path, kind, data)
     weights = path / WEIGHTS_NAME
     if not weights.is_file():
         raise CheckpointError(f"{path}: missing {WEIGHTS_NAME}")

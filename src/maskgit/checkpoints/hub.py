@@ -13,7 +13,7 @@ checkpoint (an HTML error page, a file of the wrong kind) is deleted with a mess
 ``$MASKGIT_BASE_URL`` (or ``base_url=``) points every download at a mirror that serves the same
 file names.
 
-This module only moves files: turning the official files into our folder format is the pipeline's job.
+This module only moves files: ``pipeline_folder.convert_official`` turns them into our folder format.
 """
 
 from __future__ import annotations

@@ -201,12 +201,14 @@ def parameter_entries(config: TokenizerConfig | TransformerConfig) -> list[Param
 def official_to_state_dict(
     flat: Mapping[str, Array],
     config: TokenizerConfig | TransformerConfig,
-    expected_shapes: Mapping[str, tuple[int, ...]],
+    expected_shapes: Mapping[str, tuple[int, ...]] | None = None,
     *,
     source: str = "checkpoint",
 ) -> dict[str, torch.Tensor]:
     """Map flat official arrays (``"encoder/Conv_0/kernel"``, no ``params/`` prefix) to our state
-    dict. ``expected_shapes`` are the model's own parameter shapes; any difference is an error."""
+    dict. ``expected_shapes`` are the model's own parameter shapes; any difference is an error.
+    Without them (a conversion between files, with no model at hand) the shapes are checked when
+    a model loads the result."""
     entries = parameter_entries(config)
     expected_official = {e.official for e in entries}
     missing = [e.official for e in entries if e.official not in flat]
@@ -223,15 +225,15 @@ def official_to_state_dict(
         array = np.asarray(flat[entry.official])
         if array.dtype.kind != "f":
             raise CheckpointError(f"{source}: params/{entry.official} has dtype {array.dtype}; weights must be floating point")
-        want = tuple(expected_shapes[entry.ours])
+        want = None if expected_shapes is None else tuple(expected_shapes[entry.ours])
         try:
             converted = entry.to_torch(array)
         except ValueError:
             converted = None
-        if converted is None or tuple(converted.shape) != want:
+        if converted is None or want not in (None, tuple(converted.shape)):
+            target = entry.ours if want is None else f"{entry.ours} of shape {want}"
             raise CheckpointError(
-                f"{source}: params/{entry.official} has shape {tuple(array.shape)}, which does not fit "
-                f"{entry.ours} of shape {want}"
+                f"{source}: params/{entry.official} has shape {tuple(array.shape)}, which does not fit {target}"
             )
         state[entry.ours] = torch.from_numpy(np.array(converted, dtype=np.float32, order="C"))
     return state

@@ -107,7 +107,8 @@ def load_tokenizer(name: str, device: str | torch.device) -> VQGAN:
     model name), on ``device``: what ``--tokenizer`` names."""
     from maskgit.models import VQGAN
     from maskgit.pipeline import MaskGIT
-    from maskgit.registry import PIPELINE_INDEX, SHIPPED_MODELS
+    from maskgit.checkpoints.pipeline_folder import PIPELINE_INDEX
+    from maskgit.registry import SHIPPED_MODELS
 
     path = Path(name)
     if name in SHIPPED_MODELS or (path / PIPELINE_INDEX).is_file():

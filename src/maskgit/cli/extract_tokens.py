@@ -61,9 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _load_tokenizer(path: Path) -> tuple[VQGAN, int | None]:
     """A tokenizer file or folder, or the tokenizer/ of a pipeline folder; also the image size the
     pipeline generates at (None for a bare tokenizer)."""
+    from maskgit.checkpoints.pipeline_folder import PIPELINE_INDEX
     from maskgit.configs import TransformerConfig
     from maskgit.models import VQGAN
-    from maskgit.registry import PIPELINE_INDEX
 
     if (path / PIPELINE_INDEX).is_file():
         tokenizer = VQGAN.from_pretrained(path / "tokenizer")

@@ -129,6 +129,16 @@ def _replace(model: nn.Module, kind: type[nn.Module], make: Callable[[Any], nn.M
             setattr(model.get_submodule(parent), name, make(module))
 
 
+def _adopt(module: nn.Module, plain: nn.Module, *names: str) -> None:
+    """Initialise ``module`` with ``plain``'s submodules ``names`` (the same objects, in the plain
+    class's order, so the same state dict) and its training mode. Only ``nn.Module.__init__`` runs:
+    the plain class's would build and randomly initialise layers only to drop them."""
+    nn.Module.__init__(module)
+    for name in names:
+        setattr(module, name, getattr(plain, name))
+    module.train(plain.training)
+
+
 class CastingConv2d(nn.Conv2d):
     """An ``nn.Conv2d`` (the same parameters) that casts its input to its weights' dtype."""
 
@@ -264,16 +274,8 @@ class FusedLayer(TransformerLayer):
     """
 
     def __init__(self, layer: TransformerLayer) -> None:
-        # Not TransformerLayer.__init__, which would build and initialise layers only to drop them.
-        nn.Module.__init__(self)
-        self.attention = layer.attention
-        self.attention_norm = layer.attention_norm
-        self.mlp_intermediate = layer.mlp_intermediate
-        self.mlp_activation = layer.mlp_activation
-        self.mlp_output = layer.mlp_output
-        self.mlp_norm = layer.mlp_norm
-        self.dropout = layer.dropout
-        self.train(layer.training)
+        _adopt(self, layer, "attention", "attention_norm", "mlp_intermediate", "mlp_activation", "mlp_output",
+               "mlp_norm", "dropout")
         attention = layer.attention
         self.qkv = PackedWeight(attention.query, attention.key, attention.value)
         self.attention_out = PackedWeight(attention.out)
@@ -304,14 +306,7 @@ class InferenceResBlock(ResBlock):
     """
 
     def __init__(self, block: ResBlock) -> None:
-        # Not ResBlock.__init__, which would build and initialise layers only to drop them.
-        nn.Module.__init__(self)
-        self.norm1 = block.norm1
-        self.conv1 = block.conv1
-        self.norm2 = block.norm2
-        self.conv2 = block.conv2
-        self.shortcut = block.shortcut
-        self.train(block.training)
+        _adopt(self, block, "norm1", "conv1", "norm2", "conv2", "shortcut")
 
     @staticmethod
     @functools.cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,14 @@ TOKENIZER_MSGPACK = OFFICIAL / "tokenizer_small128_checkpoint.msgpack"
 TRANSFORMER_MSGPACK = OFFICIAL / "maskgit_small128_checkpoint.msgpack"
 TOKENIZER_CKPT = MASKGIT_TORCH / "maskgit_torch_tokenizer_small128.ckpt"
 TRANSFORMER_CKPT = MASKGIT_TORCH / "maskgit_torch_transformer_small128.ckpt"
+
+
+def load_script(path: Path):
+    """A script outside the package (tools/, benchmarks/) loaded as a module, to test its functions."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def load_npz(name: str) -> dict[str, np.ndarray]:

@@ -3,10 +3,11 @@ included, and the layers of the house: a part imports only parts of its own laye
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
+
+from conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,14 +31,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
 )
 
 
-def _load_layout():
-    spec = importlib.util.spec_from_file_location("layout", ROOT / "tools" / "layout.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-layout = _load_layout()
+layout = load_script(ROOT / "tools" / "layout.py")
 
 
 @pytest.fixture(scope="module")

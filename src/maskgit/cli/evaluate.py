@@ -105,9 +105,9 @@ def run_train_classifier(args: argparse.Namespace) -> int:
 def load_tokenizer(name: str, device: str | torch.device) -> VQGAN:
     """A VQGAN from a tokenizer folder or checkpoint, or the tokenizer of a pipeline (folder or
     model name), on ``device``: what ``--tokenizer`` names."""
+    from maskgit.checkpoints.pipeline_folder import PIPELINE_INDEX
     from maskgit.models import VQGAN
     from maskgit.pipeline import MaskGIT
-    from maskgit.checkpoints.pipeline_folder import PIPELINE_INDEX
     from maskgit.registry import SHIPPED_MODELS
 
     path = Path(name)

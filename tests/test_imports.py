@@ -16,20 +16,19 @@ ROOT = Path(__file__).resolve().parents[1]
 #: public API). Data flows image → tokenizer → ids → transformer and sampler → ids → tokenizer →
 #: image; the layers say who may know whom: sampling knows no model and no file, the file formats
 #: know no model class (the pipeline-folder index names a sampler), the models read and write
-#: themselves through the file formats, and the library (the pipeline and the names of models)
-#: builds on all of them, under the applications and the command line.
+#: themselves through the file formats, and the library (the pipeline, the names of models, a
+#: generation run) builds on all of them, under the applications and the command line.
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
-    ("foundation", frozenset({"_allocation", "io", "devices", "class_names", "validation", "config_base", "configs",
-                              "imageio"})),
+    ("foundation", frozenset({"_allocation", "io", "devices", "distributed", "class_names", "validation",
+                              "config_base", "configs", "imageio"})),
     ("data", frozenset({"data", "inputs"})),
     ("sampling", frozenset({"sampling"})),
     ("checkpoints", frozenset({"checkpoints"})),
     ("models", frozenset({"models"})),
-    ("library", frozenset({"registry", "pipeline", "outputs", "maskgit"})),
+    ("library", frozenset({"registry", "pipeline", "runs", "maskgit"})),
     ("applications", frozenset({"training", "evaluation", "web"})),
     ("command line", frozenset({"cli", "__main__"})),
 )
-
 
 layout = load_script(ROOT / "tools" / "layout.py")
 
@@ -125,6 +124,23 @@ def test_a_cycle_through_a_function_level_import_is_found(tmp_path):
     assert floors["pkg.a"] == floors["pkg.b"] == floors["pkg.c"] == 0
 
 
+def test_a_module_that_takes_a_name_from_its_own_package_depends_on_its_init(tmp_path):
+    # The package's __init__ imports the command lazily; the command takes a name from the
+    # package: a cycle. Taking it from a module of its own instead breaks it.
+    files = {
+        "pkg/__init__.py": "",
+        "pkg/cli/__init__.py": "class CLIError(Exception):\n    pass\n\ndef run():\n    from pkg.cli import generate\n",
+        "pkg/cli/generate.py": "from pkg.cli import CLIError\n",
+    }
+    graph = layout.import_graph(_write(tmp_path / "a", files))
+    assert layout.find_cycle(graph) == ["pkg.cli", "pkg.cli.generate", "pkg.cli"]
+    files.update({"pkg/cli/errors.py": "class CLIError(Exception):\n    pass\n",
+                  "pkg/cli/__init__.py": "from pkg.cli.errors import CLIError\n\ndef run():\n    from pkg.cli import generate\n",
+                  "pkg/cli/generate.py": "from pkg.cli.errors import CLIError\n"})
+    graph = layout.import_graph(_write(tmp_path / "b", files))
+    assert graph["pkg.cli.generate"] == {"pkg.cli.errors"} and layout.find_cycle(graph) is None
+
+
 def test_the_tool_draws_the_parts_on_their_floors(tmp_path, capsys):
     _write(tmp_path, {
         "maskgit/__init__.py": "from maskgit.top import x\n",
@@ -140,3 +156,11 @@ def test_the_tool_draws_the_parts_on_their_floors(tmp_path, capsys):
     assert "| 3 | `maskgit` | 1 | top |" in out
     assert "| 0 | `base` | 3 | — |" in out
     assert "| 1 | `models` | 1 | base |" in out and "Import cycle" not in out
+    # Circles are named: between parts (their arrows in red), and inside one part.
+    _write(tmp_path, {"maskgit/base.py": "from maskgit.models.net import y\n",
+                      "maskgit/cli/__init__.py": "E = 1\n\ndef run():\n    from maskgit.cli import command\n",
+                      "maskgit/cli/command.py": "from maskgit.cli import E\n"})
+    assert layout.main(["--source", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "**Import cycle** between base, models (the red arrows)." in out and "linkStyle" in out
+    assert "**Import cycle** inside `cli`: maskgit.cli, maskgit.cli.command." in out

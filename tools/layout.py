@@ -7,8 +7,7 @@
 The graph is read from the source with ``ast``, without importing it. Every ``import`` statement
 counts, at any depth: imports inside functions (the lazy ones) and under ``if TYPE_CHECKING:``
 included, relative imports resolved. An import of ``a.b.c`` also depends on the packages ``a.b``
-and ``a`` above it, because Python runs their ``__init__`` first; a module's own enclosing packages
-are left out, as they are already running when it is imported.
+and ``a`` above it, because Python runs their ``__init__`` first (``import_graph`` says when).
 
 A *part* is a subpackage of ``maskgit`` (``models``, ``sampling``, ...) or one of its top-level
 modules (``pipeline``, ``configs``, ...; ``maskgit`` itself is the package's ``__init__``). Each
@@ -55,20 +54,19 @@ def _resolve_relative(module: str, path: Path, level: int, target: str | None) -
     return ".".join(base[:keep] + ([target] if target else []))
 
 
-def imported_names(module: str, path: Path) -> set[str]:
-    """Every dotted name that ``module`` (the file ``path``) imports, at any depth, relative imports
-    resolved. For ``from a import b`` both ``a`` and ``a.b`` are given: ``b`` may be a submodule."""
+def imports_of(module: str, path: Path) -> set[tuple[str, str | None]]:
+    """Every import statement of ``module`` (the file ``path``), at any depth, relative imports
+    resolved: ``import a.b`` gives ``("a.b", None)``, ``from a import b`` gives ``("a", "b")``."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    names: set[str] = set()
+    found: set[tuple[str, str | None]] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
+            found.update((alias.name, None) for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             base = _resolve_relative(module, path, node.level, node.module) if node.level else node.module
             assert base is not None  # ``from . import x`` has a level
-            names.add(base)
-            names.update(f"{base}.{alias.name}" for alias in node.names if alias.name != "*")
-    return names
+            found.update((base, None if alias.name == "*" else alias.name) for alias in node.names)
+    return found
 
 
 def _ancestors(name: str) -> list[str]:
@@ -78,17 +76,24 @@ def _ancestors(name: str) -> list[str]:
 
 
 def import_graph(modules: Mapping[str, Path] | None = None) -> Graph:
-    """module → the modules of the package it imports (see the module docstring for what counts)."""
+    """module → the modules of the package it imports.
+
+    ``import a.b`` and ``from a import b`` (``b`` a submodule) import the module ``a.b``; ``from a
+    import name`` imports ``a``. Each also runs the ``__init__`` of the packages above, unless the
+    importing module is inside them (they are already running then); a module that takes a name
+    from its own package, though, depends on that package's ``__init__``.
+    """
     modules = find_modules() if modules is None else modules
     graph: Graph = {}
     for module, path in modules.items():
-        own = {*_ancestors(module), module}
-        graph[module] = {
-            candidate
-            for name in imported_names(module, path)
-            for candidate in (*_ancestors(name), name)
-            if candidate in modules and candidate not in own
-        }
+        own = set(_ancestors(module))
+        targets: set[str] = set()
+        for base, name in imports_of(module, path):
+            target = f"{base}.{name}" if name is not None and f"{base}.{name}" in modules else base
+            targets.update(parent for parent in _ancestors(target) if parent in modules and parent not in own)
+            if target in modules:
+                targets.add(target)
+        graph[module] = targets - {module}
     return graph
 
 
@@ -197,7 +202,8 @@ def render(modules: Mapping[str, Path], per_module: bool = False) -> str:
     """Markdown: a mermaid flowchart with one box per floor (the highest on top) and an arrow per
     import between parts (or modules), arrows in a circle in red; then a table of the floors."""
     key: Callable[[str], str] = (lambda module: module) if per_module else part_of
-    graph = collapse(import_graph(modules), key)
+    module_graph = import_graph(modules)
+    graph = collapse(module_graph, key)
     floor_of = floors(graph)
     in_circle = {node for component in circles(graph) for node in component}
     lines_of = line_counts(modules, key)
@@ -220,6 +226,10 @@ def render(modules: Mapping[str, Path], per_module: bool = False) -> str:
     out += ["```", ""]
     for component in circles(graph):
         out += [f"**Import cycle** between {', '.join(sorted(component))} (the red arrows).", ""]
+    if not per_module:
+        for component in circles(module_graph):
+            if len({key(module) for module in component}) == 1:  # inside one part: no arrow shows it
+                out += [f"**Import cycle** inside `{key(min(component))}`: {', '.join(sorted(component))}.", ""]
     out += ["| floor | part | lines | imports |", "|---|---|---|---|"]
     for name in sorted(graph, key=lambda n: (-floor_of[n], n)):
         imports = ", ".join(sorted(graph[name])) or "—"

@@ -27,6 +27,7 @@ settings that cost at most N transformer passes an image (one a step, two with g
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import sys
@@ -36,9 +37,9 @@ from typing import Any
 
 import torch
 
-from maskgit import MaskGIT
+from maskgit import CheckpointError, MaskGIT
+from maskgit.checkpoints.pipeline_folder import PIPELINE_INDEX, read_index, write_index
 from maskgit.evaluation.evaluate import GenerationEvaluator
-from maskgit.io import atomic_write_text
 from maskgit.runs import Run, RunPlan
 from maskgit.sampling import sampler_from_options
 
@@ -187,6 +188,17 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     figure.savefig(path, dpi=110)
 
 
+def save_default(folder: str | Path, sampler: dict[str, Any]) -> Path:
+    """Record ``sampler`` (as ``Sampler.to_dict`` gives it) as the default sampler of the pipeline
+    folder ``folder``; returns the path of the index written. SystemExit unless it is one."""
+    try:
+        index = read_index(folder)
+    except CheckpointError as error:
+        raise SystemExit(f"--save-default: {error} (--model must be a pipeline folder)") from None
+    write_index(folder, dataclasses.replace(index, sampler=sampler_from_options(sampler)))
+    return Path(folder) / PIPELINE_INDEX
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="fashion-mnist")
@@ -283,13 +295,7 @@ def main() -> None:
     write_results(args.json, data)
     print(f"\nbest: {sampler_label(best['setting'])}  sampler {json.dumps(best['sampler'])}")
     if args.save_default:
-        index_path = Path(args.model) / "model_index.json"
-        if not index_path.is_file():
-            raise SystemExit(f"--save-default: {index_path}: no such file (--model must be a pipeline folder)")
-        index = json.loads(index_path.read_text())
-        index["sampler"] = best["sampler"]
-        atomic_write_text(index_path, json.dumps(index, indent=2))
-        print(f"recorded it in {index_path}")
+        print(f"recorded it in {save_default(args.model, best['sampler'])}")
     if args.plot:
         plot(data["rows"], args.plot, f"{args.model}: {args.num_per_class} images per class, seed {args.seed}")
 

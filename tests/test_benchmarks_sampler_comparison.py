@@ -6,6 +6,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "sampler_comparison.py"
 RESULTS = ROOT / "benchmarks" / "results" / "sampler-comparison.json"
@@ -54,3 +56,17 @@ def test_every_stored_setting_still_builds_the_sampler_it_was_scored_with():
     assert len(rows) > 100
     for row in rows:
         assert comparison.setting_sampler(row["setting"]).to_dict() == row["sampler"], row["setting"]
+
+
+def test_save_default_records_the_best_sampler_in_the_pipeline_folders_index(tmp_path, small_pipeline):
+    from maskgit.checkpoints.pipeline_folder import read_index
+    from maskgit.sampling import HaltonSampler
+
+    small_pipeline.save_pretrained(tmp_path / "model")
+    best = HaltonSampler(num_steps=6, guidance=0.0)
+    path = _comparison().save_default(tmp_path / "model", best.to_dict())
+    assert path == tmp_path / "model" / "model_index.json"
+    index = read_index(tmp_path / "model")
+    assert index.sampler == best and index.class_names == small_pipeline.class_names
+    with pytest.raises(SystemExit, match="--save-default: .*no model_index.json"):
+        _comparison().save_default(tmp_path / "model" / "tokenizer", best.to_dict())

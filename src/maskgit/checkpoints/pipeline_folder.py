@@ -43,6 +43,7 @@ __all__ = [
     "PipelineIndex",
     "is_pipeline_folder",
     "read_index",
+    "write_index",
     "write_pipeline",
     "converted_dir",
     "convert_official",
@@ -130,7 +131,13 @@ def write_pipeline(
     folder = Path(folder)
     write_pretrained(folder / TOKENIZER, *tokenizer)
     write_pretrained(folder / TRANSFORMER, *transformer)
-    atomic_write_text(folder / PIPELINE_INDEX, json.dumps(index.to_dict(), indent=2) + "\n")
+    write_index(folder, index)
+
+
+def write_index(folder: str | os.PathLike[str], index: PipelineIndex) -> None:
+    """Write ``folder``'s ``model_index.json`` (atomically): after its models, or in place of an
+    index whose class names or default sampler change."""
+    atomic_write_text(Path(folder) / PIPELINE_INDEX, json.dumps(index.to_dict(), indent=2) + "\n")
 
 
 def converted_dir(name: str, cache_dir: str | os.PathLike[str] | None = None) -> Path:

@@ -164,3 +164,11 @@ def test_the_tool_draws_the_parts_on_their_floors(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "**Import cycle** between base, models (the red arrows)." in out and "linkStyle" in out
     assert "**Import cycle** inside `cli`: maskgit.cli, maskgit.cli.command." in out
+
+
+def test_the_layout_pages_drawing_is_the_tools_drawing_of_this_code():
+    drawing = ROOT / "docs" / "_snippets" / "house.md"
+    expected = layout.render(layout.find_modules(), per_module=False) + "\n"
+    assert drawing.read_text(encoding="utf-8") == expected, (
+        "docs/_snippets/house.md is out of date: run `python tools/layout.py > docs/_snippets/house.md`"
+    )

@@ -25,10 +25,16 @@ def _train(kill_in: str, data: Path, run: Path, *flags: str, resume: bool = Fals
 
 
 
+# The tokenizer fine-tunes its decoder after training (the shipped model's recipe has this stage), so
+# that a kill inside every training stage is tested.
+WITH_DECODER = ("tokenizer.then_decoder=true", "decoder.steps=4", "decoder.batch_size=4", "decoder.checkpoint_every=2",
+                "decoder.discriminator_start=2", "decoder.discriminator_max_channels=8")
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, shapes):
     run = tmp_path_factory.mktemp("reference") / "run"
-    process = _train("none", shapes, run)
+    process = _train("none", shapes, run, *WITH_DECODER)
     assert process.returncode == 0, process.stderr[-3000:]
     return run
 
@@ -38,16 +44,16 @@ def test_a_run_killed_in_every_stage_resumes_to_the_same_weights(tmp_path, shape
     """One run, killed with SIGKILL in each stage in turn and resumed each time with the same command."""
     run = tmp_path / "run"
     resume = False
-    for stage in ("tokenizer", "tokens", "transformer", "finish"):
-        killed = _train(stage, shapes, run, resume=resume)
+    stages = ("tokenizer", "decoder", "tokens", "transformer", "finish")
+    for stage in stages:
+        killed = _train(stage, shapes, run, *WITH_DECODER, resume=resume)
         assert killed.returncode == -9, killed.stderr[-3000:]
         done = json.loads((run / "stages.json").read_text())["stages"] if (run / "stages.json").is_file() else {}
-        assert stage not in done and all(earlier in done for earlier in ("tokenizer", "tokens", "transformer")[
-            : ("tokenizer", "tokens", "transformer", "finish").index(stage)])
-        if stage in ("tokenizer", "transformer"):  # killed between two checkpoints
+        assert stage not in done and all(earlier in done for earlier in stages[: stages.index(stage)])
+        if stage in ("tokenizer", "decoder", "transformer"):  # killed between two checkpoints
             assert sorted(path.name for path in (run / stage / "checkpoints").iterdir()) == ["step_00000002.pt"]
         resume = True
-    resumed = _train("none", shapes, run, resume=True)
+    resumed = _train("none", shapes, run, *WITH_DECODER, resume=True)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert_same_weights(reference, run)
     assert (run / "samples.png").is_file() and (run / "report.json").is_file()
@@ -91,3 +97,13 @@ def test_two_processes_under_torchrun_train_like_one(tmp_path, shapes):
     # And training moved the weights: the comparison is not between two initialisations.
     start = torch.load(next((single / "transformer" / "checkpoints").iterdir()), weights_only=True)
     assert start["step"] == 4
+
+
+def test_the_run_display_names_each_training_stage_by_its_own_name(tmp_path, shapes, capsys):
+    """The decoder's trainer is a tokenizer trainer; the bar still shows the decoder stage's steps
+    under its own name and position."""
+    from maskgit.cli import main
+
+    assert main(["train", str(shapes), "--out", str(tmp_path / "run"), *tiny_flags(*WITH_DECODER)]) == 0
+    shown = capsys.readouterr().err
+    assert "[1/5] tokenizer step 4/4" in shown and "[2/5] decoder step 4/4" in shown and "[4/5] transformer step 4/4" in shown

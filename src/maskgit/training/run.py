@@ -430,8 +430,13 @@ class _Run:
             return folder
         return None
 
-    def _progress(self) -> Any:
-        return self.display.stage_bar if self.display is not None else False
+    def _progress(self, stage: str) -> Any:
+        """What a stage's trainer takes as ``progress``: the run's bar, under the run's name for the
+        stage (the decoder's trainer is a tokenizer trainer, but its steps are the decoder stage's)."""
+        if self.display is None:
+            return False
+        display = self.display
+        return lambda _trainer_stage, **counts: display.stage_bar(stage, **counts)
 
     # stages
     def run_init(self) -> dict[str, Any]:
@@ -451,7 +456,7 @@ class _Run:
         folder = self.out / stage
         trainer = TokenizerTrainer(config.replace(eval_images=self.recipe.eval_images), folder,
                                    dataset=self.plan.datasets.train, eval_dataset=self.plan.datasets.held_out,
-                                   device=self.dist.device, resume=self._resume_point(folder), progress=self._progress())
+                                   device=self.dist.device, resume=self._resume_point(folder), progress=self._progress(stage))
         resumed = trainer.step > 0
         return {"eval": trainer.train(), "steps": config.steps, "resumed": resumed}
 
@@ -489,7 +494,7 @@ class _Run:
             config.replace(eval_images=self.recipe.eval_images), folder,
             dataset=TokenDataset(self.out / "tokens" / "train.tokens"),
             eval_dataset=TokenDataset(self.out / "tokens" / "held_out.tokens"), class_names=self.plan.facts.class_names,
-            device=self.dist.device, resume=self._resume_point(folder), progress=self._progress(),
+            device=self.dist.device, resume=self._resume_point(folder), progress=self._progress("transformer"),
         )
         resumed = trainer.step > 0
         return {"eval": trainer.train(), "steps": config.steps, "resumed": resumed}

@@ -66,3 +66,19 @@ def test_run_display_counts_planned_seconds_across_stages():
     resumed = RunDisplay({"tokenizer": 30.0, "tokens": 5.0, "transformer": 60.0}, stages_done=("tokenizer", "tokens"),
                          enabled=False)
     assert resumed.done == 35.0
+
+
+def test_a_resumed_stage_does_not_count_its_earlier_steps_towards_the_pace():
+    from maskgit.training.progress import RunDisplay
+
+    display = RunDisplay({"tokenizer": 100.0}, enabled=True)
+    display.stage_bar("tokenizer", total=100, initial=90)  # 90 steps were done by an earlier process
+    bar = display._bar
+    bar.start_t -= 10.0  # this process then ran for 10 s ...
+    display.update(1)  # ... and did one step
+    meter = bar.format_dict
+    assert meter["n"] == pytest.approx(91.0) and meter["initial"] == pytest.approx(90.0)
+    rate = (meter["n"] - meter["initial"]) / meter["elapsed"]
+    assert rate == pytest.approx(0.1, rel=0.05)  # one planned second per 10 s, so 9 steps take ~90 s
+    assert "01:3" in str(bar)  # [.. elapsed, 01:30 left] give or take the test's own time
+    display.finish()

@@ -125,8 +125,9 @@ class RunDisplay:
     ``estimates`` are the planned seconds of every stage, in order. The bar counts planned seconds
     done: a training step of a stage planned at E seconds for S steps advances it by E / S, and a
     stage without steps advances it by E when it ends. The time left is the planned time still to
-    do at the pace measured so far, so it corrects itself on a slower or faster machine.
-    ``stages_done`` are finished before this display starts (a resumed run). ``done`` is the
+    do at the pace measured so far, so it corrects itself on a slower or faster machine. Work done
+    before this process started (``stages_done``, and the steps a resumed stage starts from) counts
+    as done but not towards that pace, so a resumed run does not promise to end at once. ``done`` is the
     planned seconds done so far, ``description`` the text in front of the bar.
     """
 
@@ -139,6 +140,7 @@ class RunDisplay:
         self.description = ""
         self._bar = tqdm(
             total=max(sum(self.estimates.values()), 1e-9), initial=self.done, disable=not enabled, dynamic_ncols=True,
+            smoothing=0,  # the pace is this process's work over its elapsed time (tqdm leaves ``initial`` out)
             bar_format="{desc} |{bar}| {percentage:3.0f}% [{elapsed} elapsed, {remaining} left]",
         )
         self._stage = ""
@@ -150,7 +152,7 @@ class RunDisplay:
         """The bar a ``Trainer`` updates for ``stage`` (``Trainer(progress=display.stage_bar)``)."""
         self._stage, self._total, self._step, self._loss = stage, total, initial, ""
         self._unit = self.estimates.get(stage, 0.0) / max(total, 1)
-        self._advance(self._unit * initial)
+        self._already_done(self._unit * initial)
         self._describe()
         return self
 
@@ -187,6 +189,12 @@ class RunDisplay:
     def _advance(self, seconds: float) -> None:
         self.done += seconds
         self._bar.update(seconds)
+
+    def _already_done(self, seconds: float) -> None:
+        self.done += seconds
+        if not self._bar.disable:  # a disabled tqdm keeps no counts
+            self._bar.initial += seconds
+            self._bar.n += seconds
 
     def _describe(self) -> None:
         position = f"[{self.order.index(self._stage) + 1}/{len(self.order)}] " if self._stage in self.order else ""

@@ -38,6 +38,24 @@ def _maskgit(*args: str) -> float:
     return time.perf_counter() - start
 
 
+def score_model(model: str, num_per_class: int, seed: int, out: Path) -> dict:
+    """Generate ``num_per_class`` images of every class of ``model`` (a registered name or a model
+    folder) with its default sampler in float32, and score them with the shipped evaluator. Returns
+    the scores, the sampler and precision the manifest records, both wall times and the commands."""
+    samples, scores = out / "samples", out / "scores.json"
+    generate = ["generate", "--model", model, "--class", "0,1,2,3,4,5,6,7,8,9", "--num", str(num_per_class),
+                "--seed", str(seed), "--device", "cpu", "--overwrite", "--quiet", "--out", str(samples)]
+    evaluate = ["evaluate", str(samples), "--tokenizer", "fashion-mnist", "--device", "cpu", "--json", str(scores)]
+    generation_seconds = _maskgit(*generate)
+    evaluation_seconds = _maskgit(*evaluate)
+    manifest = json.loads((samples / "manifest.json").read_text())["settings"]
+    command = " && ".join("maskgit " + " ".join(part for part in step if part not in ("--overwrite", "--quiet"))
+                          for step in (generate, evaluate))
+    return {"command": command, "precision": manifest["precision"], "sampler": manifest["sampler"],
+            "generation_seconds": generation_seconds, "evaluation_seconds": evaluation_seconds,
+            "scores": json.loads(scores.read_text())}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--num-per-class", type=int, default=100)
@@ -48,27 +66,15 @@ def main() -> None:
     if not 1 <= args.num_per_class <= 1000:
         parser.error(f"--num-per-class must be in [1, 1000], got {args.num_per_class}")
 
-    samples, scores = args.out / "samples", args.out / "scores.json"
-    generate = ["generate", "--model", "fashion-mnist", "--class", "0,1,2,3,4,5,6,7,8,9", "--num", str(args.num_per_class),
-                "--seed", str(args.seed), "--device", "cpu", "--overwrite", "--quiet", "--out", str(samples)]
-    evaluate = ["evaluate", str(samples), "--tokenizer", "fashion-mnist", "--device", "cpu", "--json", str(scores)]
-    generation_seconds = _maskgit(*generate)
-    evaluation_seconds = _maskgit(*evaluate)
-    manifest = json.loads((samples / "manifest.json").read_text())["settings"]
-    command = " && ".join("maskgit " + " ".join(part for part in step if part not in ("--overwrite", "--quiet"))
-                          for step in (generate, evaluate))
+    run = score_model("fashion-mnist", args.num_per_class, args.seed, args.out)
     data = {
         "kind": "fashion-mnist-evaluation",
-        "provenance": provenance(device_name("cpu", torch.get_num_threads()), command=command),
+        "provenance": provenance(device_name("cpu", torch.get_num_threads()), command=run.pop("command")),
         "model": "fashion-mnist",
         "num_per_class": args.num_per_class,
         "seed": args.seed,
-        "precision": manifest["precision"],
-        "sampler": manifest["sampler"],
         "targets": MODEL_TARGETS,
-        "generation_seconds": generation_seconds,
-        "evaluation_seconds": evaluation_seconds,
-        "scores": json.loads(scores.read_text()),
+        **run,
     }
     print(f"wrote {args.json} and {write_results(args.json, data)}")
 

@@ -427,6 +427,45 @@ def train_own_images(data: dict[str, Any], figure: Figures) -> list[str]:
     return lines
 
 
+def fashion_mnist_reproduction(data: dict[str, Any], figure: Figures) -> list[str]:
+    """benchmarks/reproduce_fashion_mnist.py: the shipped model retrained by one command, each stage's
+    wall time, and its scores beside the shipped model's."""
+    scores, shipped, targets = data["scores"], data["shipped"]["scores"], data["targets"]
+    lines = heading(data, "The shipped `fashion-mnist` model reproduced by `maskgit train fashion-mnist`, "
+                          f"trained in {data['precision']}, then scored like the shipped one ({scores['images']:,} images, "
+                          f"{data['num_per_class']} of each class, seed {data['seed']}, its default sampler)")
+    resumed = set(data["resumed_stages"])
+    rows = [[name + (" (resumed)" if name in resumed else ""), figure(duration(seconds))]
+            for name, seconds in data["stage_seconds"].items()]
+    rows.append(["**all**", "**" + figure(duration(data["total_seconds"])) + "**"])
+    lines += table(["stage", "wall time"], "lr", rows) + [""]
+    tokenizer, transformer = data["tokenizer"], data["transformer"]
+    def fixed(value: float, digits: int = 2) -> str:
+        return figure(f"{value:.{digits}f}")
+
+    lines += [f"Held out: the tokenizer's PSNR {fixed(tokenizer['psnr'])} dB and SSIM "
+              f"{fixed(tokenizer['ssim'], 3)}, the transformer's masked-token accuracy "
+              f"{figure(percent(transformer['masked_accuracy']))} %.", ""]
+
+    def worst(entries: list[dict[str, Any]]) -> str:
+        entry = min(entries, key=lambda item: item["accuracy"])
+        return f"{entry['name']} {figure(percent(entry['accuracy'], 0))} %"
+
+    rows = [
+        ["accuracy, all classes", figure(percent(scores["accuracy"])) + " %", figure(percent(shipped["accuracy"])) + " %",
+         f"at most {percent(targets['accuracy_within'], 0)} points below", "yes" if data["accuracy_met"] else "no"],
+        ["worst class", worst(scores["per_class"]), worst(shipped["per_class"]), "", ""],
+        ["FID (floor)", f"{fixed(scores['fid'])} ({fixed(scores['fid_floor'])})",
+         f"{fixed(shipped['fid'])} ({fixed(shipped['fid_floor'])})",
+         f"at most {targets['fid_ratio']:g}x", "yes" if data["fid_met"] else "no"],
+        ["diversity within classes", figure(percent(scores["diversity"])) + " %", figure(percent(shipped["diversity"])) + " %",
+         "", ""],
+    ]
+    lines += table(["measure", "reproduced", f"shipped (scored at `{data['shipped']['code_version']}`)", "target", "met"],
+                   "lrrll", rows)
+    return lines + ["", f"Met: **{'yes' if data['met'] else 'no'}**."]
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any], Figures], list[str]]] = {
     "sampling-speed": sampling_speed,
     "seeded-noise": seeded_noise,
@@ -437,6 +476,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any], Figures], list[str]]] = {
     "published": published,
     "recorded-tables": recorded_tables,
     "train-own-images": train_own_images,
+    "fashion-mnist-reproduction": fashion_mnist_reproduction,
 }
 
 

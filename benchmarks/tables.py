@@ -91,13 +91,17 @@ def code_version() -> str:
 
 def provenance(device: str, command: str | None = None, note: str | None = None) -> dict[str, str]:
     """The provenance block of a results file made now: ``device`` (see ``device_name``), the
-    command (default: this process's own command line), today's date (UTC) and the code version."""
+    command (default: this process's own command line), today's date (UTC), the code version, and
+    the machine's load average over the last 15 minutes where the OS reports it (a timing taken
+    beside other work reads differently from one on a quiet machine)."""
     record = {
         "device": device,
         "command": command or " ".join(["python", *sys.argv]),
         "date": datetime.datetime.now(datetime.timezone.utc).date().isoformat(),
         "code_version": code_version(),
     }
+    if hasattr(os, "getloadavg"):
+        record["load_average"] = round(os.getloadavg()[2], 1)
     if note:
         record["note"] = note
     return record
@@ -135,6 +139,8 @@ def heading(data: dict[str, Any], what: str) -> list[str]:
     """The lines that open every table: what was measured, on which device, with which command."""
     source = data["provenance"]
     lines = [f"{what}. Measured on **{source['device']}**, {source['date']}, code `{source['code_version']}`"]
+    if "load_average" in source:
+        lines[0] += f" (load average {source['load_average']:g} over the 15 minutes before it was written)"
     if source["command"].startswith(("python ", "maskgit ", "torchrun ")):
         lines[0] += ":"
         lines += ["", f"```\n{source['command']}\n```"]

@@ -332,3 +332,37 @@ def test_large_batches_are_decoded_in_chunks_with_the_same_images(small_pipeline
     monkeypatch.setattr(half.tokenizer, "decode_ids", lambda ids: bf16_batches.append(len(ids)) or bf16_decode_ids(ids))
     half.decode(ids.repeat(2, 1, 1))
     assert bf16_batches == [4, 2]
+
+
+@pytest.mark.parametrize("sampler", [
+    ConfidenceSampler(num_steps=5, context_reuse=1),
+    HaltonSampler(num_steps=5, roll=True, context_reuse=2),
+    RandomSampler(num_steps=5, context_reuse=3),
+], ids=lambda s: s.name)
+def test_context_reuse_runs_every_mode_with_every_noise_source(pipeline_form, sampler):
+    image = torch.rand(3, 128, 128, generator=torch.Generator().manual_seed(0))
+    mask = torch.zeros(128, 128, dtype=torch.bool)
+    mask[32:64, 16:80] = True
+    tokens = []
+
+    def keep_final(step):
+        if step.step == step.num_steps - 1:
+            tokens.append(step.sampled_ids)
+
+    # Generation: image i still depends only on (seed, i), whatever the batch.
+    generated = pipeline_form.generate([1, 2, 3], sampler=sampler, seed=4, callback=keep_final)
+    pipeline_form.generate([3, 1], sampler=sampler, seed=4, image_indices=[2, 0], batch_size=1, callback=keep_final)
+    assert torch.equal(torch.cat(tokens[1:3]), tokens[0][[2, 0]])
+    assert generated.shape == (3, 3, 128, 128)
+    # The editing modes keep what they must, from a later start step too.
+    edited = pipeline_form.edit(image, (64, 64, 16, 16), 2, sampler=sampler, start_step=2,
+                                generator=torch.Generator().manual_seed(1))
+    alpha = composite_mask(latent_box_mask(Box(64, 64, 16, 16), 128, 128), 128, 128)
+    torch.testing.assert_close(edited[0][:, alpha == 0], image[:, alpha == 0], rtol=0, atol=0)
+    inpainted = pipeline_form.inpaint(image, mask, 3, sampler=sampler, num_samples=2, seed=0)
+    torch.testing.assert_close(inpainted[:, :, ~mask], image[None].expand(2, -1, -1, -1)[:, :, ~mask], rtol=0, atol=0)
+    extended = pipeline_form.outpaint(image, (0, 32, 0, 0), 4, sampler=sampler,
+                                      noise=lambda step, kind, shape: torch.zeros(shape))
+    assert extended.shape == (1, 3, 128, 160)
+    torch.testing.assert_close(extended[0, :, :, :128], image, rtol=0, atol=0)
+

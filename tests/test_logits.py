@@ -3,6 +3,8 @@ what it keeps, and guidance halves that each reuse their own context."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -56,8 +58,11 @@ def test_fresh_positions_list_each_rows_positions_and_pad_with_a_repeat():
     assert fresh_positions(torch.zeros(2, 4, dtype=torch.bool)).tolist() == [[0], [0]]
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("scale", [0.0, 2.0])
-def test_a_cheap_step_on_an_unchanged_context_gives_the_full_steps_logits(model, scale):
+def test_a_cheap_step_on_an_unchanged_context_gives_the_full_steps_logits(model, scale, dtype):
+    model = copy.deepcopy(model).to(dtype)
+    tolerance = dict(atol=2e-5, rtol=1e-5) if dtype == torch.float32 else dict(atol=3e-2, rtol=2e-2)
     current = _current()
     reused = StepLogits(model, CONFIG.codebook_size, CONFIG.null_class_id, plan=(True, False, False))
     with torch.no_grad():
@@ -72,8 +77,8 @@ def test_a_cheap_step_on_an_unchanged_context_gives_the_full_steps_logits(model,
     assert cache.shape[0] == (2 if scale else 1) * current.shape[0]
     if scale:
         assert (cache[:2] - cache[2:]).abs().max() > 1e-2
-    torch.testing.assert_close(cheap, full, atol=2e-5, rtol=1e-5)
-    torch.testing.assert_close(again, full, atol=2e-5, rtol=1e-5)
+    torch.testing.assert_close(cheap, full, **tolerance)
+    torch.testing.assert_close(again, full, **tolerance)
     assert cheap is not full and again is not cheap  # each step's own tensor (a callback may hold the last)
 
 

@@ -239,7 +239,8 @@ def test_guidance_schedules():
 
 
 class CountingPasses(torch.nn.Module):
-    """A transformer with a null class that counts the sequences it is run on."""
+    """A transformer with a null class that counts the sequences it is run on, and records which
+    evaluations were full (context reuse)."""
 
     def __init__(self) -> None:
         from maskgit import MaskGITTransformer, TransformerConfig
@@ -248,11 +249,15 @@ class CountingPasses(torch.nn.Module):
         config = TransformerConfig(codebook_size=16, num_classes=3, hidden_size=32, num_layers=1, num_heads=2,
                                    intermediate_size=64, latent_size=2, dropout=0.0, null_class=True)
         torch.manual_seed(0)
-        self.model, self.config, self.sequences = MaskGITTransformer(config).eval(), config, 0
+        self.model, self.config, self.sequences, self.full = MaskGITTransformer(config).eval(), config, 0, []
 
-    def forward(self, ids):
+    def context_cache(self):
+        return self.model.context_cache()
+
+    def codebook_logits(self, ids, *, cache=None, positions=None):
         self.sequences += ids.shape[0]
-        return self.model(ids)
+        self.full.append(positions is None)
+        return self.model.codebook_logits(ids, cache=cache, positions=positions)
 
 
 @pytest.mark.parametrize("sampler", [
@@ -260,14 +265,20 @@ class CountingPasses(torch.nn.Module):
     ConfidenceSampler(num_steps=8, guidance=2.0),
     HaltonSampler(num_steps=12, guidance=1.0, guidance_schedule="linear"),
     RandomSampler(num_steps=4, guidance=4.0, guidance_schedule="cosine"),
-], ids=lambda s: f"{s.name}-{s.guidance_schedule}")
+    ConfidenceSampler(num_steps=8, guidance=2.0, guidance_schedule="linear", context_reuse=2),
+    HaltonSampler(num_steps=12, context_reuse=3),
+], ids=lambda s: f"{s.name}-{s.guidance_schedule}-{s.context_reuse}")
 @pytest.mark.parametrize("start_step", [0, 2])
 def test_transformer_passes_counts_what_the_engine_runs(sampler, start_step):
     counting = CountingPasses()
     ids = torch.full((1, 1 + 4), MASK_ID, dtype=torch.long)
     ids[:, 0] = counting.config.codebook_size + 1
-    run_sampler(counting, ids, sampler, SeededNoise([0]), start_step=start_step)
+    records = []
+    run_sampler(counting, ids, sampler, SeededNoise([0]), start_step=start_step, callback=records.append)
+    # A cheap step is a pass (over fewer tokens) and a step: the progress bars count every one.
     assert sampler.transformer_passes(start_step) == counting.sequences
+    assert len(records) == sampler.num_steps - start_step
+    assert tuple(counting.full) == sampler.evaluation_plan(start_step)
 
 
 @pytest.mark.parametrize("sampler", ALL_SAMPLERS + [ConfidenceSampler(guidance=1.5, guidance_schedule="cosine"),

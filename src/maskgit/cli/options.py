@@ -91,8 +91,8 @@ def add_sampler_options(parser: argparse.ArgumentParser) -> None:
                        help="guidance scale over the steps: constant, linear (0 to SCALE) or cosine")
     group.add_argument("--context-reuse", type=int, default=None, metavar="N",
                        help="after each full transformer evaluation, N cheap steps that recompute only the tokens "
-                       "masked at that evaluation and reuse the cached context of the others (0: every step in full, "
-                       "the official decoding)")
+                       "that changed or whose predictions the step reads, and reuse the cached context of the others "
+                       "(0: every step in full, the official decoding)")
     group.add_argument("--max-token-passes", type=int, default=MAX_TOKEN_PASSES,
                        help="most tokens the transformer may process for one image: windows x passes (a guided "
                        f"step is two) x tokens per pass (default {MAX_TOKEN_PASSES:,})")

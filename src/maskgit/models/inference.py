@@ -270,7 +270,8 @@ class FusedLayer(TransformerLayer):
     one matmul with their weights stacked, the attention output and the MLP output with the
     residual add fused in, and the MLP input with the GELU fused in. Its layers inside run as
     functions there, so forward hooks on them do not fire. Elsewhere (training, autograd, other
-    dtypes or devices) it runs the plain forward.
+    dtypes or devices) it runs the plain forward. Context reuse (``cache``, ``positions``) runs the
+    same calls on the rows given, attending to the cached keys and values.
     """
 
     def __init__(self, layer: TransformerLayer) -> None:

@@ -225,10 +225,10 @@ class MaskGITTransformer(PretrainedMixin, nn.Module):
         # JAX's take wraps -1 to the last row; nn.Embedding would raise on it.
         ids = torch.where(ids < 0, self.config.mask_token_id, ids).long()
         if positions is None:
-            where = self.position_embeddings.weight[: ids.shape[1]]
+            position_rows = self.position_embeddings.weight[: ids.shape[1]]
         else:
-            ids, where = ids.gather(1, positions), self.position_embeddings.weight[positions]
-        x = self.dropout(self.embedding_norm(self.word_embeddings(ids) + where))
+            ids, position_rows = ids.gather(1, positions), self.position_embeddings.weight[positions]
+        x = self.dropout(self.embedding_norm(self.word_embeddings(ids) + position_rows))
         if cache is None:
             for layer in self.layers:
                 x = layer(x)

@@ -43,7 +43,9 @@ class DecodeStep:
         num_steps: total number of steps.
         logits: (B, L, codebook_size) float32, the (guided, shaped) logits the step sampled from.
         sampled_ids: (B, L) int64, the new tokens with the known ones kept; the output row
-            ``final[:, step]``.
+            ``final[:, step]``. At a cheap step of context reuse with a sampler that chooses
+            before it reads the predictions (Halton, random order), the positions it masks again
+            at once hold draws from the last predictions made there.
         unknown: (B, L) bool, the positions that were masked at the start of the step.
         selected_probs: (B, L) float32, probability of each sampled token under ``logits``, +inf
             at known positions; computed when first read (a softmax over the logits), so that a
@@ -141,7 +143,8 @@ def run_sampler(
 
     Returns:
         (B, T, L) int64 on ``ids``' device: row t holds the tokens sampled at step t (before
-        re-masking); rows before ``start_step`` are copies of ``ids``. The result is ``[:, -1]``.
+        re-masking; see ``DecodeStep.sampled_ids`` for context reuse); rows before ``start_step``
+        are copies of ``ids``. The result is ``[:, -1]``.
 
     Raises:
         ValueError: bad ids or start_step, guidance asked of a model without a null class,

@@ -63,9 +63,10 @@ _FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 _SOFTMAX_TEMPERATURE_FLOOR = 2.0**-150
 _MAX_CHOICE_TEMPERATURE = 1e36
 
-#: The most cheap steps after a full evaluation. Each cheap step reuses the context of older
-#: tokens as the last full evaluation saw it; past a few steps that context is stale, and a full
-#: evaluation every 65 steps costs nothing next to the 64 between.
+#: The most cheap steps after a full evaluation: a bound on a user's number. Every cheap step
+#: reuses the context of older tokens as the last full evaluation saw it, so far beyond this a run
+#: would decode on one evaluation's stale context, and a full evaluation every 65 steps costs
+#: little next to the 64 between.
 MAX_CONTEXT_REUSE = 64
 
 
@@ -94,9 +95,10 @@ class Sampler:
         guidance_schedule: ``constant`` (w at every step), ``linear`` (0 → w) or ``cosine``
             (0 → w along a half cosine), over the steps.
         context_reuse: N, 0 ≤ N ≤ ``MAX_CONTEXT_REUSE``: after each full evaluation of the
-            transformer, N cheap steps that recompute only the tokens masked at that evaluation
-            and reuse the cached keys and values of the others (``evaluation_plan``). 0 (the
-            default) evaluates in full at every step: the official decoding.
+            transformer, N cheap steps that recompute only the tokens decided since it and the
+            masked tokens whose predictions the step reads, and reuse the cached keys and values
+            of the others (``evaluation_plan``, ``maskgit.sampling.logits``). 0 (the default)
+            evaluates in full at every step: the official decoding.
     """
 
     name: ClassVar[str] = ""

@@ -3,6 +3,7 @@ shipped Fashion-MNIST evaluator; picks the model's default sampler.
 
     python benchmarks/sampler_comparison.py [--model fashion-mnist] [--num-per-class 50]
         [--json benchmarks/results/sampler-comparison.json] [--plot docs/sampler-comparison.png]
+        [--context-reuse 0 1 2 3]
 
 The JSON's table (``sampler-comparison.md`` beside it) is written by ``benchmarks/tables.py``.
 
@@ -10,7 +11,9 @@ For every setting it generates ``--num-per-class`` images of each class with the
 the generation alone (images/s, on ``--threads`` CPU threads) and scores the images: accuracy against
 the requested class (overall and the worst class), FID in the classifier's feature space against the
 test set (beside the train-vs-test floor on as many images) and diversity within each class relative
-to real images. Guidance 0 has no schedule, so it runs once per sampler and step count.
+to real images. Guidance 0 has no schedule, so it runs once per sampler and step count. With
+``--context-reuse N ...`` every setting also runs with each ``Sampler.context_reuse`` listed (0 is
+the setting as it is without the flag, so its rows are shared with a sweep made without it).
 
 The JSON is rewritten after every setting, and a rerun with the same options on the same weights
 (the JSON records a digest of them) skips the settings it already holds, so an interrupted sweep
@@ -41,7 +44,7 @@ from maskgit import CheckpointError, MaskGIT
 from maskgit.checkpoints.pipeline_folder import PIPELINE_INDEX, read_index, write_index
 from maskgit.evaluation.evaluate import GenerationEvaluator
 from maskgit.runs import Run, RunPlan
-from maskgit.sampling import sampler_from_options
+from maskgit.sampling import MAX_CONTEXT_REUSE, sampler_from_options
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/tables.py, also when loaded by path
 from tables import device_name, provenance, sampler_label, sampler_temperatures, write_results  # noqa: E402
@@ -53,14 +56,17 @@ STEPS = (4, 8, 12, 16, 32)
 TARGETS = {"accuracy": 0.90, "worst_class_accuracy": 0.70, "diversity": 0.80}
 
 
-def settings(samplers, guidance, schedules, steps) -> list[dict[str, Any]]:
-    """Sampler fields of every setting of the sweep (guidance 0 once, without a schedule)."""
+def settings(samplers, guidance, schedules, steps, context_reuse=(0,)) -> list[dict[str, Any]]:
+    """Sampler fields of every setting of the sweep (guidance 0 once, without a schedule), each with
+    every ``context_reuse`` listed (0, the official decoding, is left out of the fields)."""
     out = []
     for name in samplers:
         for scale in guidance:
             for schedule in (("constant",) if scale == 0 else schedules):
                 for count in steps:
-                    out.append({"sampler": name, "num_steps": count, "guidance": scale, "guidance_schedule": schedule})
+                    for reuse in context_reuse:
+                        out.append({"sampler": name, "num_steps": count, "guidance": scale, "guidance_schedule": schedule,
+                                    **({"context_reuse": reuse} if reuse else {})})
     return out
 
 
@@ -141,7 +147,7 @@ def weights_digest(pipe: MaskGIT) -> str:
 
 def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     """Accuracy, FID and diversity against steps: one column per sampler, one line per guidance
-    scale (colour) and schedule (dash)."""
+    scale (colour), schedule (dash) and context reuse (marker)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -153,20 +159,22 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
                                 sharey="row", squeeze=False)
     colours = {0.0: "black", 1.0: "tab:blue", 2.0: "tab:orange", 4.0: "tab:red"}
     dashes = {"constant": "-", "linear": "--", "cosine": ":"}
+    markers = ["o", "s", "^", "D", "v"]
     sweep = [r for r in rows if not sampler_temperatures(r["setting"])]
     for column, name in enumerate(samplers):
-        groups: dict[tuple[float, str], list[dict[str, Any]]] = {}
+        groups: dict[tuple[float, str, int], list[dict[str, Any]]] = {}
         for row in sweep:
             s = row["setting"]
             if s["sampler"] == name:
-                groups.setdefault((s["guidance"], s["guidance_schedule"]), []).append(row)
-        for (scale, schedule), group in sorted(groups.items()):
+                groups.setdefault((s["guidance"], s["guidance_schedule"], s.get("context_reuse", 0)), []).append(row)
+        for (scale, schedule, reuse), group in sorted(groups.items()):
             group.sort(key=lambda r: r["setting"]["num_steps"])
             steps = [r["setting"]["num_steps"] for r in group]
+            label = f"guidance {scale:g}" + (f" {schedule}" if scale else "") + (f", reuse {reuse}" if reuse else "")
             for line, (metric, _, factor) in enumerate(metrics):
                 axes[line][column].plot(
                     steps, [factor * r[metric] for r in group], dashes[schedule], color=colours.get(scale, "grey"),
-                    marker="o", markersize=3, label=f"guidance {scale:g}" + (f" {schedule}" if scale else ""),
+                    marker=markers[min(reuse, len(markers) - 1)], markersize=3, label=label,
                 )
         axes[0][column].set_title(f"{name} sampler")
         axes[-1][column].set_xlabel("steps")
@@ -211,6 +219,9 @@ def main() -> None:
     parser.add_argument("--guidance", nargs="+", type=float, default=GUIDANCE)
     parser.add_argument("--schedules", nargs="+", default=SCHEDULES, choices=SCHEDULES)
     parser.add_argument("--steps", nargs="+", type=int, default=STEPS)
+    parser.add_argument("--context-reuse", nargs="+", type=int, default=[0], metavar="N",
+                        help="run every setting with each of these Sampler.context_reuse values (default: 0 only, "
+                        "the official decoding)")
     parser.add_argument("--temperatures", action="store_true",
                         help="then sweep the choice / softmax temperatures of the best setting")
     parser.add_argument("--fid-tolerance", type=float, default=0.05)
@@ -225,6 +236,8 @@ def main() -> None:
     parser.add_argument("--save-default", action="store_true",
                         help="record the best sampler as the default in --model's model_index.json (a folder)")
     args = parser.parse_args()
+    if not all(0 <= reuse <= MAX_CONTEXT_REUSE for reuse in args.context_reuse):
+        parser.error(f"--context-reuse values must be from 0 to {MAX_CONTEXT_REUSE}, got {args.context_reuse}")
     torch.set_num_threads(args.threads)
 
     pipe = MaskGIT.from_pretrained(args.model)
@@ -259,7 +272,7 @@ def main() -> None:
                   f"FID {row['fid']:6.2f} (floor {row['fid_floor']:.2f}) div {100 * row['diversity']:3.0f} % "
                   f"{row['images_per_second']:6.1f} img/s", flush=True)
 
-    run_all(settings(args.samplers, args.guidance, args.schedules, args.steps))
+    run_all(settings(args.samplers, args.guidance, args.schedules, args.steps, args.context_reuse))
     if args.temperatures:
         best = pick_best(data["rows"], args.fid_tolerance, args.max_passes)["setting"]
         refine = []

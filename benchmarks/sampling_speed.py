@@ -13,7 +13,8 @@ Paths:
   CPU, each transformer layer as four oneDNN linear calls (``FusedLayer``).
 - ``fp16`` (CUDA only); any fast path with ``+compile`` (``MaskGIT.compile``) and/or ``+reuse``
   (``maskgit.reuse_freed_memory()``, which the ``maskgit`` command calls: glibc keeps freed memory
-  for reuse), e.g. ``bf16+reuse``.
+  for reuse), e.g. ``bf16+reuse``, and/or ``+ctxN``: the case's sampler with context reuse N
+  (``Sampler.context_reuse``: N cheap steps after each full evaluation), e.g. ``fp32+ctx2``.
 
 Cases: ImageNet 256 / 512 architectures with random weights (the speed does not depend on the
 values), batch sizes and step counts from the flags, and the shipped ``fashion-mnist`` model at its
@@ -30,6 +31,10 @@ writes everything to a JSON file.
     python benchmarks/sampling_speed.py --threads 2 --maskgit-torch ../maskgit-torch --no-shipped
     python benchmarks/sampling_speed.py --sizes 256 512 --batches 1 8 --steps 8 16 --device cuda --paths reference bf16 fp16 bf16+compile
     python benchmarks/sampling_speed.py --threads 2 --repeats 2 --paths reference fp32 bf16 fp32+reuse bf16+reuse
+    python benchmarks/sampling_speed.py --threads 2 --paths fp32 fp32+ctx1 fp32+ctx2 fp32+ctx3 --json benchmarks/results/context-reuse-cpu-2core.json
+
+A ``+ctxN`` path's FLOPs are counted on one image's whole decoding with that sampler (its cheap
+steps compute fewer rows), so its GFLOP/s is the work it did, not the work it saved.
 """
 
 from __future__ import annotations
@@ -154,23 +159,27 @@ def _maskgit_torch_run(checkout: str, case: dict[str, Any], classes: torch.Tenso
     return run
 
 
-MODIFIERS = ("compile", "reuse")
+MODIFIERS = ("compile", "reuse", "ctxN")
 
 
-def _parse_path(path: str) -> tuple[str, set[str]]:
-    """``"bf16+compile+reuse"`` → ("bf16", {"compile", "reuse"}); SystemExit naming a bad modifier."""
+def _parse_path(path: str) -> tuple[str, set[str], int]:
+    """``"bf16+compile+reuse"`` → ("bf16", {"compile", "reuse"}, 0); ``"fp32+ctx2"`` → ("fp32",
+    set(), 2), the context reuse; SystemExit naming a bad modifier."""
     precision, *modifiers = path.split("+")
-    unknown = [m for m in modifiers if m not in MODIFIERS]
-    if unknown or (modifiers and precision in ("reference", "maskgit-torch")):
-        raise SystemExit(f"--paths {path}: modifiers are {', '.join('+' + m for m in MODIFIERS)}, on fp32, bf16 or fp16 only")
-    return precision, set(modifiers)
+    reuse = [m for m in modifiers if m.startswith("ctx") and m[3:].isdigit() and int(m[3:]) > 0]
+    flags = [m for m in modifiers if m not in reuse]
+    unknown = [m for m in flags if m not in MODIFIERS]
+    if unknown or len(reuse) > 1 or (modifiers and precision in ("reference", "maskgit-torch")):
+        raise SystemExit(f"--paths {path}: modifiers are {', '.join('+' + m for m in MODIFIERS)} (N >= 1), "
+                         "on fp32, bf16 or fp16 only")
+    return precision, set(flags), int(reuse[0][3:]) if reuse else 0
 
 
 def _run_worker(case: dict[str, Any], path: str, device_name: str, threads: int,
                 maskgit_torch: str | None = None, repeats: int = 1) -> dict[str, Any]:
     torch.set_num_threads(threads)
     device = torch.device(device_name)
-    precision, modifiers = _parse_path(path)
+    precision, modifiers, context_reuse = _parse_path(path)
     compiled = "compile" in modifiers
     if precision == "maskgit-torch":  # before importing this package: both are called ``maskgit``
         if device.type != "cpu":
@@ -184,6 +193,7 @@ def _run_worker(case: dict[str, Any], path: str, device_name: str, threads: int,
         raise SystemExit(f"{path}: reuse_freed_memory() needs glibc")
 
     tokenizer, transformer, sampler = _models(case, device)
+    sampler = sampler.replace(context_reuse=context_reuse)
     classes = torch.arange(case["batch"], device=device) % transformer.config.num_classes
     if precision == "reference":
         transformer.requires_grad_(True)  # as the ports leave it
@@ -281,26 +291,37 @@ def flop_counter():
         torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_flash})
 
 
-def count_flops(case: dict[str, Any]) -> float:
+def count_flops(case: dict[str, Any], context_reuse: int = 0) -> float:
     """FLOPs of one image: ``steps`` transformer passes (codebook logits; two with guidance, the
-    conditional and the unconditional one) and one decode."""
+    conditional and the unconditional one) and one decode. With ``context_reuse``, the passes are
+    counted on one image's whole decoding with that sampler: its cheap steps compute fewer rows."""
     tokenizer, transformer, sampler = _models(case, torch.device("cpu"))
-    ids = torch.zeros(1, transformer.config.num_tokens + 1, dtype=torch.long)
-    grid = torch.zeros(1, transformer.config.latent_size, transformer.config.latent_size, dtype=torch.long)
+    config = transformer.config
+    ids = torch.zeros(1, config.num_tokens + 1, dtype=torch.long)
+    grid = torch.zeros(1, config.latent_size, config.latent_size, dtype=torch.long)
     with torch.inference_mode():
         with flop_counter() as step:
-            transformer.codebook_logits(ids)
+            if context_reuse:
+                from maskgit.sampling import MASK_ID, SeededNoise, run_sampler
+
+                ids[:, 1:] = MASK_ID
+                ids[:, 0] = config.codebook_size  # class 0
+                run_sampler(transformer, ids, sampler.replace(context_reuse=context_reuse), SeededNoise([0]))
+            else:
+                transformer.codebook_logits(ids)
         with flop_counter() as decode:
             tokenizer.decode_ids(grid)
     if not step.get_total_flops() or not decode.get_total_flops():
         raise RuntimeError(f"{case['model']}: the FLOP counter saw no matmuls or convolutions")
+    if context_reuse:
+        return step.get_total_flops() + decode.get_total_flops()
     passes = 2 if sampler.guidance else 1
     return sampler.num_steps * passes * step.get_total_flops() + decode.get_total_flops()
 
 
 def _peak_for(path: str, peaks: dict[str, float]) -> float:
     """The matmul peak a path is measured against: float32 for the float32 paths."""
-    precision, _ = _parse_path(path)
+    precision, _, _ = _parse_path(path)
     return peaks["fp32" if precision in ("maskgit-torch", "reference", "fp32") else precision]
 
 
@@ -370,6 +391,7 @@ def main() -> None:
     done: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (case, result) of every finished run
     for case in cases:
         flops = count_flops(case)
+        reuse_flops = {reuse: count_flops(case, reuse) for reuse in sorted({_parse_path(path)[2] for path in args.paths} - {0})}
         guided = False
         if case["steps"] is None:
             sampler = _models(case, torch.device("cpu"))[2]
@@ -392,8 +414,9 @@ def main() -> None:
                 print(f"  {path}: failed: {why}")
                 continue
             result = json.loads(output.stdout.strip().splitlines()[-1])
-            result.update(path=path, images_per_s=case["batch"] / result["seconds"],
-                          gflops=flops * case["batch"] / result["seconds"] / 1e9)
+            path_flops = reuse_flops.get(_parse_path(path)[2], flops)
+            result.update(path=path, images_per_s=case["batch"] / result["seconds"], gflop_per_image=path_flops / 1e9,
+                          gflops=path_flops * case["batch"] / result["seconds"] / 1e9)
             result["fraction_of_peak"] = result["gflops"] / _peak_for(path, peaks)
             rows.append(result)
             done.append((case, result))

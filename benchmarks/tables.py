@@ -160,17 +160,26 @@ def _speed_case(case: dict[str, Any]) -> str:
     return f"ImageNet {case['size']}, batch {case['batch']}, {case['steps']} steps"
 
 
+def _without_reuse(path: str) -> str:
+    """A speed path without its context reuse: ``fp32+ctx2`` → ``fp32``."""
+    return "+".join(part for part in path.split("+") if not (part.startswith("ctx") and part[3:].isdigit()))
+
+
 def sampling_speed(data: dict[str, Any], figure: Figures) -> list[str]:
     """benchmarks/sampling_speed.py: one row per case and path, with the speed-ups over the
-    reference path and over maskgit-torch's own code where the run timed them."""
+    reference path and over maskgit-torch's own code where the run timed them, and of a context
+    reuse path over the same path without it."""
     warm = data["repeats"] > 1
     peaks = ", ".join(f"{name} {figure(f'{value:,.0f}')} GFLOP/s" for name, value in data["matmul_peak_gflops"].items())
     timing = (f"the median warm call of {data['repeats']} calls in one process (the first call beside it)" if warm
               else "the first call of a fresh process")
     lines = heading(data, f"Sampling speed, {timing}; torch {data['torch']}; matmul peak {peaks} "
                           "(the higher of the start and the end of the run)")
+    # Context reuse (a "+ctxN" path) is also compared with its path without it, when the run has both.
+    reuse = any(_without_reuse(row["path"]) != row["path"] for case in data["cases"] for row in case["paths"])
     header = ["case", "path", "warm call" if warm else "time", *(["first call"] if warm else []),
-              "transformer / decoder", "peak RSS", "GFLOP/s (of peak)", "vs reference", "vs maskgit-torch"]
+              "transformer / decoder", "peak RSS", "GFLOP/s (of peak)", "vs reference", "vs maskgit-torch",
+              *(["vs no reuse"] if reuse else [])]
     rows = []
     for case in data["cases"]:
         by_path = {row["path"]: row for row in case["paths"]}
@@ -178,8 +187,10 @@ def sampling_speed(data: dict[str, Any], figure: Figures) -> list[str]:
             seconds, first = figure(f"{row['seconds']:.2f}"), figure(f"{row['first_call_s']:.2f}")
             transformer, decoder = figure(f"{row['transformer_s']:.2f}"), figure(f"{row['decoder_s']:.2f}")
             gflops, share = figure(f"{row['gflops']:,.0f}"), figure(f"{100 * row['fraction_of_peak']:.0f}")
+            base = _without_reuse(row["path"])
+            others = ["reference", "maskgit-torch", *([base if base != row["path"] else None] if reuse else [])]
             ratios = [figure(f"{by_path[other]['seconds'] / row['seconds']:.2f}") + "x" if other in by_path else "-"
-                      for other in ("reference", "maskgit-torch")]
+                      for other in others]
             rows.append([_speed_case(case) if index == 0 else "", f"`{row['path']}`", f"{seconds} s",
                          *([f"{first} s"] if warm else []), f"{transformer} / {decoder} s",
                          figure(f"{row['peak_rss_bytes'] / 1e9:.2f}") + " GB", f"{gflops} ({share} %)", *ratios])
@@ -199,11 +210,16 @@ def seeded_noise(data: dict[str, Any], figure: Figures) -> list[str]:
 
 
 def sampler_label(setting: dict[str, Any]) -> str:
-    """'confidence, 16 steps, guidance 2 linear' (plus any temperatures the setting sets)."""
+    """'confidence, 16 steps, guidance 2 linear' (plus any context reuse and temperatures the setting sets)."""
     text = f"{setting['sampler']}, {setting['num_steps']} steps"
     if setting.get("guidance"):
         text += f", guidance {setting['guidance']:g} {setting['guidance_schedule']}"
-    return text + sampler_temperatures(setting)
+    return text + sampler_reuse(setting) + sampler_temperatures(setting)
+
+
+def sampler_reuse(setting: dict[str, Any]) -> str:
+    """', context reuse N' for a setting with cheap steps, '' for one without."""
+    return f", context reuse {setting['context_reuse']}" if setting.get("context_reuse") else ""
 
 
 def sampler_temperatures(setting: dict[str, Any]) -> str:
@@ -250,22 +266,24 @@ def sampler_comparison(data: dict[str, Any], figure: Figures) -> list[str]:
         return all(row[name] >= bound for name, bound in targets.items())
 
     sweep = [row for row in data["rows"] if not sampler_temperatures(row["setting"])]
-    groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, float, int], list[dict[str, Any]]] = {}
     for row in sweep:
-        groups.setdefault((row["setting"]["sampler"], row["setting"]["guidance"]), []).append(row)
+        setting = row["setting"]
+        groups.setdefault((setting["sampler"], setting["guidance"], setting.get("context_reuse", 0)), []).append(row)
     rows = []
-    for (sampler, guidance), group in sorted(groups.items()):
+    for (sampler, guidance, _), group in sorted(groups.items()):
         row = min([row for row in group if meets(row)] or group, key=lambda row: row["fid"])
         schedule = row["setting"]["guidance_schedule"] if guidance else "-"
-        rows.append([sampler, f"{guidance:g}", f"{schedule}, {row['setting']['num_steps']}", str(row["passes"]),
-                     *_scores(row, figure, 0)])
-    lines += ["**The best setting of each sampler and guidance scale**: the lowest FID among its settings that meet "
-              "the targets, or among all of them where none does:", ""]
+        rows.append([sampler + sampler_reuse(row["setting"]), f"{guidance:g}",
+                     f"{schedule}, {row['setting']['num_steps']}", str(row["passes"]), *_scores(row, figure, 0)])
+    reuse = " and context reuse" if any(key[2] for key in groups) else ""
+    lines += [f"**The best setting of each sampler and guidance scale{reuse}**: the lowest FID among its settings that "
+              "meet the targets, or among all of them where none does:", ""]
     lines += table(["sampler", "guidance", "schedule, steps", "passes", *scores], "lrlrrrrrr", rows) + [""]
     rows = []
     for row in sorted(data["rows"], key=lambda row: row["fid"]):
         setting = row["setting"]
-        rows.append([setting["sampler"] + sampler_temperatures(setting), f"{setting['guidance']:g}",
+        rows.append([setting["sampler"] + sampler_reuse(setting) + sampler_temperatures(setting), f"{setting['guidance']:g}",
                      setting["guidance_schedule"] if setting["guidance"] else "-", str(setting["num_steps"]),
                      str(row["passes"]), *_scores(row, figure, 0)])
     lines += ["**Every setting**, lowest FID first:", ""]

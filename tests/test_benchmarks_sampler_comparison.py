@@ -70,3 +70,19 @@ def test_save_default_records_the_best_sampler_in_the_pipeline_folders_index(tmp
     assert index.sampler == best and index.class_names == small_pipeline.class_names
     with pytest.raises(SystemExit, match="--save-default: .*no model_index.json"):
         _comparison().save_default(tmp_path / "model" / "tokenizer", best.to_dict())
+
+
+def test_context_reuse_is_an_axis_that_leaves_the_sweep_as_it_was_when_not_given():
+    comparison = _comparison()
+    axes = (("confidence", "halton"), (0.0, 2.0), ("constant", "linear"), (8, 16))
+    plain = comparison.settings(*axes)
+    assert len(plain) == 2 * (1 + 2) * 2 and all("context_reuse" not in setting for setting in plain)
+    swept = comparison.settings(*axes, context_reuse=(0, 1, 3))
+    assert len(swept) == 3 * len(plain)
+    # Reuse 0 is the setting without the flag: a resumed sweep finds its rows already done.
+    assert [s for s in swept if "context_reuse" not in s] == plain
+    assert {comparison.key(s) for s in plain} <= {comparison.key(s) for s in swept}
+    assert sorted({s.get("context_reuse", 0) for s in swept}) == [0, 1, 3]
+    reused = next(s for s in swept if s.get("context_reuse") == 3)
+    assert comparison.setting_sampler(reused).context_reuse == 3
+    assert "context reuse 3" in comparison.sampler_label(reused)

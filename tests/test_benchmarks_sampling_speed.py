@@ -1,12 +1,16 @@
-"""The speed benchmark's FLOP counting: the fractions of peak it reports divide by these counts."""
+"""The speed benchmark's FLOP counting (the fractions of peak it reports divide by these counts), its
+context reuse paths, and their table."""
 
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
 
+import pytest
 import torch
 import torch.nn.functional as F
+
+from conftest import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "sampling_speed.py"
 
@@ -27,3 +31,39 @@ def test_cpu_flash_attention_counts_as_the_two_matmuls_it_replaces():
         with benchmark.flop_counter() as written_out:
             torch.softmax(q @ k.transpose(-1, -2) * 24**-0.5, -1) @ v
     assert fused.get_total_flops() == written_out.get_total_flops() == 2 * (2 * 2 * 4 * 37 * 37 * 24)
+
+
+def test_paths_name_their_context_reuse():
+    benchmark = _benchmark()
+    assert benchmark._parse_path("fp32+ctx2") == ("fp32", set(), 2)
+    assert benchmark._parse_path("bf16+compile+ctx1+reuse") == ("bf16", {"compile", "reuse"}, 1)
+    assert benchmark._parse_path("bf16+reuse") == ("bf16", {"reuse"}, 0)
+    for bad in ("fp32+ctx", "fp32+ctx0", "fp32+ctx1+ctx2", "reference+ctx1"):
+        with pytest.raises(SystemExit, match="modifiers are"):
+            benchmark._parse_path(bad)
+
+
+def test_a_context_reuse_paths_flops_are_the_work_its_cheap_steps_do():
+    benchmark = _benchmark()
+    case = {"model": "fashion-mnist", "size": 32, "batch": 80, "steps": None}
+    full, reused = benchmark.count_flops(case), benchmark.count_flops(case, 2)
+    # Guided steps, the cheap ones over the tokens masked at the last full evaluation: less work,
+    # and never less than the full evaluations alone (6 of the default's 16 steps).
+    assert full * 6 / 16 < reused < full
+
+
+def test_the_speed_table_compares_a_reuse_path_with_the_path_without_it():
+    sampling_speed = load_script(SCRIPT.parent / "tables.py").sampling_speed
+
+    def row(path, seconds):
+        return {"path": path, "seconds": seconds, "first_call_s": seconds, "transformer_s": seconds - 1,
+                "decoder_s": 1.0, "peak_rss_bytes": 1e9, "gflops": 10.0, "fraction_of_peak": 0.5}
+
+    data = {"repeats": 1, "matmul_peak_gflops": {"fp32": 100.0}, "torch": "2.13.0",
+            "provenance": {"device": "a CPU", "command": "python benchmarks/sampling_speed.py", "date": "today",
+                           "code_version": "abc"},
+            "cases": [{"model": "imagenet256", "size": 256, "batch": 8, "steps": 8,
+                       "paths": [row("fp32", 6.0), row("fp32+ctx2", 4.0), row("bf16", 3.0)]}]}
+    text = "\n".join(sampling_speed(data, lambda figure: figure))
+    assert "vs no reuse |" in text and "| `fp32+ctx2` | 4.00 s |" in text
+    assert text.count("1.50x") == 1  # fp32 over fp32+ctx2; the other paths have no reuse to compare

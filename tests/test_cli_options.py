@@ -37,6 +37,8 @@ def guided_model_dir(tmp_path_factory):
     ("--sampler", "random", "--softmax-temperature", "1.5,0.7", "--top-k", "8"),
     ("--guidance", "2", "--guidance-schedule", "linear"),
     ("--sampler", "halton", "--guidance", "1.5", "--guidance-schedule", "cosine"),
+    ("--guidance", "2", "--guidance-schedule", "linear", "--context-reuse", "2"),
+    ("--sampler", "random", "--context-reuse", "1"),
 ])
 def test_generate_with_every_sampler_and_guidance(tmp_path, guided_model_dir, flags):
     from maskgit.sampling import sampler_from_dict
@@ -51,6 +53,8 @@ def test_generate_with_every_sampler_and_guidance(tmp_path, guided_model_dir, fl
     assert sampler.num_steps == 4 and sampler.name == (flags[1] if flags[0] == "--sampler" else "confidence")
     if "--guidance" in flags:
         assert sampler.guidance == float(flags[flags.index("--guidance") + 1])
+    reuse = int(flags[flags.index("--context-reuse") + 1]) if "--context-reuse" in flags else 0
+    assert sampler.context_reuse == reuse
     # The files are exactly what the API makes with the recorded sampler and seed.
     expected = pipeline.generate([0, 0, 2, 2], sampler=sampler, seed=3)
     written = torch.stack([load_image(out / p) for p in manifest["outputs"]])
@@ -66,6 +70,8 @@ def test_generate_with_every_sampler_and_guidance(tmp_path, guided_model_dir, fl
     (("--temperature", "-1"), "--temperature must be a number >= 0"),
     (("--guidance", "1e39"), "--guidance must be a number >= 0 and at most 3.4e+38 (float32)"),
     (("--softmax-temperature", "1e-46"), "--softmax-temperature must be a number > 0"),
+    (("--context-reuse", "-1"), "--context-reuse must be an integer from 0 to 64, got -1"),
+    (("--context-reuse", "65"), "--context-reuse must be an integer from 0 to 64, got 65"),
 ])
 def test_bad_sampler_flags_name_the_flag(tmp_path, guided_model_dir, capsys, flags, message):
     out = tmp_path / "out"

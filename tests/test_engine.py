@@ -1,4 +1,4 @@
-"""The decoding engine: classifier-free guidance, the class slot, and id validation."""
+"""The decoding engine: classifier-free guidance, the class slot, id validation and context reuse."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from maskgit import MaskGITTransformer, TransformerConfig
 from maskgit.sampling import (
     MASK_ID,
     ConfidenceSampler,
+    GeneratorNoise,
     HaltonSampler,
+    InjectedNoise,
     RandomSampler,
     SeededNoise,
     num_masked_per_step,
@@ -162,3 +164,94 @@ def test_ids_are_checked_once_at_the_boundary(model):
     assert recording.calls == []
     with pytest.raises(ValueError, match="start_step"):
         run_sampler(recording, _canvas(), ConfidenceSampler(num_steps=2), SeededNoise([0, 1]), start_step=2)
+
+
+# -- context reuse ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def one_layer():
+    """A one-layer model whose logits depend strongly on the context. Its keys and values are
+    functions of each position's own token, so a cheap evaluation is exact, not an approximation:
+    context reuse must then fix exactly the tokens that full evaluations fix."""
+    torch.manual_seed(1)
+    model = MaskGITTransformer(CONFIG).eval()
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "norm" not in name:
+                parameter.normal_(0, 0.5)
+    assert model.config.num_layers == 1
+    return model
+
+
+def _noise(kind: str, rows: int):
+    if kind == "seeded":
+        return SeededNoise(list(range(7, 7 + rows)))
+    if kind == "generator":
+        return GeneratorNoise(torch.Generator().manual_seed(3))
+    def injected(step, kind, shape):  # a function of (step, kind), as the official noise is
+        generator = torch.Generator().manual_seed(2 * step + (kind == "choice"))
+        return -torch.log(-torch.log(torch.rand(shape, generator=generator)))
+
+    return InjectedNoise(injected)
+
+
+# Not the random order with one generator: at a cheap step it draws its choice before the tokens
+# (to compute only the positions it fixes), so the generator's stream is used in another order.
+@pytest.mark.parametrize("sampler_class, noise", [
+    (sampler_class, noise) for sampler_class in (ConfidenceSampler, HaltonSampler, RandomSampler)
+    for noise in ("seeded", "generator", "injected") if (sampler_class, noise) != (RandomSampler, "generator")
+])
+@pytest.mark.parametrize("guidance, schedule", [(0.0, "constant"), (2.0, "linear")])
+@pytest.mark.parametrize("start_step", [0, 2])
+def test_context_reuse_on_an_exact_cache_makes_the_same_tokens(one_layer, noise, sampler_class, guidance, schedule,
+                                                               start_step):
+    ids = _canvas(3)
+    ids[1, 2:5] = torch.tensor([3, 4, 5])  # given tokens, in one row only: rows differ in what they compute
+    runs, decisions = {}, {}
+    for reuse in (0, 1, 3):
+        sampler = sampler_class(num_steps=6, guidance=guidance, guidance_schedule=schedule, context_reuse=reuse)
+        records = []
+        runs[reuse] = run_sampler(one_layer, ids, sampler, _noise(noise, 3), start_step=start_step,
+                                  callback=records.append)
+        decisions[reuse] = torch.stack([record.next_ids for record in records])
+    for reuse in (1, 3):
+        # Every step fixes the same tokens, and the result is the same.
+        assert torch.equal(decisions[reuse], decisions[0])
+        if sampler_class.reads_predictions:
+            assert torch.equal(runs[reuse], runs[0])
+        else:
+            # Halton and random order compute at a cheap step only the positions they fix: the
+            # draws at the others (re-masked at once) come from the last logits computed there.
+            assert torch.equal(runs[reuse][:, -1], runs[0][:, -1])
+
+
+@pytest.mark.parametrize("sampler_class", [ConfidenceSampler, HaltonSampler, RandomSampler])
+@pytest.mark.parametrize("guidance", [0.0, 2.0])
+def test_context_reuse_keeps_every_invariant_of_decoding(model, sampler_class, guidance):
+    ids = _canvas(3)
+    ids[:, 4:6] = torch.tensor([7, 8])
+    sampler = sampler_class(num_steps=6, guidance=guidance, guidance_schedule="linear", context_reuse=2)
+    records = []
+    final = run_sampler(model, ids, sampler, SeededNoise([1, 2, 3]), start_step=1, callback=records.append)
+    previous = ids
+    for record, remaining in zip(records, num_masked_per_step("cosine", 6, 7, start_step=1)):
+        assert ((record.next_ids == MASK_ID).sum(-1) == remaining).all()
+        known = previous != MASK_ID
+        assert torch.equal(record.sampled_ids[known], previous[known])
+        assert bool(torch.isfinite(record.logits).all())
+        previous = record.next_ids
+    assert (final[:, -1, 1:] >= 0).all() and (final[:, -1, 1:] < CONFIG.codebook_size).all()
+    # On a model whose context matters, a cheap step is an approximation: other logits than a full one.
+    official = []
+    run_sampler(model, ids, sampler.replace(context_reuse=0), SeededNoise([1, 2, 3]), start_step=1,
+                callback=official.append)
+    cheap = [i for i, full in enumerate(sampler.evaluation_plan(1)) if not full]
+    assert cheap and torch.equal(records[0].logits, official[0].logits)
+    assert max((records[i].logits - official[i].logits).abs().max() for i in cheap) > 1e-3
+
+
+def test_context_reuse_needs_a_transformer_that_keeps_its_context(model):
+    with pytest.raises(ValueError, match="context_reuse needs a transformer that keeps its context"):
+        run_sampler(lambda ids: model(ids), _canvas(), ConfidenceSampler(num_steps=3, context_reuse=1),
+                    SeededNoise([0, 1]), codebook_size=CONFIG.codebook_size)

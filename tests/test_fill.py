@@ -141,3 +141,38 @@ def test_the_plan_of_a_long_canvas_counts_its_windows_up_front():
     unknown[:, :8] = False
     windows = plan_windows(unknown, 8)
     assert len(windows) == 6250 and windows[:2] == [(0, 4), (0, 8)] and windows[-1] == (0, 25_000)
+
+
+class RecordingReuse:
+    """The transformer with context reuse, recording each evaluation: (window of the call, cache,
+    full or cheap)."""
+
+    def __init__(self, model) -> None:
+        self.model, self.config = model, model.config
+        self.calls: list[tuple[torch.Tensor, object, bool]] = []
+
+    def context_cache(self):
+        return self.model.context_cache()
+
+    def codebook_logits(self, ids, *, cache=None, positions=None):
+        self.calls.append((ids.clone(), cache, positions is None))
+        return self.model.codebook_logits(ids, cache=cache, positions=positions)
+
+
+def test_with_context_reuse_each_window_keeps_its_own_context(small_transformer):
+    size = small_transformer.config.latent_size
+    canvas = torch.full((2, size, 12), MASK_ID)
+    canvas[:, :, :4] = _random_ids(small_transformer, (2, size, 4))
+    model = RecordingReuse(small_transformer)
+    sampler = ConfidenceSampler(num_steps=4, context_reuse=1)  # full, cheap, full, cheap in each window
+    filled = fill_tokens(model, canvas, _class_tokens(small_transformer, [1, 5]), latent_size=size, sampler=sampler,
+                         noise=_noise())
+    assert bool(((filled >= 0) & (filled < small_transformer.config.codebook_size)).all())
+    assert torch.equal(filled[:, :, :4], canvas[:, :, :4])
+    assert [full for _, _, full in model.calls] == [True, False, True, False] * 2
+    caches = [cache for _, cache, _ in model.calls]
+    assert len({id(cache) for cache in caches}) == 4  # a fresh cache at every full evaluation
+    assert all(caches[i] is caches[i - 1] for i in (1, 3, 5, 7))  # a cheap step reuses the one before
+    # The second window's context is the first window's result, not what the first window cached.
+    second = model.calls[4][0][0, 1:].reshape(size, size)
+    assert torch.equal(second[:, :4], filled[0, :, 4:8])

@@ -108,6 +108,19 @@ def test_compiled_transformer_gives_the_same_tokens(fixture_folder):
         assert torch.equal(a, b)
 
 
+def test_a_compiled_step_runs_context_reuse_uncompiled(fixture_folder, monkeypatch):
+    pipe = MaskGIT.from_pretrained(fixture_folder)
+    sampler = ConfidenceSampler(num_steps=4, context_reuse=1)
+    eager = pipe.generate([3, 4], sampler=sampler, seed=1)
+    compiled = pipe.compile()._logits_model
+
+    def refuse(ids):
+        raise AssertionError("the compiled step ran a step of context reuse")
+
+    monkeypatch.setattr(compiled, "compiled", refuse)  # every step is full with a cache, or cheap
+    assert torch.equal(pipe.generate([3, 4], sampler=sampler, seed=1), eager)
+
+
 def _needs_onednn():
     if not FusedLinear.available():
         pytest.skip("no oneDNN bf16 linear primitive in this torch build or on this CPU")

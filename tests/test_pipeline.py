@@ -332,3 +332,135 @@ def test_large_batches_are_decoded_in_chunks_with_the_same_images(small_pipeline
     monkeypatch.setattr(half.tokenizer, "decode_ids", lambda ids: bf16_batches.append(len(ids)) or bf16_decode_ids(ids))
     half.decode(ids.repeat(2, 1, 1))
     assert bf16_batches == [4, 2]
+
+
+@pytest.mark.parametrize("sampler", [
+    ConfidenceSampler(num_steps=5, context_reuse=1),
+    HaltonSampler(num_steps=5, roll=True, context_reuse=2),
+    RandomSampler(num_steps=5, context_reuse=3),
+], ids=lambda s: s.name)
+def test_context_reuse_runs_every_mode_with_every_noise_source(pipeline_form, sampler):
+    image = torch.rand(3, 128, 128, generator=torch.Generator().manual_seed(0))
+    mask = torch.zeros(128, 128, dtype=torch.bool)
+    mask[32:64, 16:80] = True
+    tokens = []
+
+    def keep_final(step):
+        if step.step == step.num_steps - 1:
+            tokens.append(step.sampled_ids)
+
+    # Generation: image i still depends only on (seed, i), whatever the batch.
+    generated = pipeline_form.generate([1, 2, 3], sampler=sampler, seed=4, callback=keep_final)
+    pipeline_form.generate([3, 1], sampler=sampler, seed=4, image_indices=[2, 0], batch_size=1, callback=keep_final)
+    assert torch.equal(torch.cat(tokens[1:3]), tokens[0][[2, 0]])
+    assert generated.shape == (3, 3, 128, 128)
+    # The editing modes keep what they must, from a later start step too.
+    edited = pipeline_form.edit(image, (64, 64, 16, 16), 2, sampler=sampler, start_step=2,
+                                generator=torch.Generator().manual_seed(1))
+    alpha = composite_mask(latent_box_mask(Box(64, 64, 16, 16), 128, 128), 128, 128)
+    torch.testing.assert_close(edited[0][:, alpha == 0], image[:, alpha == 0], rtol=0, atol=0)
+    inpainted = pipeline_form.inpaint(image, mask, 3, sampler=sampler, num_samples=2, seed=0)
+    torch.testing.assert_close(inpainted[:, :, ~mask], image[None].expand(2, -1, -1, -1)[:, :, ~mask], rtol=0, atol=0)
+    extended = pipeline_form.outpaint(image, (0, 32, 0, 0), 4, sampler=sampler,
+                                      noise=lambda step, kind, shape: torch.zeros(shape))
+    assert extended.shape == (1, 3, 128, 160)
+    torch.testing.assert_close(extended[0, :, :, :128], image, rtol=0, atol=0)
+
+
+
+@pytest.fixture(scope="module")
+def guided_transformer(small_transformer):
+    """A random transformer for the fixture tokenizer, with a null class (guidance) and weights
+    large enough that the context changes the logits."""
+    import dataclasses
+
+    from maskgit import MaskGITTransformer
+
+    torch.manual_seed(0)
+    model = MaskGITTransformer(dataclasses.replace(small_transformer.config, dropout=0.0, null_class=True)).eval()
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "norm" not in name:
+                parameter.normal_(0, 0.2)
+    return model
+
+
+class EvaluationLog:
+    """Records each evaluation that decoding asks of a pipeline's transformer: (rows, cache,
+    positions or None for a full evaluation)."""
+
+    def __init__(self, transformer) -> None:
+        self.codebook_logits_of = transformer.codebook_logits
+        self.calls: list[tuple[int, object, torch.Tensor | None]] = []
+
+    def __call__(self, ids, *, cache=None, positions=None):
+        self.calls.append((ids.shape[0], cache, positions))
+        return self.codebook_logits_of(ids, cache=cache, positions=positions)
+
+    def take(self) -> list[tuple[int, object, torch.Tensor | None]]:
+        calls, self.calls = self.calls, []
+        return calls
+
+
+def _check_reused(calls, plan: tuple[bool, ...], rows: int, guided: list[bool]) -> int:
+    """Check the evaluations of a decoding run (of one or more windows) against the sampler's plan:
+    each window follows the plan; a full evaluation fills a fresh cache that the cheap steps after
+    it reuse; a guided step evaluates both halves, each computing the same positions in its own
+    rows. Returns the number of windows."""
+    assert calls and len(calls) % len(plan) == 0
+    for window in range(len(calls) // len(plan)):
+        cache = None
+        for (batch, step_cache, positions), full, step_guided in zip(calls[window * len(plan):], plan, guided):
+            assert batch == (2 if step_guided else 1) * rows
+            assert (positions is None) == full
+            if full:
+                assert step_cache is not None and step_cache is not cache
+                cache = step_cache
+            else:
+                assert step_cache is cache
+                if step_guided:
+                    assert torch.equal(positions[:rows], positions[rows:])
+    return len(calls) // len(plan)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("sampler", [
+    ConfidenceSampler(num_steps=6, guidance=2.0, guidance_schedule="linear", context_reuse=2),
+    HaltonSampler(num_steps=6, guidance=1.5, context_reuse=1),
+], ids=lambda s: s.name)
+def test_context_reuse_runs_every_mode_with_guidance_in_every_precision(small_tokenizer, guided_transformer,
+                                                                        precision, sampler, monkeypatch):
+    import copy
+
+    pipe = MaskGIT(copy.deepcopy(small_tokenizer), copy.deepcopy(guided_transformer), precision=precision)
+    assert pipe.transformer.word_embeddings.weight.dtype == (torch.bfloat16 if precision == "bf16" else torch.float32)
+    log = EvaluationLog(pipe.transformer)
+    monkeypatch.setattr(pipe.transformer, "codebook_logits", log)
+    image = torch.rand(3, 128, 128, generator=torch.Generator().manual_seed(0))
+
+    def guided(start_step: int) -> list[bool]:
+        return [bool(sampler.guidance_at(step)) for step in range(start_step, sampler.num_steps)]
+
+    assert not all(sampler.evaluation_plan()) and any(guided(0))
+    generated = pipe.generate([1, 2], sampler=sampler, seed=4)
+    assert generated.shape == (2, 3, 128, 128) and bool(torch.isfinite(generated).all())
+    assert _check_reused(log.take(), sampler.evaluation_plan(), 2, guided(0)) == 1
+
+    box = Box(32, 48, 48, 32)
+    edited = pipe.edit(image, box, 3, sampler=sampler, start_step=2, num_samples=2, seed=1)
+    assert _check_reused(log.take(), sampler.evaluation_plan(2), 2, guided(2)) == 1
+    alpha = composite_mask(latent_box_mask(box, 128, 128), 128, 128)
+    torch.testing.assert_close(edited[:, :, alpha == 0], image[None].expand(2, -1, -1, -1)[:, :, alpha == 0],
+                               rtol=0, atol=0)
+
+    mask = torch.zeros(128, 128, dtype=torch.bool)
+    mask[64:, 16:112] = True
+    inpainted = pipe.inpaint(image, mask, 5, sampler=sampler, seed=2)
+    assert _check_reused(log.take(), sampler.evaluation_plan(), 1, guided(0)) == 1
+    torch.testing.assert_close(inpainted[0][:, ~mask], image[:, ~mask], rtol=0, atol=0)
+
+    # Extended by a whole window: decoded in several windows, each with its own context.
+    extended = pipe.outpaint(image, (0, 128, 0, 0), 6, sampler=sampler, seed=3)
+    assert _check_reused(log.take(), sampler.evaluation_plan(), 1, guided(0)) >= 2
+    assert extended.shape == (1, 3, 128, 256) and bool(torch.isfinite(extended).all())
+    torch.testing.assert_close(extended[0, :, :, :128], image, rtol=0, atol=0)

@@ -239,7 +239,8 @@ def test_guidance_schedules():
 
 
 class CountingPasses(torch.nn.Module):
-    """A transformer with a null class that counts the sequences it is run on."""
+    """A transformer with a null class that counts the sequences it is run on, and records which
+    evaluations were full (context reuse)."""
 
     def __init__(self) -> None:
         from maskgit import MaskGITTransformer, TransformerConfig
@@ -248,11 +249,15 @@ class CountingPasses(torch.nn.Module):
         config = TransformerConfig(codebook_size=16, num_classes=3, hidden_size=32, num_layers=1, num_heads=2,
                                    intermediate_size=64, latent_size=2, dropout=0.0, null_class=True)
         torch.manual_seed(0)
-        self.model, self.config, self.sequences = MaskGITTransformer(config).eval(), config, 0
+        self.model, self.config, self.sequences, self.full = MaskGITTransformer(config).eval(), config, 0, []
 
-    def forward(self, ids):
+    def context_cache(self):
+        return self.model.context_cache()
+
+    def codebook_logits(self, ids, *, cache=None, positions=None):
         self.sequences += ids.shape[0]
-        return self.model(ids)
+        self.full.append(positions is None)
+        return self.model.codebook_logits(ids, cache=cache, positions=positions)
 
 
 @pytest.mark.parametrize("sampler", [
@@ -260,17 +265,24 @@ class CountingPasses(torch.nn.Module):
     ConfidenceSampler(num_steps=8, guidance=2.0),
     HaltonSampler(num_steps=12, guidance=1.0, guidance_schedule="linear"),
     RandomSampler(num_steps=4, guidance=4.0, guidance_schedule="cosine"),
-], ids=lambda s: f"{s.name}-{s.guidance_schedule}")
+    ConfidenceSampler(num_steps=8, guidance=2.0, guidance_schedule="linear", context_reuse=2),
+    HaltonSampler(num_steps=12, context_reuse=3),
+], ids=lambda s: f"{s.name}-{s.guidance_schedule}-{s.context_reuse}")
 @pytest.mark.parametrize("start_step", [0, 2])
 def test_transformer_passes_counts_what_the_engine_runs(sampler, start_step):
     counting = CountingPasses()
     ids = torch.full((1, 1 + 4), MASK_ID, dtype=torch.long)
     ids[:, 0] = counting.config.codebook_size + 1
-    run_sampler(counting, ids, sampler, SeededNoise([0]), start_step=start_step)
+    records = []
+    run_sampler(counting, ids, sampler, SeededNoise([0]), start_step=start_step, callback=records.append)
+    # A cheap step is a pass (over fewer tokens) and a step: the progress bars count every one.
     assert sampler.transformer_passes(start_step) == counting.sequences
+    assert len(records) == sampler.num_steps - start_step
+    assert tuple(counting.full) == sampler.evaluation_plan(start_step)
 
 
-@pytest.mark.parametrize("sampler", ALL_SAMPLERS + [ConfidenceSampler(guidance=1.5, guidance_schedule="cosine")],
+@pytest.mark.parametrize("sampler", ALL_SAMPLERS + [ConfidenceSampler(guidance=1.5, guidance_schedule="cosine"),
+                                                     HaltonSampler(context_reuse=3)],
                          ids=lambda s: s.name)
 def test_to_dict_round_trips_through_json(sampler):
     import json
@@ -280,17 +292,41 @@ def test_to_dict_round_trips_through_json(sampler):
     assert sampler_from_dict(data) == sampler
 
 
+def test_context_reuse_is_recorded_only_when_it_is_used():
+    # A record without it (every record older than the option) means full evaluations: the same run.
+    assert "context_reuse" not in ConfidenceSampler().to_dict()
+    assert ConfidenceSampler(context_reuse=2).to_dict()["context_reuse"] == 2
+    assert sampler_from_dict({"sampler": "random", "num_steps": 4}).context_reuse == 0
+
+
+@pytest.mark.parametrize("sampler, start_step, plan", [
+    (ConfidenceSampler(num_steps=5), 0, "FFFFF"),
+    (ConfidenceSampler(num_steps=7, context_reuse=1), 0, "FcFcFcF"),
+    (HaltonSampler(num_steps=8, context_reuse=2), 0, "FccFccFc"),
+    (RandomSampler(num_steps=8, context_reuse=2), 3, "FccFc"),
+    (ConfidenceSampler(num_steps=4, context_reuse=64), 0, "Fccc"),
+    # Guidance turning on needs the unconditional half's own full evaluation.
+    (ConfidenceSampler(num_steps=6, guidance=2.0, guidance_schedule="linear", context_reuse=2), 0, "FFccFc"),
+    (ConfidenceSampler(num_steps=6, guidance=2.0, guidance_schedule="linear", context_reuse=2), 1, "FccFc"),
+    (ConfidenceSampler(num_steps=6, guidance=2.0, context_reuse=2), 0, "FccFcc"),
+])
+def test_evaluation_plan_puts_context_reuse_cheap_steps_after_each_full_one(sampler, start_step, plan):
+    assert "".join("F" if full else "c" for full in sampler.evaluation_plan(start_step)) == plan
+
+
 def test_options_keep_the_default_and_a_switch_of_kind_keeps_the_shared_fields():
-    model = ConfidenceSampler(num_steps=12, top_k=5, guidance=2.0, guidance_schedule="linear", choice_temperature=3.0)
+    model = ConfidenceSampler(num_steps=12, top_k=5, guidance=2.0, guidance_schedule="linear", choice_temperature=3.0,
+                              context_reuse=2)
     assert sampler_from_options({}, model) is not model and sampler_from_options({}, model) == model
     assert sampler_from_options({"num_steps": 4, "top_k": None}, model) == model.replace(num_steps=4, top_k=None)
     # The choice temperature is the confidence sampler's own: a Halton sampler does not inherit it.
     assert sampler_from_options({"sampler": "halton"}, model) == HaltonSampler(
-        num_steps=12, top_k=5, guidance=2.0, guidance_schedule="linear")
+        num_steps=12, top_k=5, guidance=2.0, guidance_schedule="linear", context_reuse=2)
     assert sampler_from_options({"sampler": "halton", "roll": True}) == HaltonSampler(roll=True)
     assert sampler_from_options({"softmax_temperature": [1.2, 0.8]}).softmax_temperature == (1.2, 0.8)
+    assert sampler_from_options({"context_reuse": 0}, model) == model.replace(context_reuse=0)
     assert sampler_options("random") == ("num_steps", "schedule", "softmax_temperature", "top_k", "guidance",
-                                         "guidance_schedule")
+                                         "guidance_schedule", "context_reuse")
 
 
 @pytest.mark.parametrize("name, fields, message", [
@@ -312,6 +348,10 @@ def test_options_keep_the_default_and_a_switch_of_kind_keeps_the_shared_fields()
     ("random", {"guidance_schedule": "exp"}, "unknown guidance schedule"),
     ("confidence", {"choice_temperature": -1.0}, "choice_temperature must be"),
     ("halton", {"roll": 1}, "roll must be"),
+    ("random", {"context_reuse": -1}, "context_reuse must be an integer from 0 to 64, got -1"),
+    ("random", {"context_reuse": 65}, "context_reuse must be an integer from 0 to 64"),
+    ("confidence", {"context_reuse": 1.5}, "context_reuse must be an integer"),
+    ("halton", {"context_reuse": True}, "context_reuse must be an integer"),
 ])
 def test_bad_sampler_options_are_refused_by_name(name, fields, message):
     with pytest.raises(ValueError, match=message):

@@ -33,7 +33,8 @@ def _photo(tmp_path, size=(48, 40), name="photo.png"):
 
 
 def test_generate_matches_the_library_and_the_command_line_it_shows(studio, shipped_pipeline, tmp_path):
-    sampler = _sampler(studio, softmax_temperature=(1.2, 0.8), top_k=50)
+    sampler = _sampler(studio, softmax_temperature=(1.2, 0.8), top_k=50, context_reuse=2)
+    assert sampler.context_reuse == 2
     steps = []
     result = studio.generate(7, 3, sampler, seed=11, progress=lambda done, total: steps.append(done))
     assert steps == list(range(1, 9))
@@ -69,6 +70,10 @@ def test_sampler_form_errors_and_fields(studio):
         _sampler(studio, guidance=None)
     with pytest.raises(ValueError, match="unknown sampler 'nope'"):
         _sampler(studio, "nope")
+    with pytest.raises(ValueError, match="fill in the sampler's context reuse"):
+        _sampler(studio, context_reuse=None)
+    with pytest.raises(ValueError, match="context_reuse must be an integer from 0 to 64, got 65"):
+        _sampler(studio, context_reuse=65)
 
 
 def test_upload_is_fitted_and_says_so(studio, tmp_path):
@@ -134,7 +139,8 @@ def test_the_command_shown_makes_the_same_images(studio, tmp_path, monkeypatch, 
     from maskgit.cli import main
 
     upload = studio.load_image(_photo(tmp_path))
-    sampler = _sampler(studio, num_steps=5, softmax_temperature=(1.5, 0.5), top_k=40)
+    sampler = _sampler(studio, "halton" if mode == "outpaint" else "confidence", num_steps=5,
+                       softmax_temperature=(1.5, 0.5), top_k=40, context_reuse=1)
     mask = torch.zeros(32, 32, dtype=torch.bool)
     mask[3:9, 5:20] = True
     run = {"edit": lambda: studio.edit(upload, Box(6, 4, 10, 12), 5, 2, sampler, seed=3),

@@ -41,7 +41,7 @@ MAX_BATCH_SIZE = 4096
 _SAMPLER_FLAGS = {
     "num_steps": "--steps", "schedule": "--schedule", "choice_temperature": "--temperature",
     "softmax_temperature": "--softmax-temperature", "top_k": "--top-k", "guidance": "--guidance",
-    "guidance_schedule": "--guidance-schedule", "start_step": "--start-step",
+    "guidance_schedule": "--guidance-schedule", "context_reuse": "--context-reuse", "start_step": "--start-step",
 }
 
 
@@ -54,7 +54,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
                         help="weights and compute dtype of the models (fp16: CUDA only; default fp32)")
     parser.add_argument("--compile", action="store_true",
-                        help="torch.compile the transformer step (CUDA graphs on a GPU); pays off for many images")
+                        help="torch.compile the transformer step (CUDA graphs on a GPU); pays off for many images "
+                        "(not with --context-reuse, whose steps run uncompiled)")
     parser.add_argument("--out", type=Path, required=True, help="output folder (empty, or new)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out (same settings), skipping images already written")
@@ -88,6 +89,10 @@ def add_sampler_options(parser: argparse.ArgumentParser) -> None:
                        help="classifier-free guidance scale (needs a model trained with class dropout)")
     group.add_argument("--guidance-schedule", choices=GUIDANCE_SCHEDULES, default=None,
                        help="guidance scale over the steps: constant, linear (0 to SCALE) or cosine")
+    group.add_argument("--context-reuse", type=int, default=None, metavar="N",
+                       help="after each full transformer evaluation, N cheap steps that recompute only the tokens "
+                       "that changed or whose predictions the step reads, and reuse the cached context of the others "
+                       "(0: every step in full, the official decoding)")
     group.add_argument("--max-token-passes", type=int, default=MAX_TOKEN_PASSES,
                        help="most tokens the transformer may process for one image: windows x passes (a guided "
                        f"step is two) x tokens per pass (default {MAX_TOKEN_PASSES:,})")
@@ -139,7 +144,7 @@ def sampler_from_args(args: argparse.Namespace, default: Any) -> Any:
 
     options = {"sampler": args.sampler, "num_steps": args.steps, "schedule": args.schedule,
                "choice_temperature": args.temperature, "top_k": args.top_k, "guidance": args.guidance,
-               "guidance_schedule": args.guidance_schedule}
+               "guidance_schedule": args.guidance_schedule, "context_reuse": args.context_reuse}
     if args.softmax_temperature is not None:
         options["softmax_temperature"] = _parse_softmax_temperature(args.softmax_temperature)
     try:

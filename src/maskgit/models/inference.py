@@ -45,7 +45,7 @@ from torch import nn
 
 from maskgit.devices import warn_if_bf16_is_emulated
 from maskgit.models.tokenizer import VQGAN, ResBlock
-from maskgit.models.transformer import MaskGITTransformer, TransformerLayer
+from maskgit.models.transformer import AttentionCache, ContextCache, MaskGITTransformer, TransformerLayer
 
 __all__ = [
     "PRECISIONS",
@@ -270,7 +270,8 @@ class FusedLayer(TransformerLayer):
     one matmul with their weights stacked, the attention output and the MLP output with the
     residual add fused in, and the MLP input with the GELU fused in. Its layers inside run as
     functions there, so forward hooks on them do not fire. Elsewhere (training, autograd, other
-    dtypes or devices) it runs the plain forward.
+    dtypes or devices) it runs the plain forward. Context reuse (``cache``, ``positions``) runs the
+    same calls on the rows given, attending to the cached keys and values.
     """
 
     def __init__(self, layer: TransformerLayer) -> None:
@@ -282,14 +283,20 @@ class FusedLayer(TransformerLayer):
         self.mlp_in = PackedWeight(layer.mlp_intermediate)
         self.mlp_out = PackedWeight(layer.mlp_output)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cache: AttentionCache | None = None, positions: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """x (B, M, hidden) → (B, M, hidden); ``cache`` and ``positions`` (context reuse) as
+        ``TransformerLayer``'s."""
         if not _onednn_ready(self, x):
-            return super().forward(x)
+            return super().forward(x, cache, positions)
         batch, length, hidden = x.shape
         heads = self.attention.num_heads
         # (B, L, 3 * hidden) → three (B, heads, L, head_dim) views, as SelfAttention splits them.
         qkv = _linear(x, self.qkv)
         q, k, v = qkv.view(batch, length, 3, heads, hidden // heads).permute(2, 0, 3, 1, 4).unbind(0)
+        if cache is not None:
+            k, v = cache.update(k, v, positions)
         attended = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(batch, length, hidden)
         x = self.attention_norm(_linear_add(attended, x, self.attention_out))
         return self.mlp_norm(_linear_add(_linear(x, self.mlp_in, gelu=True), x, self.mlp_out))
@@ -356,6 +363,11 @@ class CompiledLogits:
 
     ``mode`` defaults to ``"reduce-overhead"`` on CUDA, which captures each static-shape step in a
     CUDA graph, and to the default (fused elementwise kernels) elsewhere.
+
+    Context reuse (a call with ``cache``) runs the transformer's own, uncompiled forms: its cheap
+    steps change shape as tokens are decided, and a CUDA graph would overwrite the cached keys and
+    values that it returned on its next replay. So a sampler with ``context_reuse`` gains nothing
+    from compiling.
     """
 
     def __init__(self, transformer: MaskGITTransformer, mode: str | None = None, **options: Any) -> None:
@@ -364,10 +376,21 @@ class CompiledLogits:
             mode = "reduce-overhead"
         self.transformer = transformer
         self.config = transformer.config
-        self.codebook_logits = torch.compile(transformer.codebook_logits, mode=mode, dynamic=False, **options)
+        self.compiled = torch.compile(transformer.codebook_logits, mode=mode, dynamic=False, **options)
 
     def check_ids(self, ids: torch.Tensor) -> None:
         self.transformer.check_ids(ids)
 
+    def context_cache(self) -> ContextCache:
+        return self.transformer.context_cache()
+
+    def codebook_logits(
+        self, ids: torch.Tensor, *, cache: ContextCache | None = None, positions: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``MaskGITTransformer.codebook_logits``: compiled without ``cache``, eager with it."""
+        if cache is None:
+            return self.compiled(ids)
+        return self.transformer.codebook_logits(ids, cache=cache, positions=positions)
+
     def __call__(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.codebook_logits(ids)
+        return self.compiled(ids)

@@ -103,7 +103,8 @@ class RunCost:
     @property
     def token_passes(self) -> int:
         """Tokens through the transformer for one image: what its decoding time grows with,
-        for a small and a large model alike."""
+        for a small and a large model alike. With context reuse it is the most: a cheap step
+        puts fewer tokens through."""
         return self.windows * self.passes * self.sequence
 
     def decoding_steps(self, images: int, batch_size: int) -> int:

@@ -15,6 +15,7 @@ from maskgit.sampling.noise import (
 )
 from maskgit.sampling.samplers import (
     GUIDANCE_SCHEDULES,
+    MAX_CONTEXT_REUSE,
     SAMPLERS,
     ConfidenceSampler,
     HaltonSampler,
@@ -67,6 +68,7 @@ __all__ = [
     "RandomSampler",
     "SAMPLERS",
     "GUIDANCE_SCHEDULES",
+    "MAX_CONTEXT_REUSE",
     "build_sampler",
     "sampler_from_dict",
     "sampler_from_options",

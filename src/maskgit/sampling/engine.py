@@ -1,8 +1,9 @@
 """The decoding loop that every sampler runs in (spec §3.3, generalised).
 
-Each step: logits for the current tokens (two passes batched into one forward under guidance),
-shaped by the sampler, one token drawn for every position, known tokens kept, and then the
-sampler re-masks exactly the schedule's number of the new tokens. Position 0 is the class slot:
+Each step: logits for the current tokens (two passes batched into one forward under guidance;
+with context reuse, a full or a cheap evaluation: ``maskgit.sampling.logits``), shaped by the
+sampler, one token drawn for every position, known tokens kept, and then the sampler re-masks
+exactly the schedule's number of the new tokens. Position 0 is the class slot:
 it is never sampled or re-masked, whatever it holds.
 """
 
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from maskgit.sampling.logits import StepLogits
 from maskgit.sampling.noise import NoiseSource
 from maskgit.sampling.samplers import Sampler
 from maskgit.sampling.schedules import (
@@ -41,7 +43,9 @@ class DecodeStep:
         num_steps: total number of steps.
         logits: (B, L, codebook_size) float32, the (guided, shaped) logits the step sampled from.
         sampled_ids: (B, L) int64, the new tokens with the known ones kept; the output row
-            ``final[:, step]``.
+            ``final[:, step]``. At a cheap step of context reuse with a sampler that chooses
+            before it reads the predictions (Halton, random order), the positions it masks again
+            at once hold draws from the last predictions made there.
         unknown: (B, L) bool, the positions that were masked at the start of the step.
         selected_probs: (B, L) float32, probability of each sampled token under ``logits``, +inf
             at known positions; computed when first read (a softmax over the logits), so that a
@@ -123,7 +127,10 @@ def run_sampler(
             e.g. ``MaskGITTransformer``. It receives unknown tokens as ``MASK_ID`` (-1). Any float
             dtype; sampling runs in float32. Its ids are validated here, once, when it offers
             ``check_ids``; its forward need not (and ours does not) sync with the host. Guided
-            steps sync once each, to refuse non-finite guided logits.
+            steps sync once each, to refuse non-finite guided logits, and so does each full
+            evaluation of context reuse (to size its cheap steps). Context reuse
+            (``sampler.context_reuse``) needs ``MaskGITTransformer``'s ``context_cache`` and the
+            ``cache``/``positions`` keywords of its ``codebook_logits``.
         ids: (B, L) integer; position 0 is the class slot (``label + codebook_size``), then the
             image tokens. Unknown tokens are -1 or ``transformer.config.mask_token_id``.
         sampler: the per-step decisions, with ``num_steps`` T.
@@ -136,11 +143,13 @@ def run_sampler(
 
     Returns:
         (B, T, L) int64 on ``ids``' device: row t holds the tokens sampled at step t (before
-        re-masking); rows before ``start_step`` are copies of ``ids``. The result is ``[:, -1]``.
+        re-masking; see ``DecodeStep.sampled_ids`` for context reuse); rows before ``start_step``
+        are copies of ``ids``. The result is ``[:, -1]``.
 
     Raises:
-        ValueError: bad ids or start_step, guidance asked of a model without a null class, or
-            guided logits that are not finite (a scale so large that they overflow float32).
+        ValueError: bad ids or start_step, guidance asked of a model without a null class,
+            context reuse asked of a transformer that cannot reuse its context, or guided
+            logits that are not finite (a scale so large that they overflow float32).
     """
     num_steps = sampler.num_steps
     start_step = sampler.check_start_step(start_step)
@@ -159,7 +168,6 @@ def run_sampler(
     if check is not None:
         check(ids)
 
-    batch, length = ids.shape
     device = ids.device
     ids = ids.to(torch.int64)
     unknown = unknown_positions(ids, transformer)
@@ -170,37 +178,34 @@ def run_sampler(
     row_ratios = mask_ratio(schedule, step_ratio(steps, num_steps)[:, None], total_unknown).to(device)
     scheduled = scheduled_num_masked(schedule, steps[:, None], num_steps, total_unknown).to(device)
 
-    # Only the codebook rows of the head are read: a transformer that can compute just those
-    # (MaskGITTransformer.codebook_logits) is asked for them.
-    model_logits = getattr(transformer, "codebook_logits", transformer)
+    # Only the codebook rows of the head are read (StepLogits asks for codebook_logits).
+    step_logits = StepLogits(transformer, codebook_size, null_class_id,
+                             sampler.evaluation_plan(start_step) if sampler.context_reuse else None)
     final = ids.unsqueeze(1).repeat(1, num_steps, 1)
     current = torch.where(unknown, MASK_ID, ids)
     with torch.no_grad(), _eval_mode(transformer):
         state = sampler.start(current, start_step, noise)
         for i, step in enumerate(steps.tolist()):
             scale = guidance[i]
-            if scale:
-                unconditional = current.clone()
-                unconditional[:, 0] = null_class_id
-                both = model_logits(torch.cat([current, unconditional]))
-                _check_logits(both, 2 * batch, length, codebook_size)
-                conditional, free = both[..., :codebook_size].float().chunk(2)
-                logits = conditional + scale * (conditional - free)
-                _check_guided_logits(logits, conditional, free, scale, step)
-            else:
-                logits = model_logits(current)
-                _check_logits(logits, batch, length, codebook_size)
-                logits = logits[..., :codebook_size].float()
-            logits = sampler.shape_logits(logits, step)
             unknown = current == MASK_ID
             unknown[:, 0] = False
+            mask_len = clamp_num_masked(scheduled[i], unknown.sum(dim=-1))
+            masking = needed = None
+            if step_logits.is_cheap(i) and not sampler.reads_predictions and step < num_steps - 1:
+                # The choice does not depend on the predictions: made first, so that the cheap
+                # evaluation computes only the positions this step fixes. Not at the last step,
+                # whose draws are the result at every position (re-masked or not: final[:, -1]).
+                masking = sampler.remask(
+                    step, logits=None, sampled=None, unknown=unknown, mask_len=mask_len, noise=noise, state=state
+                )
+                needed = unknown & ~masking
+            logits = sampler.shape_logits(step_logits(i, step, current, scale, needed), step)
             sampled = torch.where(unknown, noise.sample(step, logits), current)
             final[:, step] = sampled
-
-            mask_len = clamp_num_masked(scheduled[i], unknown.sum(dim=-1))
-            masking = sampler.remask(
-                step, logits=logits, sampled=sampled, unknown=unknown, mask_len=mask_len, noise=noise, state=state
-            )
+            if masking is None:
+                masking = sampler.remask(
+                    step, logits=logits, sampled=sampled, unknown=unknown, mask_len=mask_len, noise=noise, state=state
+                )
             current = torch.where(masking, MASK_ID, sampled)
             if callback is not None:
                 callback(DecodeStep(
@@ -209,26 +214,3 @@ def run_sampler(
                     mask_len=mask_len, masking=masking, next_ids=current, guidance=scale,
                 ))
     return final
-
-
-def _check_guided_logits(
-    logits: torch.Tensor, conditional: torch.Tensor, free: torch.Tensor, scale: float, step: int
-) -> None:
-    # inf or NaN logits would be sampled without complaint and wreck the re-masking choice (NaN
-    # confidences fix every token at once). A huge scale overflows float32 here, so the guided
-    # logits are checked: one host sync per guided step.
-    if bool(torch.isfinite(logits).all()):
-        return
-    if not (bool(torch.isfinite(conditional).all()) and bool(torch.isfinite(free).all())):
-        raise ValueError(f"the transformer returned non-finite logits (inf or NaN) at step {step}")
-    raise ValueError(
-        f"guidance {scale:g} overflowed the logits to inf or NaN at step {step} (float32); use a smaller guidance scale"
-    )
-
-
-def _check_logits(logits: torch.Tensor, batch: int, length: int, codebook_size: int) -> None:
-    if logits.shape[:2] != (batch, length) or logits.shape[-1] < codebook_size:
-        raise ValueError(
-            f"transformer returned logits of shape {tuple(logits.shape)}, expected "
-            f"({batch}, {length}, >= {codebook_size})"
-        )

@@ -15,8 +15,10 @@ the same for every sampler, so every sampler fixes exactly the schedule's number
 - ``RandomSampler``: fixes positions in a uniformly random order.
 
 Every sampler also has a softmax temperature (a pair anneals linearly from the first value to the
-second over the steps), top-k filtering and classifier-free guidance with a scale schedule.
-Samplers are frozen dataclasses: ``to_dict`` / ``sampler_from_dict`` round-trip them through JSON.
+second over the steps), top-k filtering, classifier-free guidance with a scale schedule, and
+context reuse (``context_reuse``: cheap steps between full evaluations of the transformer, see
+``maskgit.sampling.logits``). Samplers are frozen dataclasses: ``to_dict`` /
+``sampler_from_dict`` round-trip them through JSON.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from maskgit.sampling.schedules import canonical_schedule, step_ratio
 from maskgit.sampling.steps import filter_top_k, mask_by_random_topk, remask_lowest, selected_probs
 
 __all__ = [
+    "MAX_CONTEXT_REUSE",
     "Sampler",
     "ConfidenceSampler",
     "HaltonSampler",
@@ -59,6 +62,12 @@ GUIDANCE_SCHEDULES = ("constant", "linear", "cosine")
 _FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 _SOFTMAX_TEMPERATURE_FLOOR = 2.0**-150
 _MAX_CHOICE_TEMPERATURE = 1e36
+
+#: The most cheap steps after a full evaluation: a bound on a user's number. Every cheap step
+#: reuses the context of older tokens as the last full evaluation saw it, so far beyond this a run
+#: would decode on one evaluation's stale context, and a full evaluation every 65 steps costs
+#: little next to the 64 between.
+MAX_CONTEXT_REUSE = 64
 
 
 def _is_number(value: object) -> bool:
@@ -85,9 +94,18 @@ class Sampler:
             that overflows the logits is refused when the run meets it.
         guidance_schedule: ``constant`` (w at every step), ``linear`` (0 → w) or ``cosine``
             (0 → w along a half cosine), over the steps.
+        context_reuse: N, 0 ≤ N ≤ ``MAX_CONTEXT_REUSE``: after each full evaluation of the
+            transformer, N cheap steps that recompute only the tokens decided since it and the
+            masked tokens whose predictions the step reads, and reuse the cached keys and values
+            of the others (``evaluation_plan``, ``maskgit.sampling.logits``). 0 (the default)
+            evaluates in full at every step: the official decoding.
     """
 
     name: ClassVar[str] = ""
+    #: Whether ``remask`` reads the logits and the sampled tokens. A sampler that fixes positions
+    #: from their order and the noise alone (False) is asked first at the cheap steps of context
+    #: reuse, which then compute only the positions it fixes (``maskgit.sampling.logits``).
+    reads_predictions: ClassVar[bool] = True
 
     num_steps: int = 16
     schedule: str = "cosine"
@@ -95,6 +113,7 @@ class Sampler:
     top_k: int | None = None
     guidance: float = 0.0
     guidance_schedule: str = "constant"
+    context_reuse: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.num_steps, numbers.Integral) or isinstance(self.num_steps, bool):
@@ -127,6 +146,9 @@ class Sampler:
             raise ValueError(
                 f"unknown guidance schedule {self.guidance_schedule!r}; valid: {', '.join(GUIDANCE_SCHEDULES)}"
             )
+        reuse = self.context_reuse
+        if not isinstance(reuse, numbers.Integral) or isinstance(reuse, bool) or not 0 <= reuse <= MAX_CONTEXT_REUSE:
+            raise ValueError(f"context_reuse must be an integer from 0 to {MAX_CONTEXT_REUSE}, got {reuse!r}")
 
     # -- per-step values --------------------------------------------------------------------------
 
@@ -162,8 +184,30 @@ class Sampler:
     def transformer_passes(self, start_step: int = 0) -> int:
         """Transformer passes that one image costs from ``start_step`` to the last step: one a
         step, two at every guided step (the unconditional pass too; a linear or cosine guidance
-        schedule starts at 0). What decoding time grows with, on any machine."""
+        schedule starts at 0). What decoding time grows with, on any machine. A cheap step of
+        context reuse is a pass too, over fewer tokens (``evaluation_plan``)."""
         return sum(2 if self.guidance_at(step) else 1 for step in range(start_step, self.num_steps))
+
+    def evaluation_plan(self, start_step: int = 0) -> tuple[bool, ...]:
+        """How the transformer is evaluated at each step from ``start_step`` to the last: True for a
+        full evaluation, False for a cheap one that reuses the context of the last full one.
+
+        ``context_reuse`` N: each full evaluation is followed by up to N cheap steps. A step whose
+        guidance turns on or off is full whatever N is: the cache holds the batch of the last full
+        evaluation, without the unconditional half before guidance starts. With N = 0 every step
+        is full. The first step is always full.
+        """
+        plan: list[bool] = []
+        cheap_since_full, guided_at_full = 0, None
+        for step in range(start_step, self.num_steps):
+            guided = bool(self.guidance_at(step))
+            full = guided_at_full is None or guided != guided_at_full or cheap_since_full >= self.context_reuse
+            if full:
+                cheap_since_full, guided_at_full = 0, guided
+            else:
+                cheap_since_full += 1
+            plan.append(full)
+        return tuple(plan)
 
     def check_guidance(self, null_class_id: int | None) -> None:
         """Refuse guidance on a model without a null class: the unconditional pass feeds the null
@@ -212,7 +256,8 @@ class Sampler:
         of them in row b, all inside ``unknown``.
 
         Args:
-            logits: (B, L, K) float32, the shaped logits the tokens were sampled from.
+            logits: (B, L, K) float32, the shaped logits the tokens were sampled from (None, with
+                ``sampled``, when ``reads_predictions`` is False and the engine asks first).
             sampled: (B, L) int64, the new tokens (known positions keep theirs).
             unknown: (B, L) bool, positions that were masked at the start of the step.
             mask_len: (B,) int64, from the schedule.
@@ -224,10 +269,14 @@ class Sampler:
     # -- serialisation ----------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: ``{"sampler": name, field: value, ...}`` (temperature pairs as lists)."""
+        """JSON-ready: ``{"sampler": name, field: value, ...}`` (temperature pairs as lists).
+        ``context_reuse`` is left out when 0: a record without it (every record written before it
+        existed among them) means the official full evaluation at every step."""
         data = dataclasses.asdict(self)
         if isinstance(data["softmax_temperature"], tuple):
             data["softmax_temperature"] = list(data["softmax_temperature"])
+        if not data["context_reuse"]:
+            del data["context_reuse"]
         return {"sampler": self.name, **data}
 
     def replace(self, **changes: Any) -> Sampler:
@@ -265,6 +314,7 @@ class RandomSampler(Sampler):
     """Fix positions in a uniformly random order (independent of the model's confidence)."""
 
     name: ClassVar[str] = "random"
+    reads_predictions: ClassVar[bool] = False
 
     def remask(self, step, *, logits, sampled, unknown, mask_len, noise, state):
         choice = noise.choice(step, tuple(unknown.shape), unknown.device)
@@ -277,6 +327,7 @@ class HaltonSampler(Sampler):
     ``roll``, each image starts at its own random point of the sequence."""
 
     name: ClassVar[str] = "halton"
+    reads_predictions: ClassVar[bool] = False
 
     roll: bool = False
 

@@ -25,7 +25,7 @@ import torch  # noqa: E402
 
 from maskgit.checkpoints.errors import CheckpointError  # noqa: E402
 from maskgit.imageio import load_mask, to_uint8  # noqa: E402
-from maskgit.sampling import GUIDANCE_SCHEDULES  # noqa: E402
+from maskgit.sampling import GUIDANCE_SCHEDULES, MAX_CONTEXT_REUSE  # noqa: E402
 from maskgit.sampling.editing import Box  # noqa: E402
 from maskgit.sampling.schedules import SCHEDULES  # noqa: E402
 from maskgit.web.studio import Limits, Result, Studio, Upload  # noqa: E402
@@ -123,11 +123,14 @@ class SamplerPanel:
                                           interactive=studio.supports_guidance)
                 self.guidance_schedule = gr.Dropdown(list(GUIDANCE_SCHEDULES), value=default["guidance_schedule"],
                                                      label="guidance schedule")
+                self.context_reuse = gr.Number(default.get("context_reuse", 0), precision=0, minimum=0,
+                                               maximum=MAX_CONTEXT_REUSE, label="context reuse",
+                                               info="cheap steps after each full evaluation (0 = official)")
 
     @property
     def components(self) -> list[gr.components.Component]:
         return [self.name, self.steps, self.schedule, self.choice_temperature, self.softmax_start, self.softmax_end,
-                self.top_k, self.guidance, self.guidance_schedule]
+                self.top_k, self.guidance, self.guidance_schedule, self.context_reuse]
 
     def build(self, studio: Studio, values: dict[Any, Any]):
         return studio.sampler(
@@ -135,7 +138,7 @@ class SamplerPanel:
             choice_temperature=values[self.choice_temperature],
             softmax_temperature=(values[self.softmax_start], values[self.softmax_end]),
             top_k=values[self.top_k], guidance=values[self.guidance],
-            guidance_schedule=values[self.guidance_schedule],
+            guidance_schedule=values[self.guidance_schedule], context_reuse=values[self.context_reuse],
         )
 
 

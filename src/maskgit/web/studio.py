@@ -136,12 +136,14 @@ class Studio:
         top_k: int | None,
         guidance: float,
         guidance_schedule: str,
+        context_reuse: int = 0,
     ) -> Sampler:
         """The sampler the form describes. Fields that ``name`` does not have (the choice
         temperature of a random-order sampler, say) are left out. ``softmax_temperature`` is
         (start, end): equal values mean a constant temperature, different ones a linear ramp."""
         values = {"steps": num_steps, "choice temperature": choice_temperature, "guidance": guidance,
-                  "softmax temperature": softmax_temperature[0], "last softmax temperature": softmax_temperature[1]}
+                  "softmax temperature": softmax_temperature[0], "last softmax temperature": softmax_temperature[1],
+                  "context reuse": context_reuse}
         empty = [label for label, value in values.items() if value is None]
         if empty:
             raise ValueError(f"fill in the sampler's {', '.join(empty)}")
@@ -156,6 +158,7 @@ class Studio:
             "top_k": int(top_k) if top_k else None,
             "guidance": float(guidance),
             "guidance_schedule": guidance_schedule,
+            "context_reuse": int(context_reuse),
         }
         options = sampler_options(name)
         return sampler_from_options({"sampler": name, **{key: fields[key] for key in fields if key in options}})
@@ -345,7 +348,8 @@ class Studio:
                   ",".join(map(str, temperature)) if isinstance(temperature, list) else str(temperature)]
         if fields["top_k"] is not None:
             words += ["--top-k", str(fields["top_k"])]
-        # Always written: a flag left out means the model's default, which may be guided.
-        words += ["--guidance", str(fields["guidance"]), "--guidance-schedule", fields["guidance_schedule"]]
+        # Always written: a flag left out means the model's default, which may be guided or reuse context.
+        words += ["--guidance", str(fields["guidance"]), "--guidance-schedule", fields["guidance_schedule"],
+                  "--context-reuse", str(fields.get("context_reuse", 0))]
         words += ["--out", f"out/{mode}"]
         return shlex.join(words)

@@ -86,8 +86,8 @@ def test_fast_fp32_path_gives_the_official_tokens_and_images(fixture_folder):
 def test_fp16_needs_cuda_and_unknown_precisions_are_refused(fixture_folder, small_tokenizer, small_transformer):
     with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
         MaskGIT.from_pretrained(fixture_folder, precision="fp16")
-    with pytest.raises(ValueError, match="precision must be one of fp32, bf16, fp16"):
-        MaskGIT(small_tokenizer, small_transformer, precision="int8")
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16, fp16, int8"):
+        MaskGIT(small_tokenizer, small_transformer, precision="int4")
     # The fp16 conversion itself (the CUDA path) keeps the whole tokenizer in float32.
     tokenizer, transformer = VQGAN(small_tokenizer.config), MaskGITTransformer(small_transformer.config)
     prepare_for_inference(tokenizer, transformer, "fp16")

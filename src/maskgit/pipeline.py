@@ -52,8 +52,8 @@ from maskgit.validation import check_images
 
 __all__ = ["MaskGIT", "MaskGITOutput", "ClassLabel", "EDIT_STEPS", "EDIT_START_STEP", "OUTPUT_TYPES"]
 
-#: ``torch_dtype`` → precision (``maskgit.models.inference``).
-_DTYPE_PRECISIONS = {dtype: precision for precision, dtype in INFERENCE_PRECISIONS.items()}
+#: ``torch_dtype`` → precision (``maskgit.models.inference``); int8 has no dtype of its own.
+_DTYPE_PRECISIONS = {dtype: precision for precision, dtype in INFERENCE_PRECISIONS.items() if precision != "int8"}
 OUTPUT_TYPES = ("pil", "np", "pt")
 
 #: The official editing recipe decodes steps 2..11 of 12 (spec §4); the editing modes use the
@@ -94,14 +94,14 @@ class MaskGITOutput:
 
 
 def _precision(precision: str | None, torch_dtype: torch.dtype | None) -> str:
-    """``precision`` ("fp32", "bf16", "fp16") or ``torch_dtype`` (torch.float32, torch.bfloat16,
-    torch.float16) → precision."""
+    """``precision`` ("fp32", "bf16", "fp16", "int8") or ``torch_dtype`` (torch.float32,
+    torch.bfloat16, torch.float16) → precision."""
     if torch_dtype is None:
         return "fp32" if precision is None else precision
     if torch_dtype not in _DTYPE_PRECISIONS:
         raise ValueError(
             f"torch_dtype {torch_dtype} is not supported: use torch.float32, torch.bfloat16 or "
-            "torch.float16 (CUDA only)"
+            "torch.float16 (CUDA only), or precision='int8'"
         )
     if precision is not None and precision != _DTYPE_PRECISIONS[torch_dtype]:
         raise ValueError(f"precision={precision!r} contradicts torch_dtype={torch_dtype}; give one of them")
@@ -119,10 +119,11 @@ class MaskGIT(nn.Module):
     ``class_0 .. class_{n-1}``. ``sampler`` is the model's default sampler (``pipe.sampler``),
     used when a method gets ``sampler=None``; it defaults to the official ``ConfidenceSampler()``.
 
-    ``precision`` is ``fp32``, ``bf16`` or ``fp16`` (CUDA only). Below fp32 the pipeline keeps its
-    own copies of the models with their weights in that dtype and a channels-last tokenizer (see
-    ``maskgit.models.inference``); the modules passed in are not changed. ``from_pretrained``
-    converts the loaded models without a copy.
+    ``precision`` is ``fp32``, ``bf16``, ``fp16`` (CUDA only) or ``int8`` (CPUs with AVX2 or newer:
+    the transformer's linear layers in int8, everything else in float32; for CPUs without native
+    bf16). In any but fp32 the pipeline keeps its own copies of the models with their weights in
+    that dtype and a channels-last tokenizer (see ``maskgit.models.inference``); the modules passed
+    in are not changed. ``from_pretrained`` converts the loaded models without a copy.
 
     Every generation method shares one sampling signature: ``sampler``, then the randomness
     (``seed``, ``generator`` or ``noise``; a fresh random seed when none is given), then
@@ -171,8 +172,11 @@ class MaskGIT(nn.Module):
 
     def to_precision(self, precision: str) -> MaskGIT:
         """Convert this pipeline's models in place for inference in ``precision`` (weights in its
-        dtype, float32 where it matters, a channels-last tokenizer; ``maskgit.models.inference``).
-        Drops a ``compile``d step. Returns ``self``."""
+        dtype, float32 where it matters, a channels-last tokenizer; int8 copies of the
+        transformer's linear layers for ``int8``; ``maskgit.models.inference``). Any precision
+        converts to any other: int8 keeps the float32 weights, so from int8 back to fp32 is exact.
+        Raises ValueError where ``precision`` does not run on this device (int8 where it would be
+        slower than fp32). Drops a ``compile``d step. Returns ``self``."""
         check_precision(precision, self.device)
         prepare_for_inference(self.tokenizer, self.transformer, precision)
         # Converting frees the float32 weights (and loading, whatever the loader built); under
@@ -190,7 +194,10 @@ class MaskGIT(nn.Module):
     def compile(self, mode: str | None = None, **options) -> MaskGIT:
         """Compile the transformer's step with ``torch.compile`` (shapes are static per batch
         size; on CUDA ``mode="reduce-overhead"`` captures each step in a CUDA graph). The first
-        call of each batch shape pays the compilation. Returns ``self``."""
+        call of each batch shape pays the compilation. Not in int8 (ValueError): its oneDNN int8
+        calls run eagerly, and a compiled step would compute in float32. Returns ``self``."""
+        if self.precision == "int8":
+            raise ValueError("compile: precision int8 runs oneDNN's int8 kernels eagerly; compile fp32 or bf16 instead")
         self._compiled = CompiledLogits(self.transformer, mode=mode, **options)
         return self
 
@@ -205,7 +212,9 @@ class MaskGIT(nn.Module):
 
     def save_pretrained(self, directory: str | os.PathLike[str]) -> None:
         """Write a pipeline folder: both models, then ``model_index.json`` with the class names and
-        the default sampler (``maskgit.checkpoints.pipeline_folder``)."""
+        the default sampler (``maskgit.checkpoints.pipeline_folder``). The weights are written in
+        the models' dtype; an int8 pipeline writes its float32 weights (the int8 copies are made
+        again when a loaded pipeline is converted)."""
         write_pipeline(
             directory,
             (self.tokenizer.config, self.tokenizer.state_dict()),
@@ -237,10 +246,10 @@ class MaskGIT(nn.Module):
         Two files carry no class names: ``class_names`` names them (the ImageNet names are used for
         1000 classes), and it replaces a folder's names too.
 
-        ``precision`` ("fp32", "bf16" or "fp16", CUDA only) or, equivalently, ``torch_dtype``
-        (torch.float32, torch.bfloat16 or torch.float16) sets the inference precision
-        (``maskgit.models.inference``: the weights in that dtype, float32 where it matters).
-        Other dtypes are refused.
+        ``precision`` ("fp32", "bf16", "fp16", CUDA only, or "int8", CPUs only) or, for the first
+        three, ``torch_dtype`` (torch.float32, torch.bfloat16 or torch.float16) sets the inference
+        precision (``maskgit.models.inference``: the weights in that dtype, float32 where it
+        matters; int8 linear layers in the transformer). Other dtypes are refused.
         """
         precision = _precision(precision, torch_dtype)
         device = resolve_device(device) if device is not None else None  # "auto" too; clear errors

@@ -161,7 +161,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--images", type=Path, required=True, help="folder of images (searched recursively)")
     parser.add_argument("--image-size", type=int, default=None, help="resize and crop to this size (default: the model's)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
-    parser.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32", help="weights and compute dtype of the tokenizer")
+    parser.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32",
+                        help="weights and compute dtype of the tokenizer (int8 keeps the tokenizer in fp32)")
     parser.add_argument("--out", type=Path, default=None, help="also write the numbers to this JSON file")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_feature_options(parser)

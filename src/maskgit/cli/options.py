@@ -51,8 +51,11 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                         "(imagenet256, imagenet512)")
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
-                        help="weights and compute dtype of the models (fp16: CUDA only; default fp32)")
+    from maskgit.models.inference import PRECISIONS
+
+    parser.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32",
+                        help="weights and compute dtype of the models (fp16: CUDA only; int8: the transformer's "
+                        "linear layers in int8 on x86 CPUs with AVX2 or newer, the rest fp32; default fp32)")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the transformer step (CUDA graphs on a GPU); pays off for many images "
                         "(not with --context-reuse, whose steps run uncompiled)")

@@ -27,6 +27,13 @@ unchanged. Where its fast path does not apply (training, autograd, another dtype
   MLP's second linear. The head's dense layer takes its GELU the same way (``FusedLinear``). The
   plain path spends a separate pass on each GELU and each residual add, and reorders every weight
   into the blocked layout on every call.
+- **Transformer on a CPU, in int8** (``maskgit.models.quantized``): the same four calls in each
+  layer with int8 weights and activations (``Int8Layer``, on ``Int8Weight``), and the layer's six
+  linear submodules computed in int8 too (``Int8Linear``), for any forward that calls them as
+  modules. The float32 weights stay (the state dict and ``save_pretrained`` are unchanged; the int8
+  copies are a cache, made on first use). Everything else is float32: the embeddings, the
+  LayerNorms, the attention and its softmax, the head (its dense layer and the logits), and the
+  whole tokenizer. int8 is for CPUs without native bf16, where bf16 would be emulated.
 
 The decoding arithmetic (softmax, sampling, schedules) is float32 in every precision.
 ``benchmarks/sampling_speed.py`` measures each precision against the plain models.
@@ -44,6 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from maskgit.devices import warn_if_bf16_is_emulated
+from maskgit.models.quantized import check_int8, int8_linear, quantize_weight
 from maskgit.models.tokenizer import VQGAN, ResBlock
 from maskgit.models.transformer import AttentionCache, ContextCache, MaskGITTransformer, TransformerLayer
 
@@ -59,26 +67,34 @@ __all__ = [
     "FusedLayer",
     "FusedLinear",
     "InferenceResBlock",
+    "Int8Layer",
+    "Int8Linear",
+    "Int8Weight",
     "PackedWeight",
 ]
 
-#: Supported inference precisions and their compute dtypes.
-PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+#: Supported inference precisions and the dtype of their weights (int8: float32 weights, from which
+#: the transformer's linear layers keep int8 copies; ``maskgit.models.quantized``).
+PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16,
+                                      "int8": torch.float32}
 
 
 def check_precision(precision: str, device: torch.device | str | None = None) -> None:
-    """Raise ValueError for an unknown precision, or fp16 anywhere but on a CUDA device; warn for
-    bf16 on a CPU without native bfloat16."""
+    """Raise ValueError for an unknown precision, fp16 anywhere but on a CUDA device, or int8 where
+    it does not run or would be slower than fp32 (``maskgit.models.quantized.int8_support``); warn
+    for bf16 on a CPU without native bfloat16."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision == "fp16" and device is not None and torch.device(device).type != "cuda":
         raise ValueError("precision fp16 needs a CUDA device (CPUs have no fast float16 matmul); use bf16")
     if precision == "bf16" and device is not None:
         warn_if_bf16_is_emulated(device, "precision bf16", "precision fp32 (--precision fp32)")
+    if precision == "int8" and device is not None:
+        check_int8(device)
 
 
 def prepare_for_inference(tokenizer: VQGAN, transformer: MaskGITTransformer, precision: str) -> None:
-    """Convert both models in place for inference in ``precision`` ("fp32", "bf16" or "fp16"):
+    """Convert both models in place for inference in ``precision`` ("fp32", "bf16", "fp16" or "int8"):
     ``prepare_tokenizer`` and ``prepare_transformer``. Preparing again, for the same or another
     precision, converts the dtypes and keeps the modules already swapped in."""
     check_precision(precision)
@@ -87,8 +103,9 @@ def prepare_for_inference(tokenizer: VQGAN, transformer: MaskGITTransformer, pre
 
 
 def prepare_tokenizer(tokenizer: VQGAN, precision: str) -> None:
-    """The tokenizer's body in bfloat16 for ``bf16`` (float32 otherwise), its codebook and output
-    layers in float32, channels-last, and ``InferenceResBlock``s for its residual blocks."""
+    """The tokenizer's body in bfloat16 for ``bf16`` (float32 otherwise, int8 included), its
+    codebook and output layers in float32, channels-last, and ``InferenceResBlock``s for its
+    residual blocks."""
     check_precision(precision)
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     for part in (tokenizer.encoder, tokenizer.decoder):
@@ -108,16 +125,27 @@ def prepare_tokenizer(tokenizer: VQGAN, precision: str) -> None:
 
 
 def prepare_transformer(transformer: MaskGITTransformer, precision: str) -> None:
-    """The transformer's weights in the compute dtype and, on a CPU in bf16 or fp32 where oneDNN's
-    linear primitive runs, ``FusedLayer``s and a ``FusedLinear`` head."""
+    """The transformer's weights in the compute dtype and, on a CPU in bf16, fp32 or int8 where
+    oneDNN's linear primitive runs, a ``FusedLinear`` head and ``FusedLayer``s, or for int8
+    ``Int8Layer``s with ``Int8Linear``s in them (on any CPU where ``check_int8`` passes; it raises
+    ValueError elsewhere). Another precision turns the int8 modules back into float ones."""
     check_precision(precision)
     transformer.to(PRECISIONS[precision])
     device = next(transformer.parameters()).device
-    if precision in ("bf16", "fp32") and device.type == "cpu" and FusedLinear.available():
-        _replace(transformer, TransformerLayer, FusedLayer)
-        if type(transformer.mlm_dense) is nn.Linear:
-            transformer.mlm_dense = FusedLinear(transformer.mlm_dense, gelu=True)
-            transformer.mlm_activation = nn.Identity()  # the GELU is computed by mlm_dense now
+    fused = precision in ("bf16", "fp32", "int8") and device.type == "cpu" and FusedLinear.available()
+    if precision == "int8":
+        levels = check_int8(device).levels
+        _replace(transformer.layers, nn.Linear, lambda linear: Int8Linear(linear, levels))
+        for kind in (TransformerLayer, FusedLayer):
+            _replace(transformer, kind, lambda layer: Int8Layer(layer, levels))
+    else:
+        _replace(transformer, Int8Linear, _plain_linear)
+        _replace(transformer, Int8Layer, FusedLayer if fused else _plain_layer)
+        if fused:
+            _replace(transformer, TransformerLayer, FusedLayer)
+    if fused and type(transformer.mlm_dense) is nn.Linear:
+        transformer.mlm_dense = FusedLinear(transformer.mlm_dense, gelu=True)
+        transformer.mlm_activation = nn.Identity()  # the GELU is computed by mlm_dense now
 
 
 def _replace(model: nn.Module, kind: type[nn.Module], make: Callable[[Any], nn.Module]) -> None:
@@ -129,6 +157,21 @@ def _replace(model: nn.Module, kind: type[nn.Module], make: Callable[[Any], nn.M
             setattr(model.get_submodule(parent), name, make(module))
 
 
+def _plain_linear(linear: nn.Linear) -> nn.Linear:
+    """A plain ``nn.Linear`` holding ``linear``'s parameters (built on the meta device: nothing is
+    allocated or drawn from the global generator)."""
+    plain = nn.Linear(linear.in_features, linear.out_features, bias=linear.bias is not None, device="meta")
+    plain.weight, plain.bias = linear.weight, linear.bias
+    return plain.train(linear.training)
+
+
+def _plain_layer(layer: TransformerLayer) -> TransformerLayer:
+    """A plain ``TransformerLayer`` holding ``layer``'s submodules."""
+    plain = TransformerLayer.__new__(TransformerLayer)
+    _adopt(plain, layer, *_LAYER_PARTS)
+    return plain
+
+
 def _adopt(module: nn.Module, plain: nn.Module, *names: str) -> None:
     """Initialise ``module`` with ``plain``'s submodules ``names`` (the same objects, in the plain
     class's order, so the same state dict) and its training mode. Only ``nn.Module.__init__`` runs:
@@ -137,6 +180,11 @@ def _adopt(module: nn.Module, plain: nn.Module, *names: str) -> None:
     for name in names:
         setattr(module, name, getattr(plain, name))
     module.train(plain.training)
+
+
+#: The submodules of a ``TransformerLayer``, in its own order (so the same state dict).
+_LAYER_PARTS = ("attention", "attention_norm", "mlp_intermediate", "mlp_activation", "mlp_output", "mlp_norm",
+                "dropout")
 
 
 class CastingConv2d(nn.Conv2d):
@@ -168,36 +216,74 @@ class CastingGroupNorm(nn.GroupNorm):
 
 class PackedWeight:
     """oneDNN's blocked ("packed") copy of one or more linear layers' weights, stacked by rows, and
-    their biases, for ``torch.ops.mkldnn._linear_pointwise``.
+    their biases, for ``torch.ops.mkldnn._linear_pointwise``; ``linear`` and ``linear_add`` call it.
 
     The linear primitive reorders a plain weight into this layout on every call; keeping the copy
     saves that, and stacking the query, key and value weights gives one wide matmul, which a CPU
-    runs faster than three narrow ones. The copy is remade when a source parameter is replaced
-    or changed in place (``load_state_dict`` after preparation), and is not copied by deepcopy.
+    runs faster than three narrow ones. The copy is made on first use, remade when a source
+    parameter is replaced or changed in place (``load_state_dict`` after preparation), and is not
+    copied by deepcopy.
     """
 
     def __init__(self, *linears: nn.Linear) -> None:
         self.linears = linears
         self._key: tuple | None = None
-        self.weight: torch.Tensor | None = None
+        self.weight: Any = None
         self.bias: torch.Tensor | None = None
 
-    def get(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def get(self) -> tuple[Any, torch.Tensor]:
         """(packed weight, bias): the stacked weights in oneDNN's layout and the stacked biases."""
         params = [p for linear in self.linears for p in (linear.weight, linear.bias)]
         # Inference tensors have no version counter; they cannot be changed in place either.
         key = tuple((id(p), p.data_ptr(), 0 if p.is_inference() else p._version) for p in params)
         if key != self._key:
             with torch.no_grad():
-                weight = torch.cat([linear.weight for linear in self.linears])
                 self.bias = torch.cat([linear.bias for linear in self.linears])
-                self.weight = torch.ops.mkldnn._reorder_linear_weight(weight, None)
+                self.weight = self._pack(torch.cat([linear.weight for linear in self.linears]), self.bias)
             self._key = key
         return self.weight, self.bias
 
+    def _pack(self, weight: torch.Tensor, bias: torch.Tensor) -> Any:
+        return torch.ops.mkldnn._reorder_linear_weight(weight, None)
+
+    def linear(self, x: torch.Tensor, gelu: bool = False) -> torch.Tensor:
+        """``linear(x)``, or ``gelu(linear(x))`` (``_GELU_FORM``), as one oneDNN call."""
+        weight, bias = self.get()
+        if gelu:
+            return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "gelu", [], _GELU_FORM[x.dtype])
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+    def linear_add(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        """``linear(x) + residual`` as one oneDNN call."""
+        weight, bias = self.get()
+        return torch.ops.mkldnn._linear_pointwise.binary(x, residual, weight, bias, "add")
+
     def __deepcopy__(self, memo: dict) -> PackedWeight:
         # Opaque oneDNN tensors cannot be deep-copied; the copy packs its own on first use.
-        return PackedWeight(*(copy.deepcopy(linear, memo) for linear in self.linears))
+        clone = copy.copy(self)
+        clone.linears = tuple(copy.deepcopy(linear, memo) for linear in self.linears)
+        clone._key = clone.weight = clone.bias = None
+        return clone
+
+
+class Int8Weight(PackedWeight):
+    """The int8 form of ``PackedWeight``: the stacked weights quantized per output channel and
+    packed for oneDNN's int8 kernel, which ``linear`` and ``linear_add`` call on activations
+    quantized with ``levels`` codes (``maskgit.models.quantized``). The GELU is the official tanh
+    form; the outputs are float32."""
+
+    def __init__(self, *linears: nn.Linear, levels: int) -> None:
+        super().__init__(*linears)
+        self.levels = levels
+
+    def _pack(self, weight: torch.Tensor, bias: torch.Tensor) -> Any:
+        return quantize_weight(weight, bias)
+
+    def linear(self, x: torch.Tensor, gelu: bool = False) -> torch.Tensor:
+        return int8_linear(x, self.get()[0], self.levels, gelu=gelu)
+
+    def linear_add(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return int8_linear(x, self.get()[0], self.levels, residual=residual)
 
 
 #: The GELU that oneDNN fuses into a linear layer, by dtype. The official weights use the tanh
@@ -218,16 +304,12 @@ def _onednn_ready(module: nn.Module, x: torch.Tensor) -> bool:
 
 def _linear(x: torch.Tensor, packed: PackedWeight, gelu: bool = False) -> torch.Tensor:
     """``linear(x)``, or ``gelu(linear(x))``, as one oneDNN call on packed weights."""
-    weight, bias = packed.get()
-    if gelu:
-        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "gelu", [], _GELU_FORM[x.dtype])
-    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+    return packed.linear(x, gelu)
 
 
 def _linear_add(x: torch.Tensor, residual: torch.Tensor, packed: PackedWeight) -> torch.Tensor:
     """``linear(x) + residual`` as one oneDNN call on packed weights."""
-    weight, bias = packed.get()
-    return torch.ops.mkldnn._linear_pointwise.binary(x, residual, weight, bias, "add")
+    return packed.linear_add(x, residual)
 
 
 class FusedLinear(nn.Linear):
@@ -274,14 +356,13 @@ class FusedLayer(TransformerLayer):
     same calls on the rows given, attending to the cached keys and values.
     """
 
-    def __init__(self, layer: TransformerLayer) -> None:
-        _adopt(self, layer, "attention", "attention_norm", "mlp_intermediate", "mlp_activation", "mlp_output",
-               "mlp_norm", "dropout")
+    def __init__(self, layer: TransformerLayer, weights: Callable[..., PackedWeight] = PackedWeight) -> None:
+        _adopt(self, layer, *_LAYER_PARTS)
         attention = layer.attention
-        self.qkv = PackedWeight(attention.query, attention.key, attention.value)
-        self.attention_out = PackedWeight(attention.out)
-        self.mlp_in = PackedWeight(layer.mlp_intermediate)
-        self.mlp_out = PackedWeight(layer.mlp_output)
+        self.qkv = weights(attention.query, attention.key, attention.value)
+        self.attention_out = weights(attention.out)
+        self.mlp_in = weights(layer.mlp_intermediate)
+        self.mlp_out = weights(layer.mlp_output)
 
     def forward(
         self, x: torch.Tensor, cache: AttentionCache | None = None, positions: torch.Tensor | None = None
@@ -300,6 +381,24 @@ class FusedLayer(TransformerLayer):
         attended = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(batch, length, hidden)
         x = self.attention_norm(_linear_add(attended, x, self.attention_out))
         return self.mlp_norm(_linear_add(_linear(x, self.mlp_in, gelu=True), x, self.mlp_out))
+
+
+class Int8Linear(FusedLinear):
+    """An ``nn.Linear`` (the same parameters) computed in int8 on the CPU without autograd
+    (``Int8Weight``: its weights quantized per output channel, its input per tensor, with
+    ``levels`` codes); elsewhere ``F.linear`` on the float32 weights."""
+
+    def __init__(self, linear: nn.Linear, levels: int) -> None:
+        super().__init__(linear)
+        self.packed = Int8Weight(self, levels=levels)
+
+
+class Int8Layer(FusedLayer):
+    """A ``FusedLayer`` whose four linear calls run in int8 (``Int8Weight``, with ``levels``
+    activation codes) and whose forward elsewhere is the plain one, on its linear submodules."""
+
+    def __init__(self, layer: TransformerLayer, levels: int) -> None:
+        super().__init__(layer, weights=functools.partial(Int8Weight, levels=levels))
 
 
 class InferenceResBlock(ResBlock):

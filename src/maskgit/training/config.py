@@ -105,6 +105,9 @@ class TrainConfig(Config):
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ConfigError(f"{name}: grad_clip must be > 0 or null (off), got {self.grad_clip}")
         self._check_interval("ema_decay", 0.0, 1.0, include_high=False)
+        if self.precision == "int8":
+            raise ConfigError(f"{name}: precision int8 is an inference precision (generation with --precision int8); "
+                              "training computes in fp32 or bf16")
         self._check_choice("precision", ("auto", "fp32", "bf16"))
 
     @classmethod

@@ -25,6 +25,9 @@ none does; among settings whose FID is within ``--fid-tolerance`` of it, the fas
 ``--confirm N`` the N best settings are scored again on ``--confirm-per-class`` images of each class,
 and the same rule picks among them. ``--max-passes N`` is a speed budget for the default: only
 settings that cost at most N transformer passes an image (one a step, two with guidance) can win.
+``--precisions fp32 int8 ...`` makes the precision an axis of the sweep: every setting runs in each
+(its ``precision`` field), timed and scored like the rest, so a precision can win. Without it every
+setting runs in ``--precision`` and has no such field, as before.
 """
 
 from __future__ import annotations
@@ -43,11 +46,12 @@ import torch
 from maskgit import CheckpointError, MaskGIT
 from maskgit.checkpoints.pipeline_folder import PIPELINE_INDEX, read_index, write_index
 from maskgit.evaluation.evaluate import GenerationEvaluator
+from maskgit.models.inference import PRECISIONS
 from maskgit.runs import Run, RunPlan
 from maskgit.sampling import MAX_CONTEXT_REUSE, sampler_from_options
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/tables.py, also when loaded by path
-from tables import device_name, provenance, sampler_label, sampler_temperatures, write_results  # noqa: E402
+from tables import device_name, provenance, sampler_label, sampler_temperatures, setting_axes, write_results  # noqa: E402
 
 SAMPLERS = ("confidence", "halton", "random")
 GUIDANCE = (0.0, 1.0, 2.0, 4.0)
@@ -56,28 +60,37 @@ STEPS = (4, 8, 12, 16, 32)
 TARGETS = {"accuracy": 0.90, "worst_class_accuracy": 0.70, "diversity": 0.80}
 
 
-def settings(samplers, guidance, schedules, steps, context_reuse=(0,)) -> list[dict[str, Any]]:
+#: Fields of a setting that are not the sampler's: the axes of the sweep besides the sampler.
+AXES = ("precision",)
+
+
+def settings(samplers, guidance, schedules, steps, context_reuse=(0,), precisions=None) -> list[dict[str, Any]]:
     """Sampler fields of every setting of the sweep (guidance 0 once, without a schedule), each with
-    every ``context_reuse`` listed (0, the official decoding, is left out of the fields)."""
+    every ``context_reuse`` listed (0, the official decoding, is left out of the fields), and each in
+    every one of ``precisions`` (a ``precision`` field) when given."""
     out = []
     for name in samplers:
         for scale in guidance:
             for schedule in (("constant",) if scale == 0 else schedules):
                 for count in steps:
                     for reuse in context_reuse:
-                        out.append({"sampler": name, "num_steps": count, "guidance": scale, "guidance_schedule": schedule,
-                                    **({"context_reuse": reuse} if reuse else {})})
+                        setting = {"sampler": name, "num_steps": count, "guidance": scale, "guidance_schedule": schedule,
+                                   **({"context_reuse": reuse} if reuse else {})}
+                        out += [dict(setting, precision=precision) for precision in precisions] if precisions else [setting]
     return out
 
 
 def setting_sampler(setting: dict[str, Any]):
     """The sampler a setting (its ``sampler`` name and that sampler's fields) builds."""
-    return sampler_from_options(setting)
+    return sampler_from_options({name: value for name, value in setting.items() if name not in AXES})
 
 
 def key(setting: dict[str, Any]) -> str:
-    """The sampler a setting builds, as text: settings that build the same sampler share it."""
-    return json.dumps(setting_sampler(setting).to_dict(), sort_keys=True)
+    """The sampler a setting builds and its other axes, as text: settings that build the same
+    sampler and run it the same way share it."""
+    axes = {name: setting[name] for name in AXES if name in setting}
+    sampler = setting_sampler(setting).to_dict()
+    return json.dumps([sampler, axes] if axes else sampler, sort_keys=True)
 
 
 def meets_targets(row: dict[str, Any]) -> bool:
@@ -162,19 +175,20 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     markers = ["o", "s", "^", "D", "v"]
     sweep = [r for r in rows if not sampler_temperatures(r["setting"])]
     for column, name in enumerate(samplers):
-        groups: dict[tuple[float, str, int], list[dict[str, Any]]] = {}
+        groups: dict[tuple[float, str, int, str], list[dict[str, Any]]] = {}
         for row in sweep:
             s = row["setting"]
             if s["sampler"] == name:
-                groups.setdefault((s["guidance"], s["guidance_schedule"], s.get("context_reuse", 0)), []).append(row)
-        for (scale, schedule, reuse), group in sorted(groups.items()):
+                groups.setdefault((s["guidance"], s["guidance_schedule"], s.get("context_reuse", 0), setting_axes(s)),
+                                  []).append(row)
+        for (scale, schedule, reuse, other), group in sorted(groups.items()):
             group.sort(key=lambda r: r["setting"]["num_steps"])
             steps = [r["setting"]["num_steps"] for r in group]
             label = f"guidance {scale:g}" + (f" {schedule}" if scale else "") + (f", reuse {reuse}" if reuse else "")
             for line, (metric, _, factor) in enumerate(metrics):
                 axes[line][column].plot(
                     steps, [factor * r[metric] for r in group], dashes[schedule], color=colours.get(scale, "grey"),
-                    marker=markers[min(reuse, len(markers) - 1)], markersize=3, label=label,
+                    marker=markers[min(reuse, len(markers) - 1)], markersize=3, label=label + other,
                 )
         axes[0][column].set_title(f"{name} sampler")
         axes[-1][column].set_xlabel("steps")
@@ -213,7 +227,9 @@ def main() -> None:
     parser.add_argument("--num-per-class", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=250)
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    parser.add_argument("--precision", default="fp32", choices=tuple(PRECISIONS))
+    parser.add_argument("--precisions", nargs="+", default=None, choices=tuple(PRECISIONS),
+                        help="sweep these precisions as an axis (every setting in each) instead of --precision")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--samplers", nargs="+", default=SAMPLERS, choices=SAMPLERS)
     parser.add_argument("--guidance", nargs="+", type=float, default=GUIDANCE)
@@ -242,14 +258,19 @@ def main() -> None:
 
     pipe = MaskGIT.from_pretrained(args.model)
     digest = weights_digest(pipe)  # of the stored float32 weights, before any cast
-    pipe = pipe.to_precision(args.precision)
-    pipe.set_progress_bar_config(disable=True)
+    pipes = {}  # precision -> the pipeline in it
+    for precision in args.precisions or [args.precision]:
+        pipes[precision] = MaskGIT.from_pretrained(args.model, precision=precision)
+        pipes[precision].set_progress_bar_config(disable=True)
     evaluator = GenerationEvaluator()
     classes = tuple(range(len(pipe.class_names)))
     plan = RunPlan(classes, args.num_per_class)
     config = {"model": args.model, "num_per_class": args.num_per_class, "seed": args.seed,
               "precision": args.precision, "threads": args.threads, "batch_size": args.batch_size,
               "weights_sha256": digest}
+    if args.precisions:
+        config["precisions"] = args.precisions
+    del pipe
     data: dict[str, Any] = {"kind": "sampler-comparison", "config": config, "targets": TARGETS, "rows": []}
     if args.json.is_file():
         previous = json.loads(args.json.read_text())
@@ -263,7 +284,8 @@ def main() -> None:
         for setting in todo:
             if key(setting) in done:
                 continue
-            row = run_setting(pipe, evaluator, setting, plan, args.seed, args.batch_size)
+            row = run_setting(pipes[setting.get("precision", args.precision)], evaluator, setting, plan, args.seed,
+                              args.batch_size)
             data["rows"].append(row)
             data["wall_seconds"] = spent_before + time.perf_counter() - started
             done.add(key(setting))
@@ -272,7 +294,7 @@ def main() -> None:
                   f"FID {row['fid']:6.2f} (floor {row['fid_floor']:.2f}) div {100 * row['diversity']:3.0f} % "
                   f"{row['images_per_second']:6.1f} img/s", flush=True)
 
-    run_all(settings(args.samplers, args.guidance, args.schedules, args.steps, args.context_reuse))
+    run_all(settings(args.samplers, args.guidance, args.schedules, args.steps, args.context_reuse, args.precisions))
     if args.temperatures:
         best = pick_best(data["rows"], args.fid_tolerance, args.max_passes)["setting"]
         refine = []
@@ -296,7 +318,8 @@ def main() -> None:
         confirmed = {key(row["setting"]): row for row in data.get("confirmed", [])}
         for setting in finalists:
             if key(setting) not in confirmed:
-                confirmed[key(setting)] = run_setting(pipe, evaluator, setting, confirm_plan, args.seed, args.batch_size)
+                confirmed[key(setting)] = run_setting(pipes[setting.get("precision", args.precision)], evaluator, setting,
+                                                      confirm_plan, args.seed, args.batch_size)
                 print(f"confirm: {sampler_label(setting):51s} acc {100 * confirmed[key(setting)]['accuracy']:5.1f} % "
                       f"FID {confirmed[key(setting)]['fid']:6.2f}", flush=True)
         data["confirmed"] = [confirmed[key(setting)] for setting in finalists]

@@ -11,6 +11,9 @@ Paths:
   decoder.
 - ``bf16``: the same with the weights in bfloat16 (quantizer and output layers float32) and, on a
   CPU, each transformer layer as four oneDNN linear calls (``FusedLayer``).
+- ``int8`` (CPU): ``MaskGIT.to_precision("int8")``: the fp32 path with the transformer's linear
+  layers in int8 (``Int8Layer``); measured against the peak of oneDNN's int8 linear, activation
+  quantization included.
 - ``fp16`` (CUDA only); any fast path with ``+compile`` (``MaskGIT.compile``) and/or ``+reuse``
   (``maskgit.reuse_freed_memory()``, which the ``maskgit`` command calls: glibc keeps freed memory
   for reuse), e.g. ``bf16+reuse``, and/or ``+ctxN``: the case's sampler with context reuse N
@@ -32,6 +35,7 @@ writes everything to a JSON file.
     python benchmarks/sampling_speed.py --sizes 256 512 --batches 1 8 --steps 8 16 --device cuda --paths reference bf16 fp16 bf16+compile
     python benchmarks/sampling_speed.py --threads 2 --repeats 2 --paths reference fp32 bf16 fp32+reuse bf16+reuse
     python benchmarks/sampling_speed.py --threads 2 --paths fp32 fp32+ctx1 fp32+ctx2 fp32+ctx3 --json benchmarks/results/context-reuse-cpu-2core.json
+    python benchmarks/sampling_speed.py --threads 2 --paths fp32 bf16 int8 --no-shipped
 
 A ``+ctxN`` path's FLOPs are counted on one image's whole decoding with that sampler (its cheap
 steps compute fewer rows), so its GFLOP/s is the work it did, not the work it saved.
@@ -171,7 +175,7 @@ def _parse_path(path: str) -> tuple[str, set[str], int]:
     unknown = [m for m in flags if m not in MODIFIERS]
     if unknown or len(reuse) > 1 or (modifiers and precision in ("reference", "maskgit-torch")):
         raise SystemExit(f"--paths {path}: modifiers are {', '.join('+' + m for m in MODIFIERS)} (N >= 1), "
-                         "on fp32, bf16 or fp16 only")
+                         "on fp32, bf16, fp16 or int8 only")
     return precision, set(flags), int(reuse[0][3:]) if reuse else 0
 
 
@@ -262,17 +266,26 @@ def _time(run, device: torch.device, compiled: bool, subtract_decoder: bool, rep
 # -- in the parent process ------------------------------------------------------------------------
 
 
-def matmul_peak(dtype: torch.dtype, device: torch.device, size: int = 2048, repeats: int = 20) -> float:
-    """Best achieved GFLOP/s of a square matmul, measured now (after three warm-up calls)."""
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    b = torch.randn(size, size, device=device, dtype=dtype)
+def matmul_peak(dtype: torch.dtype | str, device: torch.device, size: int = 2048, repeats: int = 20) -> float:
+    """Best achieved GFLOP/s of a square matmul, measured now (after three warm-up calls).
+    ``dtype="int8"``: the int8 path's linear (``maskgit.models.quantized.int8_linear``) with its
+    activation quantization, the equivalent FLOPs per second."""
+    a = torch.randn(size, size, device=device, dtype=torch.float32 if dtype == "int8" else dtype)
+    b = torch.randn(size, size, device=device, dtype=a.dtype)
+    if dtype == "int8":
+        from maskgit.models.quantized import check_int8, int8_linear, quantize_weight
+
+        weight, levels = quantize_weight(b), check_int8(device).levels
+        matmul = lambda: int8_linear(a, weight, levels)  # noqa: E731
+    else:
+        matmul = lambda: torch.mm(a, b)  # noqa: E731
     for _ in range(3):
-        torch.mm(a, b)
+        matmul()
     best = float("inf")
     for _ in range(repeats):
         _sync(device)
         start = time.perf_counter()
-        torch.mm(a, b)
+        matmul()
         _sync(device)
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best / 1e9
@@ -350,7 +363,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="*", default=[256], choices=sorted(PRESETS))
     parser.add_argument("--batches", type=int, nargs="*", default=[8])
     parser.add_argument("--steps", type=int, nargs="*", default=[8])
-    parser.add_argument("--paths", nargs="*", default=["reference", "fp32", "bf16"])
+    parser.add_argument("--paths", nargs="*", default=["reference", "fp32", "bf16", "int8"])
     parser.add_argument("--no-shipped", action="store_true", help="skip the shipped fashion-mnist model")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
@@ -381,7 +394,17 @@ def main() -> None:
              for size in args.sizes for batch in args.batches for steps in args.steps]
     if not args.no_shipped:
         cases.append({"model": "fashion-mnist", "size": 32, "batch": 80, "steps": None})
-    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, **({"fp16": torch.float16} if device.type == "cuda" else {})}
+    dtypes: dict[str, torch.dtype | str] = {"fp32": torch.float32, "bf16": torch.bfloat16}
+    dtypes.update({"fp16": torch.float16} if device.type == "cuda" else {})
+    if any(_parse_path(path)[0] == "int8" for path in args.paths):
+        from maskgit.models.quantized import int8_support
+
+        support = int8_support(device)
+        if isinstance(support, str):  # where int8 would be slower than fp32, or does not run
+            print(f"int8 paths skipped: {support}")
+            args.paths = [path for path in args.paths if _parse_path(path)[0] != "int8"]
+        else:
+            dtypes["int8"] = "int8"
     peaks = {name: matmul_peak(dtype, device) for name, dtype in dtypes.items()}
     memory = _physical_memory()
     report: dict[str, Any] = {"kind": "sampling-speed", "provenance": provenance(device_name(args.device, args.threads)),

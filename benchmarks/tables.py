@@ -210,16 +210,22 @@ def seeded_noise(data: dict[str, Any], figure: Figures) -> list[str]:
 
 
 def sampler_label(setting: dict[str, Any]) -> str:
-    """'confidence, 16 steps, guidance 2 linear' (plus any context reuse and temperatures the setting sets)."""
+    """'confidence, 16 steps, guidance 2 linear' (plus any context reuse, temperatures and other axes the
+    setting sets)."""
     text = f"{setting['sampler']}, {setting['num_steps']} steps"
     if setting.get("guidance"):
         text += f", guidance {setting['guidance']:g} {setting['guidance_schedule']}"
-    return text + sampler_reuse(setting) + sampler_temperatures(setting)
+    return text + sampler_reuse(setting) + sampler_temperatures(setting) + setting_axes(setting)
 
 
 def sampler_reuse(setting: dict[str, Any]) -> str:
     """', context reuse N' for a setting with cheap steps, '' for one without."""
     return f", context reuse {setting['context_reuse']}" if setting.get("context_reuse") else ""
+
+
+def setting_axes(setting: dict[str, Any]) -> str:
+    """The comparison's axes besides the sampler that a setting sets, as text (', int8'; '' for none)."""
+    return f", {setting['precision']}" if "precision" in setting else ""
 
 
 def sampler_temperatures(setting: dict[str, Any]) -> str:
@@ -244,7 +250,8 @@ def sampler_comparison(data: dict[str, Any], figure: Figures) -> list[str]:
     config = data["config"]
     lines = heading(data, f"Every sampler, guidance scale, guidance schedule and step count on `{config['model']}`: "
                           f"{config['num_per_class']} images of each class per setting, seed {config['seed']}, "
-                          f"{config['precision']} on {config['threads']} threads, scored by the shipped evaluator "
+                          f"{', '.join(config.get('precisions', [config['precision']]))} on {config['threads']} threads, "
+                          "scored by the shipped evaluator "
                           "(FID in its feature space against the test set; floor: as many real training images). "
                           "Passes: transformer passes an image, one a step and two at a guided step")
     if data.get("wall_seconds"):
@@ -269,7 +276,8 @@ def sampler_comparison(data: dict[str, Any], figure: Figures) -> list[str]:
     groups: dict[tuple[str, float, int], list[dict[str, Any]]] = {}
     for row in sweep:
         setting = row["setting"]
-        groups.setdefault((setting["sampler"], setting["guidance"], setting.get("context_reuse", 0)), []).append(row)
+        groups.setdefault((setting["sampler"] + setting_axes(setting), setting["guidance"], setting.get("context_reuse", 0)),
+                          []).append(row)
     rows = []
     for (sampler, guidance, _), group in sorted(groups.items()):
         row = min([row for row in group if meets(row)] or group, key=lambda row: row["fid"])
@@ -283,7 +291,8 @@ def sampler_comparison(data: dict[str, Any], figure: Figures) -> list[str]:
     rows = []
     for row in sorted(data["rows"], key=lambda row: row["fid"]):
         setting = row["setting"]
-        rows.append([setting["sampler"] + sampler_reuse(setting) + sampler_temperatures(setting), f"{setting['guidance']:g}",
+        rows.append([setting["sampler"] + sampler_reuse(setting) + sampler_temperatures(setting) + setting_axes(setting),
+                     f"{setting['guidance']:g}",
                      setting["guidance_schedule"] if setting["guidance"] else "-", str(setting["num_steps"]),
                      str(row["passes"]), *_scores(row, figure, 0)])
     lines += ["**Every setting**, lowest FID first:", ""]

@@ -499,6 +499,58 @@ def fashion_mnist_reproduction(data: dict[str, Any], figure: Figures) -> list[st
     return lines + ["", f"Met: **{'yes' if data['met'] else 'no'}**."]
 
 
+def _isa_label(run: dict[str, Any]) -> str:
+    if not run["environment"]:
+        return f"all of this CPU's instruction sets (torch's {run['cpu_capability']} kernels)"
+    return f"limited to {run['isa']} (" + ", ".join(f"`{k}={v}`" for k, v in run["environment"].items()) + ")"
+
+
+def int8_kernels(data: dict[str, Any], figure: Figures) -> list[str]:
+    """benchmarks/int8_kernels.py: every kernel's time on one layer's linear shapes, and whole layers,
+    per instruction-set limit; then how far int8 logits are from float32 ones."""
+    torchao = f", torchao {data['torchao']}" if data.get("torchao") else " (torchao not installed)"
+    lines = heading(data, f"int8 kernels for one transformer layer's four linear shapes (query, key and value stacked, "
+                          f"the attention output, the MLP's two layers), every int8 time with its activation "
+                          f"quantization, and whole layers as the package prepares them; the best of {data['rounds']} "
+                          f"interleaved rounds; torch {data['torch']}{torchao}")
+    for run in data["runs"]:
+        int8 = run["int8"]
+        state = (f"int8 runs on {int8['levels'].bit_length() - 1}-bit activations" if isinstance(int8, dict)
+                 else f"int8 refused: {int8}")
+        lines += [f"**{_isa_label(run).capitalize()}**; {state}. Each cell: milliseconds (speed against the fp32 "
+                  "row of its kind: `fp32 oneDNN` for the kernels, `layer, fp32` for the layers):", ""]
+        cases = run["cases"]
+        header = ["kernel", *(f"{case['case']} ({case['tokens']:,} tokens)" for case in cases)]
+        rows = []
+        for kernel in cases[0]["kernels"]:
+            cells = []
+            for case in cases:
+                seconds = case["kernels"][kernel]["best_s"]
+                base = case["kernels"]["layer, fp32" if kernel.startswith("layer") else "fp32 oneDNN"]["best_s"]
+                cells.append(figure(f"{1e3 * seconds:.1f}") + f" ({figure(f'{base / seconds:.2f}')}x)")
+            rows.append([f"`{kernel}`", *cells])
+        lines += table(header, "l" + "r" * len(cases), rows) + [""]
+    if data.get("accuracy"):
+        lines += ["**int8 logits against float32 ones** (relative RMS error; the largest error at a position over "
+                  "that position's largest logit; positions whose most likely token is the same):", ""]
+        rows = [[row["model"], f"{row['positions']:,}", row["variant"], figure(f"{row['relative_rms']:.4f}"),
+                 figure(f"{row['max_relative']:.4f}"), figure(percent(row["argmax_agreement"], 2)) + " %"]
+                for row in data["accuracy"]]
+        lines += table(["model", "positions", "variant", "RMS error", "max error", "same argmax"], "lrlrrr", rows)
+    if data.get("quality"):
+        quality = data["quality"]
+        lines += ["", f"**Generation quality**: the shipped model, {quality['num_per_class']} images of each class, its "
+                  f"default sampler, seed {quality['seed']}, scored by the shipped evaluator:", ""]
+        rows = []
+        for row in quality["rows"]:
+            fid, floor = figure(f"{row['fid']:.2f}"), figure(f"{row['fid_floor']:.2f}")
+            rows.append([row["variant"], figure(percent(row["accuracy"])) + " %",
+                         f"{figure(percent(row['worst_class_accuracy'], 0))} % ({row['worst_class']})", f"{fid} ({floor})",
+                         figure(percent(row["diversity"])) + " %"])
+        lines += table(["precision", "accuracy", "worst class", "FID (floor)", "diversity"], "lrrrr", rows)
+    return lines
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any], Figures], list[str]]] = {
     "sampling-speed": sampling_speed,
     "seeded-noise": seeded_noise,
@@ -510,6 +562,9 @@ RENDERERS: dict[str, Callable[[dict[str, Any], Figures], list[str]]] = {
     "recorded-tables": recorded_tables,
     "train-own-images": train_own_images,
     "fashion-mnist-reproduction": fashion_mnist_reproduction,
+
+
+    "int8-kernels": int8_kernels,
 }
 
 

@@ -6,9 +6,10 @@ the kernel PyTorch's own x86 int8 inference lowers to) multiplying them.
   packed once into oneDNN's layout (``QuantizedWeight``).
 - **Activations**: uint8, asymmetric, one scale and zero point per tensor, taken from the tensor's
   own minimum and maximum at every call (dynamic quantization, ``quantize_activations``). The
-  GELU's outputs (above -0.17) use the whole code range this way. One scale per token was no
-  more accurate on the shipped model's generations and costs a pass over every output (oneDNN's
-  kernel takes one activation scale): ``benchmarks/int8_kernels.py`` measures both.
+  GELU's outputs (above -0.17) use the whole code range this way. One scale per token moves the
+  logits less, but oneDNN's kernel takes one activation scale, so it costs a pass over every
+  output after the kernel, which made it much slower: ``benchmarks/int8_kernels.py``
+  measures both, and the other int8 kernels of torch and torchao.
 - **Output**: float32, with the bias and optionally the GELU (the official tanh form) or a
   residual add computed inside the kernel.
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -48,25 +50,33 @@ def _cpu_capability() -> str:
     return torch.backends.cpu.get_cpu_capability()
 
 
+def _exact_levels(multiply: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> int | None:
+    """The most activation levels (256 or 128) on which ``multiply(codes, weight)`` (uint8 (4, 64) x
+    int8 (16, 64) → float32 (4, 16), unscaled) is exact on the worst case for 16-bit pair sums,
+    uint8 ``levels - 1`` times int8 127; None when it is exact on neither."""
+    weight = torch.full((16, 64), 127, dtype=torch.int8)
+    for levels in (256, 128):
+        result = multiply(torch.full((4, 64), levels - 1, dtype=torch.uint8), weight)
+        if torch.equal(result, torch.full((4, 16), 64.0 * (levels - 1) * 127)):
+            return levels
+    return None
+
+
+def _onednn_multiply(codes: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``codes @ weight.T`` by oneDNN's int8 linear, unscaled."""
+    out_features = weight.shape[0]
+    return torch.ops.onednn.qlinear_pointwise(
+        codes, 1.0, 0, torch.ops.onednn.qlinear_prepack(weight, None), torch.ones(out_features),
+        torch.zeros(out_features, dtype=torch.long), None, 1.0, 0, torch.float32, "none", [], "")
+
+
 @functools.cache
 def _probe_levels() -> int | None:
-    """Run oneDNN's int8 linear on the worst case for 16-bit pair sums (uint8 255 x int8 127) and
-    return 256 when it is exact, 128 when it is exact on 7-bit activations only, and None when
-    this torch build has no such kernel or it is wrong either way."""
-    in_features, out_features = 64, 16
-    weight = torch.full((out_features, in_features), 127, dtype=torch.int8)
+    """``_exact_levels`` of oneDNN's int8 linear; None where this torch build has none."""
     try:
-        packed = torch.ops.onednn.qlinear_prepack(weight, None)
-        for levels in (256, 128):
-            codes = torch.full((4, in_features), levels - 1, dtype=torch.uint8)
-            result = torch.ops.onednn.qlinear_pointwise(
-                codes, 1.0, 0, packed, torch.ones(out_features), torch.zeros(out_features, dtype=torch.long), None,
-                1.0, 0, torch.float32, "none", [], "")
-            if torch.equal(result, torch.full_like(result, in_features * (levels - 1) * 127)):
-                return levels
+        return _exact_levels(_onednn_multiply)
     except (AttributeError, RuntimeError, NotImplementedError):
-        pass
-    return None
+        return None
 
 
 def int8_support(device: torch.device | str = "cpu") -> Int8Support | str:

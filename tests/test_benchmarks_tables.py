@@ -102,3 +102,22 @@ def test_the_training_record_adds_up_its_rounds():
     assert "test loss 2.85 → 2.41; PSNR 25.0 dB" in markdown
     assert "| **all rounds** |  | **1 min 30 s** |" in markdown
     assert {"2.85", "2.41", "25.0", "1 min 0 s", "1 min 30 s"} <= figures
+
+
+def test_an_int8_kernels_table_divides_kernels_by_fp32_onednn_and_layers_by_the_fp32_layer():
+    path = {"device": "a test CPU", "command": "python x.py", "date": "2026-01-01", "code_version": "abc1234"}
+    times = {"fp32 oneDNN": 0.004, "int8 oneDNN, per tensor (maskgit)": 0.001, "layer, fp32": 0.010, "layer, int8": 0.005}
+    case = {"case": "ImageNet 256, batch 1", "tokens": 257, "kernels": {k: {"best_s": s} for k, s in times.items()}}
+    runs = [{"isa": "native", "environment": {}, "cpu_capability": "AVX512", "int8": {"levels": 256}, "cases": [case]},
+            {"isa": "AVX2", "environment": {"ONEDNN_MAX_CPU_ISA": "AVX2"}, "cpu_capability": "AVX2",
+             "int8": "precision int8 refused here", "cases": [case]}]
+    data = {"kind": "int8-kernels", "provenance": path, "torch": "2.13", "torchao": None, "rounds": 3, "runs": runs,
+            "accuracy": [{"model": "m", "positions": 1000, "variant": "bf16", "relative_rms": 0.0123,
+                          "max_relative": 0.05, "argmax_agreement": 0.995}]}
+    markdown, figures = tables.render("int8-kernels", data)
+    lines = markdown.splitlines()
+    assert "| 1.0 (4.00x) |" in next(line for line in lines if "`int8 oneDNN, per tensor (maskgit)`" in line)
+    assert "| 5.0 (2.00x) |" in next(line for line in lines if "`layer, int8`" in line)
+    assert any("8-bit activations" in line for line in lines) and any("int8 refused: precision int8 refused here" in line
+                                                                      for line in lines)
+    assert "torchao not installed" in markdown and {"4.00", "2.00", "0.0123", "99.50"} <= figures

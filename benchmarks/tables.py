@@ -517,7 +517,8 @@ def int8_kernels(data: dict[str, Any], figure: Figures) -> list[str]:
         int8 = run["int8"]
         state = (f"int8 runs on {int8['levels'].bit_length() - 1}-bit activations" if isinstance(int8, dict)
                  else f"int8 refused: {int8}")
-        lines += [f"**{_isa_label(run).capitalize()}**; {state}. Each cell: milliseconds (speed against the fp32 "
+        label = _isa_label(run)
+        lines += [f"**{label[:1].upper() + label[1:]}**; {state}. Each cell: milliseconds (speed against the fp32 "
                   "row of its kind: `fp32 oneDNN` for the kernels, `layer, fp32` for the layers):", ""]
         cases = run["cases"]
         header = ["kernel", *(f"{case['case']} ({case['tokens']:,} tokens)" for case in cases)]

@@ -39,7 +39,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -102,20 +102,69 @@ def transformer_passes(setting: dict[str, Any]) -> int:
     return setting_sampler(setting).transformer_passes()
 
 
-def ranked(rows: list[dict[str, Any]], max_passes: int | None = None) -> list[dict[str, Any]]:
-    """Rows meeting the targets (all rows if none does), lowest FID first. With ``max_passes``,
-    only the rows whose setting costs at most that many transformer passes an image are eligible
-    (all rows if none is)."""
-    eligible = [row for row in rows if max_passes is None or transformer_passes(row["setting"]) <= max_passes] or rows
+# The quality a faster default must keep against the current one, scored on the same images:
+# accuracy at most 1 point lower, the worst class at most 3 points lower, FID at most 1.1x.
+GUARD = {"accuracy": 0.01, "worst_class_accuracy": 0.03, "fid_ratio": 1.1}
+
+
+class Rule(NamedTuple):
+    """Which settings may become the default, beyond the targets.
+
+    ``max_passes``: at most this many transformer passes an image (a budget that holds on any
+    machine). ``reference``: the ``key`` of the current default's setting; with ``min_speedup`` a
+    setting must generate at least that many times as many images a second as the reference did
+    in the same run (a time budget relative to a baseline timed beside it), and with ``guard`` it
+    must keep ``GUARD`` against the reference's scores on the same images.
+    """
+
+    max_passes: int | None = None
+    reference: str | None = None
+    min_speedup: float | None = None
+    guard: bool = False
+
+    def eligible(self, row: dict[str, Any], rows: list[dict[str, Any]]) -> bool:
+        if self.max_passes is not None and transformer_passes(row["setting"]) > self.max_passes:
+            return False
+        if self.reference is None or not (self.min_speedup or self.guard):
+            return True
+        reference = next((other for other in rows if key(other["setting"]) == self.reference), None)
+        if reference is None:
+            raise ValueError("the reference setting (the current default) has no row among these")
+        if self.min_speedup and row["images_per_second"] < self.min_speedup * reference["images_per_second"]:
+            return False
+        return not self.guard or keeps_quality(row, reference)
+
+    def fallback(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The rows to choose from when the rule allows none: the current default where there is
+        one (nothing faster keeps its quality), else every row."""
+        if self.reference is not None:
+            return [row for row in rows if key(row["setting"]) == self.reference] or rows
+        return rows
+
+
+ANY = Rule()  # every setting may win
+
+
+def keeps_quality(row: dict[str, Any], reference: dict[str, Any]) -> bool:
+    """Whether ``row`` keeps ``GUARD`` against ``reference`` (both scored on the same images)."""
+    return (row["accuracy"] >= reference["accuracy"] - GUARD["accuracy"] - 1e-12
+            and row["worst_class_accuracy"] >= reference["worst_class_accuracy"] - GUARD["worst_class_accuracy"] - 1e-12
+            and row["fid"] <= reference["fid"] * GUARD["fid_ratio"])
+
+
+def ranked(rows: list[dict[str, Any]], rule: Rule = ANY) -> list[dict[str, Any]]:
+    """Rows meeting the targets (all rows if none does), lowest FID first, among the rows the
+    ``rule`` allows (``Rule.fallback`` if it allows none)."""
+    eligible = [row for row in rows if rule.eligible(row, rows)] or rule.fallback(rows)
     pool = [row for row in eligible if meets_targets(row)] or eligible
     return sorted(pool, key=lambda row: row["fid"])
 
 
-def pick_best(rows: list[dict[str, Any]], fid_tolerance: float, max_passes: int | None = None) -> dict[str, Any]:
+def pick_best(rows: list[dict[str, Any]], fid_tolerance: float, rule: Rule = ANY) -> dict[str, Any]:
     """The lowest-FID row among those meeting the targets (all rows if none does); then the
     fastest of the rows within ``fid_tolerance`` (relative) of that FID, among the same pool.
-    ``max_passes``: as in ``ranked``."""
-    pool = ranked(rows, max_passes)
+    ``rule``: as in ``ranked``."""
+    pool = ranked(rows, rule)
     close = [row for row in pool if row["fid"] <= pool[0]["fid"] * (1 + fid_tolerance)]
     return max(close, key=lambda row: row["images_per_second"])
 
@@ -247,6 +296,12 @@ def main() -> None:
     parser.add_argument("--max-passes", type=int, default=None,
                         help="only settings costing at most N transformer passes an image (a step; two with guidance) "
                         "can become the default: a speed budget that holds on any machine (all are still measured)")
+    parser.add_argument("--min-speedup", type=float, default=None,
+                        help="only settings at least this many times as fast as the model's current default, timed in "
+                        "the same run, can become the default (the default is added to the sweep)")
+    parser.add_argument("--guard", action="store_true",
+                        help="only settings that keep the current default's quality (accuracy at most 1 point lower, "
+                        "worst class at most 3 points, FID at most 1.1x; on the same images) can become the default")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/sampler-comparison.json"))
     parser.add_argument("--plot", type=Path, default=None)
     parser.add_argument("--save-default", action="store_true",
@@ -256,8 +311,15 @@ def main() -> None:
         parser.error(f"--context-reuse values must be from 0 to {MAX_CONTEXT_REUSE}, got {args.context_reuse}")
     torch.set_num_threads(args.threads)
 
+    if args.min_speedup is not None and not 0 < args.min_speedup <= 100:
+        parser.error(f"--min-speedup must be in (0, 100], got {args.min_speedup}")
     pipe = MaskGIT.from_pretrained(args.model)
     digest = weights_digest(pipe)  # of the stored float32 weights, before any cast
+    current = pipe.sampler.to_dict()  # the model's default now: the reference of --min-speedup and --guard
+    if args.precisions:
+        current["precision"] = args.precisions[0]
+    relative = args.min_speedup is not None or args.guard
+    rule = Rule(args.max_passes, key(current) if relative else None, args.min_speedup, args.guard)
     pipes = {}  # precision -> the pipeline in it
     for precision in args.precisions or [args.precision]:
         pipes[precision] = MaskGIT.from_pretrained(args.model, precision=precision)
@@ -294,9 +356,10 @@ def main() -> None:
                   f"FID {row['fid']:6.2f} (floor {row['fid_floor']:.2f}) div {100 * row['diversity']:3.0f} % "
                   f"{row['images_per_second']:6.1f} img/s", flush=True)
 
-    run_all(settings(args.samplers, args.guidance, args.schedules, args.steps, args.context_reuse, args.precisions))
+    run_all(settings(args.samplers, args.guidance, args.schedules, args.steps, args.context_reuse, args.precisions)
+            + ([current] if relative else []))
     if args.temperatures:
-        best = pick_best(data["rows"], args.fid_tolerance, args.max_passes)["setting"]
+        best = pick_best(data["rows"], args.fid_tolerance, rule)["setting"]
         refine = []
         for softmax in (0.8, 1.0, 1.2):
             choices = (1.0, 2.0, 4.5, 8.0) if best["sampler"] == "confidence" else (None,)
@@ -308,13 +371,14 @@ def main() -> None:
                 refine.append(setting)
         run_all(refine)
 
-    best = pick_best(data["rows"], args.fid_tolerance, args.max_passes)
+    best = pick_best(data["rows"], args.fid_tolerance, rule)
     if args.confirm:
         # The sweep's small sets rank the settings; the finalists are scored again on more images.
         confirm_plan = RunPlan(classes, args.confirm_per_class)
-        finalists = [row["setting"] for row in ranked(data["rows"], args.max_passes)[: args.confirm]]
-        if best["setting"] not in finalists:
-            finalists.append(best["setting"])
+        finalists = [row["setting"] for row in ranked(data["rows"], rule)[: args.confirm]]
+        for setting in (best["setting"], *([current] if relative else [])):  # the reference, scored on the same images
+            if key(setting) not in {key(finalist) for finalist in finalists}:
+                finalists.append(setting)
         confirmed = {key(row["setting"]): row for row in data.get("confirmed", [])}
         for setting in finalists:
             if key(setting) not in confirmed:
@@ -324,9 +388,11 @@ def main() -> None:
                       f"FID {confirmed[key(setting)]['fid']:6.2f}", flush=True)
         data["confirmed"] = [confirmed[key(setting)] for setting in finalists]
         write_results(args.json, data)
-        best = pick_best(data["confirmed"], args.fid_tolerance, args.max_passes)
+        best = pick_best(data["confirmed"], args.fid_tolerance, rule)
     data["best"] = best
     data["max_passes"] = args.max_passes
+    if relative:
+        data["reference"] = {"setting": current, "min_speedup": args.min_speedup, "guard": GUARD if args.guard else None}
     data["wall_seconds"] = spent_before + time.perf_counter() - started
     write_results(args.json, data)
     print(f"\nbest: {sampler_label(best['setting'])}  sampler {json.dumps(best['sampler'])}")

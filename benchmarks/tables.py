@@ -92,8 +92,8 @@ def code_version() -> str:
 def provenance(device: str, command: str | None = None, note: str | None = None) -> dict[str, str]:
     """The provenance block of a results file made now: ``device`` (see ``device_name``), the
     command (default: this process's own command line), today's date (UTC), the code version, and
-    the machine's load average over the last 15 minutes where the OS reports it (a timing taken
-    beside other work reads differently from one on a quiet machine)."""
+    the machine's load averages over the last 1, 5 and 15 minutes where the OS reports them (a
+    timing taken beside other work reads differently from one on a quiet machine)."""
     record = {
         "device": device,
         "command": command or " ".join(["python", *sys.argv]),
@@ -101,7 +101,7 @@ def provenance(device: str, command: str | None = None, note: str | None = None)
         "code_version": code_version(),
     }
     if hasattr(os, "getloadavg"):
-        record["load_average"] = round(os.getloadavg()[2], 1)
+        record["load_average"] = [round(value, 1) for value in os.getloadavg()]
     if note:
         record["note"] = note
     return record
@@ -140,7 +140,8 @@ def heading(data: dict[str, Any], what: str) -> list[str]:
     source = data["provenance"]
     lines = [f"{what}. Measured on **{source['device']}**, {source['date']}, code `{source['code_version']}`"]
     if "load_average" in source:
-        lines[0] += f" (load average {source['load_average']:g} over the 15 minutes before it was written)"
+        lines[0] += " (load average {:g}, {:g}, {:g} over the 1, 5 and 15 minutes before it was written)".format(
+            *source["load_average"])
     if source["command"].startswith(("python ", "maskgit ", "torchrun ")):
         lines[0] += ":"
         lines += ["", f"```\n{source['command']}\n```"]
@@ -263,10 +264,27 @@ def sampler_comparison(data: dict[str, Any], figure: Figures) -> list[str]:
     if data.get("confirmed"):
         best = data["best"]["setting"]
         budget = f"; only settings of at most {data['max_passes']} passes an image could win" if data.get("max_passes") else ""
+        reference = data.get("reference")
+        if reference:
+            limits = []
+            if reference.get("min_speedup"):
+                limits.append(f"make at least {reference['min_speedup']:g}x as many images a second as the current default "
+                              "(timed in this run)")
+            if reference.get("guard"):
+                guard = reference["guard"]
+                limits.append(f"keep its quality (accuracy at most {percent(guard['accuracy'], 0)} point lower, the worst "
+                              f"class at most {percent(guard['worst_class_accuracy'], 0)} points lower, FID at most "
+                              f"{guard['fid_ratio']:g}x)")
+            budget += ("; only settings that " + " and ".join(limits) + " could win, and where none does the current "
+                       "default (marked *current*) stays")
         lines += [f"**Finalists**, scored again on {data['confirmed'][0]['images']:,} images: the default (in bold) is the "
                   f"lowest FID among those that meet the targets ({rule}){budget}:", ""]
-        rows = [[f"**{sampler_label(row['setting'])}**" if row["setting"] == best else sampler_label(row["setting"]),
-                 str(row["passes"]), *_scores(row, figure, 1)] for row in data["confirmed"]]
+
+        def finalist(setting: dict[str, Any]) -> str:
+            label = sampler_label(setting) + (" (*current*)" if reference and setting == reference["setting"] else "")
+            return f"**{label}**" if setting == best else label
+
+        rows = [[finalist(row["setting"]), str(row["passes"]), *_scores(row, figure, 1)] for row in data["confirmed"]]
         lines += table(["finalist", "passes", *scores], "lrrrrrr", rows) + [""]
 
     def meets(row: dict[str, Any]) -> bool:

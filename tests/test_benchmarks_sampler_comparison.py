@@ -39,11 +39,46 @@ def test_the_default_is_the_lowest_fid_among_settings_that_meet_the_targets():
 def test_max_passes_keeps_slow_settings_from_becoming_the_default():
     comparison = _comparison()
     rows = [_row(8, 2.0, 3.0), _row(32, 4.0, 2.0), _row(16, 0.0, 2.5)]
-    assert comparison.pick_best(rows, 0.05, max_passes=16) is rows[2]  # 16 unguided steps: 16 passes
-    assert [row["fid"] for row in comparison.ranked(rows, max_passes=16)] == [2.5, 3.0]
-    assert comparison.pick_best(rows, 0.05, max_passes=64) is rows[1]
+    rule = comparison.Rule
+    assert comparison.pick_best(rows, 0.05, rule(max_passes=16)) is rows[2]  # 16 unguided steps: 16 passes
+    assert [row["fid"] for row in comparison.ranked(rows, rule(max_passes=16))] == [2.5, 3.0]
+    assert comparison.pick_best(rows, 0.05, rule(max_passes=64)) is rows[1]
     # A budget no setting fits leaves every setting eligible rather than none.
-    assert comparison.pick_best(rows, 0.05, max_passes=4) is rows[1]
+    assert comparison.pick_best(rows, 0.05, rule(max_passes=4)) is rows[1]
+
+
+def _guarded(comparison, **rule):
+    default = _row(16, 2.0, 2.0, speed=4.0)
+    default["worst_class_accuracy"] = 0.8
+    return default, comparison.Rule(reference=comparison.key(default["setting"]), **rule)
+
+
+def test_a_faster_default_must_beat_the_current_one_by_the_speedup_timed_in_the_same_run():
+    comparison = _comparison()
+    default, rule = _guarded(comparison, min_speedup=2.0)
+    twice = _row(8, 2.0, 2.6, speed=8.0)   # exactly 2x as fast
+    slower = _row(12, 2.0, 2.1, speed=7.9)  # better FID, but under 2x
+    assert comparison.pick_best([default, slower, twice], 0.05, rule) is twice
+    # Nothing fast enough: the current default stays, not the lowest FID of the slow ones.
+    better = _row(32, 2.0, 1.5, speed=2.0)
+    assert comparison.pick_best([default, better, slower], 0.05, rule) is default
+    with pytest.raises(ValueError, match="reference"):
+        comparison.pick_best([slower, twice], 0.05, rule)
+
+
+@pytest.mark.parametrize(("accuracy", "worst", "fid", "kept"), [
+    (0.94, 0.77, 2.2, True),     # 1 point, 3 points, 1.1x: at the edge
+    (0.9399, 0.8, 2.0, False),   # accuracy more than a point lower
+    (0.95, 0.7699, 2.0, False),  # the worst class more than 3 points lower
+    (0.99, 0.9, 2.21, False),    # better classes do not buy a worse FID
+])
+def test_the_guard_keeps_the_current_defaults_quality(accuracy, worst, fid, kept):
+    comparison = _comparison()
+    default, rule = _guarded(comparison, min_speedup=1.5, guard=True)
+    faster = _row(8, 2.0, fid, accuracy=accuracy, speed=6.0)
+    faster["worst_class_accuracy"] = worst
+    assert comparison.keeps_quality(faster, default) is kept
+    assert comparison.pick_best([default, faster], 0.05, rule) is (faster if kept else default)
 
 
 

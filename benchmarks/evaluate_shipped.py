@@ -38,13 +38,39 @@ def _maskgit(*args: str) -> float:
     return time.perf_counter() - start
 
 
-def score_model(model: str, num_per_class: int, seed: int, out: Path) -> dict:
+# ``Sampler.to_dict`` fields and the ``maskgit generate`` flags that set them.
+SAMPLER_FLAGS = {"sampler": "--sampler", "num_steps": "--steps", "schedule": "--schedule",
+                 "choice_temperature": "--temperature", "softmax_temperature": "--softmax-temperature",
+                 "top_k": "--top-k", "guidance": "--guidance", "guidance_schedule": "--guidance-schedule",
+                 "context_reuse": "--context-reuse"}
+
+
+def sampler_flags(sampler: dict) -> list[str]:
+    """The ``maskgit generate`` flags that give the sampler ``sampler`` (``Sampler.to_dict``).
+    ValueError for a field that no flag sets. A field that is None (no top-k) has no flag, and
+    keeps the model's default: the shipped model's is None too."""
+    flags = []
+    # to_dict leaves context_reuse out when it is 0; the flag must still say 0, or the model's own
+    # default would stay.
+    for field, value in {"context_reuse": 0, **sampler}.items():
+        if field not in SAMPLER_FLAGS:
+            raise ValueError(f"no maskgit generate flag sets the sampler field {field!r}")
+        if value is None:
+            continue
+        text = ",".join(str(part) for part in value) if isinstance(value, list) else str(value)
+        flags += [SAMPLER_FLAGS[field], text]
+    return flags
+
+
+def score_model(model: str, num_per_class: int, seed: int, out: Path, sampler: dict | None = None) -> dict:
     """Generate ``num_per_class`` images of every class of ``model`` (a registered name or a model
-    folder) with its default sampler in float32, and score them with the shipped evaluator. Returns
-    the scores, the sampler and precision the manifest records, both wall times and the commands."""
+    folder) in float32 with its default sampler (or ``sampler``, as ``Sampler.to_dict`` gives it),
+    and score them with the shipped evaluator. Returns the scores, the sampler and precision the
+    manifest records, both wall times and the commands."""
     samples, scores = out / "samples", out / "scores.json"
     generate = ["generate", "--model", model, "--class", "0,1,2,3,4,5,6,7,8,9", "--num", str(num_per_class),
-                "--seed", str(seed), "--device", "cpu", "--overwrite", "--quiet", "--out", str(samples)]
+                "--seed", str(seed), "--device", "cpu", *(sampler_flags(sampler) if sampler else []),
+                "--overwrite", "--quiet", "--out", str(samples)]
     evaluate = ["evaluate", str(samples), "--tokenizer", "fashion-mnist", "--device", "cpu", "--json", str(scores)]
     generation_seconds = _maskgit(*generate)
     evaluation_seconds = _maskgit(*evaluate)

@@ -5,9 +5,9 @@
 
 1. Runs ``maskgit train fashion-mnist --out RUN`` (with ``--resume`` when RUN exists: a run stopped
    part-way goes on where it was), unless RUN already holds a finished run's ``report.json``.
-2. Scores ``RUN/pipeline`` exactly as ``benchmarks/evaluate_shipped.py`` scores the shipped model:
-   ``--num-per-class`` images of every class, seed ``--seed``, the model's default sampler, float32,
-   the shipped evaluator.
+2. Scores ``RUN/pipeline`` exactly as ``benchmarks/evaluate_shipped.py`` scored the shipped model:
+   ``--num-per-class`` images of every class, seed ``--seed``, float32, the shipped evaluator, and
+   the sampler the shipped model was scored with (its default), so that only the weights differ.
 3. Compares with the shipped model's scores in ``benchmarks/results/fashion-mnist-evaluation.json``
    (same protocol; run ``evaluate_shipped.py`` first on the same code) against the targets: accuracy
    within 2 points of the shipped model's and an FID at most 1.2x its FID.
@@ -81,7 +81,8 @@ def main() -> None:
     report = json.loads(report_file.read_text())
     recipe = json.loads((args.run / "recipe.json").read_text())
 
-    scored = score_model(str(args.run / "pipeline"), args.num_per_class, args.seed, args.run.parent / "reproduction-evaluation")
+    scored = score_model(str(args.run / "pipeline"), args.num_per_class, args.seed, args.run.parent / "reproduction-evaluation",
+                         sampler=shipped["sampler"])
     stage_seconds = {name: seconds + earlier.get(name, 0.0) for name, seconds in report["stage_seconds"].items()}
     resumed = sorted({name for name, result in report["stages"].items() if result.get("resumed")} | set(earlier))
     data = {

@@ -387,8 +387,7 @@ def main() -> None:
                 print(f"confirm: {sampler_label(setting):51s} acc {100 * confirmed[key(setting)]['accuracy']:5.1f} % "
                       f"FID {confirmed[key(setting)]['fid']:6.2f}", flush=True)
         data["confirmed"] = [confirmed[key(setting)] for setting in finalists]
-        write_results(args.json, data)
-        best = pick_best(data["confirmed"], args.fid_tolerance, rule)
+        best = pick_best(data["confirmed"], args.fid_tolerance, rule)  # written below, with the best
     data["best"] = best
     data["max_passes"] = args.max_passes
     if relative:

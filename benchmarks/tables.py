@@ -74,7 +74,7 @@ def device_name(device: str = "cpu", threads: int | None = None) -> str:
     elif flags:
         features.append("no native bf16")
     text = model + (f" ({', '.join(features)})" if features else "")
-    return text + (f", {threads} threads" if threads else f", {os.cpu_count()} cores")
+    return text + (f", {threads} thread{'s' if threads != 1 else ''}" if threads else f", {os.cpu_count()} cores")
 
 
 def code_version() -> str:
@@ -249,9 +249,15 @@ def sampler_comparison(data: dict[str, Any], figure: Figures) -> list[str]:
     """benchmarks/sampler_comparison.py: the finalists, the best setting of each sampler and guidance
     scale, and every setting."""
     config = data["config"]
-    lines = heading(data, f"Every sampler, guidance scale, guidance schedule and step count on `{config['model']}`: "
+    swept = sorted({sampler_label(row["setting"]).split(",")[0] for row in data["rows"]})
+    what = ("Every sampler, guidance scale, guidance schedule and step count" if len(swept) > 1 else
+            f"The {swept[0]} sampler's guidance scales, schedules and step counts")
+    if any(row["setting"].get("context_reuse") for row in data["rows"]):
+        what += ", each with and without context reuse,"
+    lines = heading(data, f"{what} on `{config['model']}`: "
                           f"{config['num_per_class']} images of each class per setting, seed {config['seed']}, "
-                          f"{', '.join(config.get('precisions', [config['precision']]))} on {config['threads']} threads, "
+                          f"{', '.join(config.get('precisions', [config['precision']]))} on {config['threads']} "
+                          f"thread{'s' if config['threads'] != 1 else ''}, "
                           "scored by the shipped evaluator "
                           "(FID in its feature space against the test set; floor: as many real training images). "
                           "Passes: transformer passes an image, one a step and two at a guided step")

@@ -81,7 +81,8 @@ def test_provenance_records_the_device_command_date_and_code_version():
     record = tables.provenance("a test CPU", command="python benchmarks/x.py --flag")
     assert record["device"] == "a test CPU" and record["command"] == "python benchmarks/x.py --flag"
     assert len(record["date"]) == 10 and record["code_version"]
-    assert record["load_average"] == pytest.approx(list(__import__("os").getloadavg()), abs=0.1)
+    load = record["load_average"]  # 1, 5 and 15 minutes; it moves between two reads, so only its form is checked
+    assert len(load) == 3 and all(isinstance(value, float) and value >= 0 for value in load)
     heading = tables.heading({"provenance": dict(record, load_average=[1.5, 2.0, 3.25])}, "A test")[0]
     assert "(load average 1.5, 2, 3.25 over the 1, 5 and 15 minutes before it was written)" in heading
 

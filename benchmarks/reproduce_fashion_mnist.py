@@ -36,11 +36,20 @@ TARGETS = {"accuracy_within": 0.02, "fid_ratio": 1.2}
 COMMAND = "maskgit train fashion-mnist --out {run}"
 
 
+STAGES = ("init", "tokenizer", "decoder", "tokens", "transformer", "finish")
+
+
 def _earlier(values: list[str]) -> dict[str, float]:
+    """``STAGE=SECONDS`` pairs; ValueError naming the pair that is not one."""
     earlier = {}
     for value in values:
         stage, _, seconds = value.partition("=")
-        earlier[stage] = float(seconds)
+        try:
+            earlier[stage] = float(seconds)
+        except ValueError:
+            earlier[stage] = -1.0
+        if stage not in STAGES or not 0 <= earlier[stage] < 1e7:
+            raise ValueError(f"--earlier-seconds {value!r}: expected STAGE=SECONDS with STAGE one of {', '.join(STAGES)}")
     return earlier
 
 
@@ -69,7 +78,10 @@ def main() -> None:
     if (shipped["num_per_class"], shipped["seed"]) != (args.num_per_class, args.seed):
         parser.error(f"{args.shipped} scored {shipped['num_per_class']} a class with seed {shipped['seed']}: "
                      "score the reproduction the same way")
-    earlier = _earlier(args.earlier_seconds)
+    try:
+        earlier = _earlier(args.earlier_seconds)
+    except ValueError as error:
+        parser.error(str(error))
 
     command = COMMAND.format(run=args.run)
     report_file = args.run / "report.json"

@@ -66,3 +66,10 @@ def test_the_reproduction_is_generated_with_exactly_the_sampler_the_shipped_mode
     assert sampler_from_args(args, other_default) == wanted
     with pytest.raises(ValueError, match="roll"):  # a field no flag sets is refused, not dropped
         evaluate_shipped.sampler_flags({"sampler": "halton", "roll": True})
+
+
+@pytest.mark.parametrize("value", ["transformer", "transformer=abc", "transformers=10", "tokens=-5"])
+def test_earlier_seconds_must_name_a_stage_and_a_duration(value):
+    with pytest.raises(ValueError, match="STAGE=SECONDS"):
+        reproduce._earlier([value])
+    assert reproduce._earlier(["transformer=1482", "tokens=3.5"]) == {"transformer": 1482.0, "tokens": 3.5}

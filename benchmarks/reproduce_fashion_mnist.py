@@ -1,9 +1,10 @@
 """The shipped model reproduced by one command, and scored like the shipped one.
 
-    python benchmarks/reproduce_fashion_mnist.py [--run runs/fashion-mnist] [--num-per-class 100]
-        [--seed 0] [--earlier-seconds STAGE=SECONDS ...]
+    python benchmarks/reproduce_fashion_mnist.py [--run runs/fashion-mnist] [--set STAGE.KEY=VALUE ...]
+        [--num-per-class 100] [--seed 0] [--earlier-seconds STAGE=SECONDS ...] [--note TEXT]
 
-1. Runs ``maskgit train fashion-mnist --out RUN`` (with ``--resume`` when RUN exists: a run stopped
+1. Runs ``maskgit train fashion-mnist --out RUN`` with any ``--set`` overrides (with ``--resume``
+   when RUN exists: a run stopped
    part-way goes on where it was), unless RUN already holds a finished run's ``report.json``.
 2. Scores ``RUN/pipeline`` exactly as ``benchmarks/evaluate_shipped.py`` scored the shipped model:
    ``--num-per-class`` images of every class, seed ``--seed``, float32, the shipped evaluator, and
@@ -72,6 +73,9 @@ def main() -> None:
                         help="the shipped model's scores (benchmarks/evaluate_shipped.py)")
     parser.add_argument("--earlier-seconds", nargs="*", default=[], metavar="STAGE=SECONDS",
                         help="time a stage ran in an earlier, killed process")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="STAGE.KEY=VALUE",
+                        help="an override of the recipe, passed to maskgit train and recorded in the command")
+    parser.add_argument("--note", default=None, help="how the run was made, where the command alone does not say")
     parser.add_argument("--json", type=Path, default=RESULTS / "fashion-mnist-reproduction.json")
     args = parser.parse_args()
     shipped = json.loads(args.shipped.read_text())
@@ -83,7 +87,7 @@ def main() -> None:
     except ValueError as error:
         parser.error(str(error))
 
-    command = COMMAND.format(run=args.run)
+    command = COMMAND.format(run=args.run) + "".join(f" --set {override}" for override in args.overrides)
     report_file = args.run / "report.json"
     if not report_file.is_file():
         train = [sys.executable, "-m", "maskgit", *command.split()[1:], *(["--resume"] if args.run.exists() else [])]
@@ -100,7 +104,8 @@ def main() -> None:
     data = {
         "kind": "fashion-mnist-reproduction",
         "provenance": provenance(device_name("cpu", recipe["recipe"]["threads"] or None),
-                                 command=f"{command} && python benchmarks/reproduce_fashion_mnist.py"),
+                                 command=f"{command} && python benchmarks/reproduce_fashion_mnist.py",
+                                 note=args.note),
         "num_per_class": args.num_per_class,
         "seed": args.seed,
         "precision": recipe["recipe"]["transformer"]["precision"],

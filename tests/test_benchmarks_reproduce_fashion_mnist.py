@@ -68,7 +68,7 @@ def test_the_reproduction_is_generated_with_exactly_the_sampler_the_shipped_mode
         evaluate_shipped.sampler_flags({"sampler": "halton", "roll": True})
 
 
-@pytest.mark.parametrize("value", ["transformer", "transformer=abc", "transformers=10", "tokens=-5"])
+@pytest.mark.parametrize("value", ["transformer", "transformer=abc", "=10", "tokens=-5"])
 def test_earlier_seconds_must_name_a_stage_and_a_duration(value):
     with pytest.raises(ValueError, match="STAGE=SECONDS"):
         reproduce._earlier([value])

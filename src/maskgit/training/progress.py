@@ -188,9 +188,10 @@ class RunDisplay:
 
     def _advance(self, seconds: float) -> None:
         self.done += seconds
-        # A stage's steps add up its planned seconds in float steps, which can overshoot the total
-        # by a rounding error; tqdm warns on a bar past 100 %.
-        self._bar.update(min(seconds, max(self._bar.total - self._bar.n, 0.0)) if not self._bar.disable else seconds)
+        if not self._bar.disable:  # a disabled tqdm keeps no counts
+            # A stage's steps add up its planned seconds in float steps, which can overshoot the
+            # total by a rounding error; tqdm warns on a bar past 100 %.
+            self._bar.update(min(seconds, max(self._bar.total - self._bar.n, 0.0)))
 
     def _already_done(self, seconds: float) -> None:
         self.done += seconds

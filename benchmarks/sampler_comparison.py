@@ -122,24 +122,25 @@ class Rule(NamedTuple):
     min_speedup: float | None = None
     guard: bool = False
 
-    def eligible(self, row: dict[str, Any], rows: list[dict[str, Any]]) -> bool:
+    def reference_row(self, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """The current default's row among ``rows`` (None without a reference). ValueError when the
+        rule needs it and it is not there."""
+        if self.reference is None:
+            return None
+        row = next((row for row in rows if key(row["setting"]) == self.reference), None)
+        if row is None and (self.min_speedup or self.guard):
+            raise ValueError("the reference setting (the current default) has no row among these")
+        return row
+
+    def eligible(self, row: dict[str, Any], reference: dict[str, Any] | None) -> bool:
+        """Whether ``row`` may win, given the reference's row (``reference_row``)."""
         if self.max_passes is not None and transformer_passes(row["setting"]) > self.max_passes:
             return False
-        if self.reference is None or not (self.min_speedup or self.guard):
-            return True
-        reference = next((other for other in rows if key(other["setting"]) == self.reference), None)
         if reference is None:
-            raise ValueError("the reference setting (the current default) has no row among these")
+            return True
         if self.min_speedup and row["images_per_second"] < self.min_speedup * reference["images_per_second"]:
             return False
         return not self.guard or keeps_quality(row, reference)
-
-    def fallback(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The rows to choose from when the rule allows none: the current default where there is
-        one (nothing faster keeps its quality), else every row."""
-        if self.reference is not None:
-            return [row for row in rows if key(row["setting"]) == self.reference] or rows
-        return rows
 
 
 ANY = Rule()  # every setting may win
@@ -154,8 +155,10 @@ def keeps_quality(row: dict[str, Any], reference: dict[str, Any]) -> bool:
 
 def ranked(rows: list[dict[str, Any]], rule: Rule = ANY) -> list[dict[str, Any]]:
     """Rows meeting the targets (all rows if none does), lowest FID first, among the rows the
-    ``rule`` allows (``Rule.fallback`` if it allows none)."""
-    eligible = [row for row in rows if rule.eligible(row, rows)] or rule.fallback(rows)
+    ``rule`` allows (the current default, or every row, if it allows none)."""
+    # Nothing allowed: the current default where there is one (nothing faster keeps its quality).
+    reference = rule.reference_row(rows)
+    eligible = [row for row in rows if rule.eligible(row, reference)] or ([reference] if reference else rows)
     pool = [row for row in eligible if meets_targets(row)] or eligible
     return sorted(pool, key=lambda row: row["fid"])
 

@@ -249,7 +249,7 @@ def sampler_comparison(data: dict[str, Any], figure: Figures) -> list[str]:
     """benchmarks/sampler_comparison.py: the finalists, the best setting of each sampler and guidance
     scale, and every setting."""
     config = data["config"]
-    swept = sorted({sampler_label(row["setting"]).split(",")[0] for row in data["rows"]})
+    swept = sorted({row["setting"]["sampler"] for row in data["rows"]})
     what = ("Every sampler, guidance scale, guidance schedule and step count" if len(swept) > 1 else
             f"The {swept[0]} sampler's guidance scales, schedules and step counts")
     if any(row["setting"].get("context_reuse") for row in data["rows"]):

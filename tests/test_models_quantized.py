@@ -10,7 +10,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import maskgit.models.quantized as quantized
@@ -69,6 +69,8 @@ def _relative_rms(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @settings(max_examples=40, deadline=None)
 @given(low=st.floats(-50, 0), high=st.floats(0, 50), levels=st.sampled_from([256, 128]), seed=st.integers(0, 2**16))
+@example(low=-1.401298464324817e-45, high=0.0, levels=256, seed=0)  # a subnormal range: 1 / scale overflowed
+@example(low=0.0, high=3e-39, levels=128, seed=1)
 def test_activation_codes_cover_the_range_and_round_to_the_nearest_step(low, high, levels, seed):
     x = torch.rand(7, 33, generator=torch.Generator().manual_seed(seed)) * (high - low) + low
     x[0, 0], x[0, 1] = low, high  # the extremes are in the tensor

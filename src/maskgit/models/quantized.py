@@ -141,7 +141,8 @@ def quantize_activations(x: torch.Tensor, levels: int = 256) -> tuple[torch.Tens
     if not math.isfinite(low) or not math.isfinite(high):
         raise ValueError("int8: the activations hold inf or NaN")
     low, high = min(low, 0.0), max(high, 0.0)
-    scale = (high - low) / (levels - 2) or 1.0
+    # The floor keeps 1 / scale finite in float32 when the range is subnormal (all but zero).
+    scale = max((high - low) / (levels - 2), torch.finfo(torch.float32).tiny) if high > low else 1.0
     zero_point = math.ceil(-low / scale)
     offset = torch.tensor(zero_point + 0.5, dtype=x.dtype)
     return torch.add(offset, x, alpha=1 / scale).to(torch.uint8), scale, zero_point

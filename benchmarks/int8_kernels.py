@@ -66,21 +66,13 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # benchmarks/tables.py, also when loaded by path
-from tables import device_name, provenance, write_results  # noqa: E402
+from tables import ISA_LIMITS, device_name, provenance, write_results  # noqa: E402
 
 #: name → (model, width, MLP width, heads, batch, tokens an image).
 CASES = {
     "ImageNet 256, batch 1": ("imagenet256", 768, 3072, 16, 1, 257),
     "ImageNet 256, batch 8": ("imagenet256", 768, 3072, 16, 8, 257),
     "fashion-mnist, 80 images guided": ("fashion-mnist", 256, 1024, 8, 160, 65),
-}
-#: Instruction-set limits: the environment that holds each library to it.
-ISAS = {
-    "native": {},
-    "AVX2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
-             "FBGEMM_ENABLE_INSTRUCTIONS": "AVX2"},
-    "AVX512_CORE": {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE", "MKL_ENABLE_INSTRUCTIONS": "AVX512",
-                    "FBGEMM_ENABLE_INSTRUCTIONS": "AVX512"},
 }
 
 
@@ -352,7 +344,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--rounds", type=int, default=7, help="timing rounds (every kernel once a round)")
-    parser.add_argument("--isa", nargs="+", default=["native", "AVX2"], choices=tuple(ISAS),
+    parser.add_argument("--isa", nargs="+", default=["native", "AVX2"], choices=tuple(ISA_LIMITS),
                         help="instruction sets to time under (native: all this CPU has; AVX512_CORE is not a default: "
                         "on this project's CPU that run did not finish in reasonable time, cause not found)")
     parser.add_argument("--no-accuracy", action="store_true", help="no logits comparison")
@@ -377,12 +369,12 @@ def main() -> None:
     for isa in args.isa:
         print(f"\n{isa}", flush=True)
         command = [sys.executable, __file__, "--worker", "--threads", str(args.threads), "--rounds", str(args.rounds)]
-        output = subprocess.run(command, env={**os.environ, **ISAS[isa]}, capture_output=True, text=True)
+        output = subprocess.run(command, env={**os.environ, **ISA_LIMITS[isa]}, capture_output=True, text=True)
         if output.returncode != 0:
             raise SystemExit(f"{isa}: the worker failed:\n{output.stderr[-2000:]}")
         result = json.loads(output.stdout.strip().splitlines()[-1])
         print("\n".join(output.stdout.strip().splitlines()[:-1]))
-        report["runs"].append({"isa": isa, "environment": ISAS[isa], **result})
+        report["runs"].append({"isa": isa, "environment": ISA_LIMITS[isa], **result})
     if not args.no_accuracy:
         print("\naccuracy", flush=True)
         torch.set_num_threads(args.threads)

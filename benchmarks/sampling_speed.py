@@ -36,6 +36,10 @@ writes everything to a JSON file.
     python benchmarks/sampling_speed.py --threads 2 --repeats 2 --paths reference fp32 bf16 fp32+reuse bf16+reuse
     python benchmarks/sampling_speed.py --threads 2 --paths fp32 fp32+ctx1 fp32+ctx2 fp32+ctx3 --json benchmarks/results/context-reuse-cpu-2core.json
     python benchmarks/sampling_speed.py --threads 2 --paths fp32 bf16 int8 --no-shipped
+    python benchmarks/sampling_speed.py --threads 2 --isa AVX2 --paths fp32 int8 int8+ctx2 --maskgit-torch ../maskgit-torch
+
+``--isa AVX2`` holds every library's kernels to AVX2 (``tables.ISA_LIMITS``): on a CPU with AVX-512
+it stands in for one without AVX-512 and native bf16; the results file records the limit.
 
 A ``+ctxN`` path's FLOPs are counted on one image's whole decoding with that sampler (its cheap
 steps compute fewer rows), so its GFLOP/s is the work it did, not the work it saved.
@@ -56,7 +60,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # benchmarks/tables.py, also when loaded by path
-from tables import device_name, provenance, write_results  # noqa: E402
+from tables import ISA_LIMITS, device_name, provenance, write_results  # noqa: E402
 
 PRESETS = {256: "imagenet256", 512: "imagenet512"}
 
@@ -373,8 +377,15 @@ def main() -> None:
                              "also time its own code on the ImageNet cases")
     parser.add_argument("--repeats", type=int, default=1,
                         help="calls per path in one process; above 1 the median of calls 2..N is reported (warm)")
+    parser.add_argument("--isa", default="native", choices=tuple(ISA_LIMITS),
+                        help="time as if this CPU had only these instruction sets (every process, the matmul peaks "
+                             "included): AVX2 stands in for a CPU without AVX-512 and native bf16")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    limits = ISA_LIMITS[args.isa]
+    if any(os.environ.get(name) != value for name, value in limits.items()):
+        # The limits are read when torch starts, which it has in this process: start again with them.
+        os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *sys.argv[1:]], {**os.environ, **limits})
     if args.worker:
         job = json.loads(args.worker)
         print(json.dumps(_run_worker(job["case"], job["path"], job["device"], job["threads"], job.get("maskgit_torch"),
@@ -405,11 +416,17 @@ def main() -> None:
             args.paths = [path for path in args.paths if _parse_path(path)[0] != "int8"]
         else:
             dtypes["int8"] = "int8"
+    # The peaks of the precisions the paths use (fp32 for the reference paths and maskgit-torch).
+    used = {"fp32"} | {_parse_path(path)[0] for path in args.paths}
+    dtypes = {name: dtype for name, dtype in dtypes.items() if name in used}
     peaks = {name: matmul_peak(dtype, device) for name, dtype in dtypes.items()}
     memory = _physical_memory()
     report: dict[str, Any] = {"kind": "sampling-speed", "provenance": provenance(device_name(args.device, args.threads)),
-                              "torch": torch.__version__, "repeats": args.repeats, "matmul_peak_gflops": peaks, "cases": []}
-    print(f"{report['provenance']['device']}, torch {torch.__version__}; matmul peak GFLOP/s: "
+                              "torch": torch.__version__, "repeats": args.repeats, "matmul_peak_gflops": peaks, "cases": [],
+                              "isa": {"isa": args.isa, "environment": limits,
+                                      "cpu_capability": torch.backends.cpu.get_cpu_capability()}}
+    print(f"{report['provenance']['device']}, torch {torch.__version__} ({report['isa']['cpu_capability']} kernels); "
+          "matmul peak GFLOP/s: "
           + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items()))
     done: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (case, result) of every finished run
     for case in cases:

@@ -50,6 +50,25 @@ class Figures:
 # -- provenance -------------------------------------------------------------------------------------
 
 
+#: Instruction-set limits for timing a CPU as if it had fewer instruction sets (a stand-in for an
+#: older CPU): the environment that holds oneDNN, MKL, fbgemm and torch's own kernels to each.
+#: It is read when those libraries start, so it must be set before a process imports torch.
+ISA_LIMITS = {
+    "native": {},
+    "AVX2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+             "FBGEMM_ENABLE_INSTRUCTIONS": "AVX2"},
+    "AVX512_CORE": {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE", "MKL_ENABLE_INSTRUCTIONS": "AVX512",
+                    "FBGEMM_ENABLE_INSTRUCTIONS": "AVX512"},
+}
+
+
+def isa_label(isa: str, environment: dict[str, str], cpu_capability: str) -> str:
+    """How a run's kernels were limited, for a table's heading."""
+    if not environment:
+        return f"all of this CPU's instruction sets (torch's {cpu_capability} kernels)"
+    return f"limited to {isa} (" + ", ".join(f"`{k}={v}`" for k, v in environment.items()) + ")"
+
+
 def device_name(device: str = "cpu", threads: int | None = None) -> str:
     """A readable name of the machine a measurement runs on: the CUDA device's name, or the CPU's
     model name with its instruction-set level and thread count (from /proc/cpuinfo on Linux)."""
@@ -174,7 +193,8 @@ def sampling_speed(data: dict[str, Any], figure: Figures) -> list[str]:
     peaks = ", ".join(f"{name} {figure(f'{value:,.0f}')} GFLOP/s" for name, value in data["matmul_peak_gflops"].items())
     timing = (f"the median warm call of {data['repeats']} calls in one process (the first call beside it)" if warm
               else "the first call of a fresh process")
-    lines = heading(data, f"Sampling speed, {timing}; torch {data['torch']}; matmul peak {peaks} "
+    kernels = f"; kernels {isa_label(**data['isa'])}" if data.get("isa", {}).get("environment") else ""
+    lines = heading(data, f"Sampling speed, {timing}; torch {data['torch']}{kernels}; matmul peak {peaks} "
                           "(the higher of the start and the end of the run)")
     # Context reuse (a "+ctxN" path) is also compared with its path without it, when the run has both.
     reuse = any(_without_reuse(row["path"]) != row["path"] for case in data["cases"] for row in case["paths"])
@@ -523,12 +543,6 @@ def fashion_mnist_reproduction(data: dict[str, Any], figure: Figures) -> list[st
     return lines + ["", f"Met: **{'yes' if data['met'] else 'no'}**."]
 
 
-def _isa_label(run: dict[str, Any]) -> str:
-    if not run["environment"]:
-        return f"all of this CPU's instruction sets (torch's {run['cpu_capability']} kernels)"
-    return f"limited to {run['isa']} (" + ", ".join(f"`{k}={v}`" for k, v in run["environment"].items()) + ")"
-
-
 def int8_kernels(data: dict[str, Any], figure: Figures) -> list[str]:
     """benchmarks/int8_kernels.py: every kernel's time on one layer's linear shapes, and whole layers,
     per instruction-set limit; then how far int8 logits are from float32 ones."""
@@ -541,7 +555,7 @@ def int8_kernels(data: dict[str, Any], figure: Figures) -> list[str]:
         int8 = run["int8"]
         state = (f"int8 runs on {int8['levels'].bit_length() - 1}-bit activations" if isinstance(int8, dict)
                  else f"int8 refused: {int8}")
-        label = _isa_label(run)
+        label = isa_label(run["isa"], run["environment"], run["cpu_capability"])
         lines += [f"**{label[:1].upper() + label[1:]}**; {state}. Each cell: milliseconds (speed against the fp32 "
                   "row of its kind: `fp32 oneDNN` for the kernels, `layer, fp32` for the layers):", ""]
         cases = run["cases"]

@@ -4,6 +4,9 @@ context reuse paths, and their table."""
 from __future__ import annotations
 
 import importlib.util
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -67,3 +70,16 @@ def test_the_speed_table_compares_a_reuse_path_with_the_path_without_it():
     text = "\n".join(sampling_speed(data, lambda figure: figure))
     assert "vs no reuse |" in text and "| `fp32+ctx2` | 4.00 s |" in text
     assert text.count("1.50x") == 1  # fp32 over fp32+ctx2; the other paths have no reuse to compare
+
+
+def test_an_instruction_set_limit_holds_every_process_and_is_recorded(tmp_path):
+    # No cases: the run measures only the fp32 matmul peak, in a process started again with the limit.
+    out = tmp_path / "avx2.json"
+    result = subprocess.run([sys.executable, str(SCRIPT), "--isa", "AVX2", "--sizes", "--no-shipped", "--paths", "fp32",
+                             "--threads", "1", "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    assert data["isa"] == {"isa": "AVX2", "environment": load_script(SCRIPT.parent / "tables.py").ISA_LIMITS["AVX2"],
+                           "cpu_capability": "AVX2"}
+    assert set(data["matmul_peak_gflops"]) == {"fp32"}  # only the precisions the paths use
+    assert "kernels limited to AVX2 (`ONEDNN_MAX_CPU_ISA=AVX2`" in out.with_suffix(".md").read_text()

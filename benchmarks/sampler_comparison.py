@@ -27,7 +27,9 @@ and the same rule picks among them. ``--max-passes N`` is a speed budget for the
 settings that cost at most N transformer passes an image (one a step, two with guidance) can win.
 ``--precisions fp32 int8 ...`` makes the precision an axis of the sweep: every setting runs in each
 (its ``precision`` field), timed and scored like the rest, so a precision can win. Without it every
-setting runs in ``--precision`` and has no such field, as before.
+setting runs in ``--precision`` and has no such field, as before. ``--isa AVX2`` runs it with every
+library's kernels held to AVX2 (``tables.ISA_LIMITS``), a stand-in for a CPU without AVX-512 and
+native bf16, where int8 runs on 7-bit activations; the JSON records the limit.
 """
 
 from __future__ import annotations
@@ -51,7 +53,16 @@ from maskgit.runs import Run, RunPlan
 from maskgit.sampling import MAX_CONTEXT_REUSE, sampler_from_options
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/tables.py, also when loaded by path
-from tables import device_name, provenance, sampler_label, sampler_temperatures, setting_axes, write_results  # noqa: E402
+from tables import (  # noqa: E402
+    ISA_LIMITS,
+    device_name,
+    hold_to_isa,
+    provenance,
+    sampler_label,
+    sampler_temperatures,
+    setting_axes,
+    write_results,
+)
 
 SAMPLERS = ("confidence", "halton", "random")
 GUIDANCE = (0.0, 1.0, 2.0, 4.0)
@@ -283,6 +294,9 @@ def main() -> None:
     parser.add_argument("--precisions", nargs="+", default=None, choices=tuple(PRECISIONS),
                         help="sweep these precisions as an axis (every setting in each) instead of --precision")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--isa", default="native", choices=tuple(ISA_LIMITS),
+                        help="run as if this CPU had only these instruction sets: AVX2 stands in for a CPU without "
+                             "AVX-512 and native bf16 (int8 then runs on 7-bit activations)")
     parser.add_argument("--samplers", nargs="+", default=SAMPLERS, choices=SAMPLERS)
     parser.add_argument("--guidance", nargs="+", type=float, default=GUIDANCE)
     parser.add_argument("--schedules", nargs="+", default=SCHEDULES, choices=SCHEDULES)
@@ -310,6 +324,7 @@ def main() -> None:
     parser.add_argument("--save-default", action="store_true",
                         help="record the best sampler as the default in --model's model_index.json (a folder)")
     args = parser.parse_args()
+    limits = hold_to_isa(args.isa)
     if not all(0 <= reuse <= MAX_CONTEXT_REUSE for reuse in args.context_reuse):
         parser.error(f"--context-reuse values must be from 0 to {MAX_CONTEXT_REUSE}, got {args.context_reuse}")
     torch.set_num_threads(args.threads)
@@ -335,6 +350,8 @@ def main() -> None:
               "weights_sha256": digest}
     if args.precisions:
         config["precisions"] = args.precisions
+    if limits:
+        config["isa"] = {"isa": args.isa, "environment": limits, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
     del pipe
     data: dict[str, Any] = {"kind": "sampler-comparison", "config": config, "targets": TARGETS, "rows": []}
     if args.json.is_file():

@@ -60,7 +60,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # benchmarks/tables.py, also when loaded by path
-from tables import ISA_LIMITS, device_name, provenance, write_results  # noqa: E402
+from tables import ISA_LIMITS, device_name, hold_to_isa, provenance, write_results  # noqa: E402
 
 PRESETS = {256: "imagenet256", 512: "imagenet512"}
 
@@ -382,10 +382,7 @@ def main() -> None:
                              "included): AVX2 stands in for a CPU without AVX-512 and native bf16")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    limits = ISA_LIMITS[args.isa]
-    if any(os.environ.get(name) != value for name, value in limits.items()):
-        # The limits are read when torch starts, which it has in this process: start again with them.
-        os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *sys.argv[1:]], {**os.environ, **limits})
+    limits = hold_to_isa(args.isa)
     if args.worker:
         job = json.loads(args.worker)
         print(json.dumps(_run_worker(job["case"], job["path"], job["device"], job["threads"], job.get("maskgit_torch"),

@@ -62,6 +62,16 @@ ISA_LIMITS = {
 }
 
 
+def hold_to_isa(isa: str) -> dict[str, str]:
+    """Hold this script's process to ``ISA_LIMITS[isa]``: where its environment lacks them, start it
+    again with the same command line under them (they are read when torch starts, which it has by
+    now). Returns the limits; the processes it starts inherit them."""
+    limits = ISA_LIMITS[isa]
+    if any(os.environ.get(name) != value for name, value in limits.items()):
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **limits})
+    return limits
+
+
 def isa_label(isa: str, environment: dict[str, str], cpu_capability: str) -> str:
     """How a run's kernels were limited, for a table's heading."""
     if not environment:
@@ -277,7 +287,8 @@ def sampler_comparison(data: dict[str, Any], figure: Figures) -> list[str]:
     lines = heading(data, f"{what} on `{config['model']}`: "
                           f"{config['num_per_class']} images of each class per setting, seed {config['seed']}, "
                           f"{', '.join(config.get('precisions', [config['precision']]))} on {config['threads']} "
-                          f"thread{'s' if config['threads'] != 1 else ''}, "
+                          f"thread{'s' if config['threads'] != 1 else ''}"
+                          + (f" with the kernels {isa_label(**config['isa'])}" if config.get("isa") else "") + ", "
                           "scored by the shipped evaluator "
                           "(FID in its feature space against the test set; floor: as many real training images). "
                           "Passes: transformer passes an image, one a step and two at a guided step")

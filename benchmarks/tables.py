@@ -363,8 +363,9 @@ def fashion_mnist_evaluation(data: dict[str, Any], figure: Figures) -> list[str]
     per class, with the model's targets."""
     scores, targets = data["scores"], data["targets"]
     tokenizer = scores.get("tokenizer")
+    kernels = f" with the kernels {isa_label(**data['isa'])}" if data.get("isa") else ""
     lines = heading(data, f"The shipped `{data['model']}` model scored by its evaluator: {scores['images']:,} images "
-                          f"({data['num_per_class']} of each class), seed {data['seed']}, {data['precision']}, "
+                          f"({data['num_per_class']} of each class), seed {data['seed']}, {data['precision']}{kernels}, "
                           "its default sampler")
 
     def fid(value: float) -> str:
@@ -410,7 +411,23 @@ def fashion_mnist_evaluation(data: dict[str, Any], figure: Figures) -> list[str]
     if data.get("generation_seconds") is not None:
         rows.append(["time: generating, scoring", f"{figure(duration(data['generation_seconds']))}, "
                      f"{figure(duration(data['evaluation_seconds']))}", "", ""])
-    return lines + table(["measure", "value", "target", "met"], "lrrl", rows)
+    lines += table(["measure", "value", "target", "met"], "lrrl", rows)
+    return lines + (_guard(data["guard"], figure) if data.get("guard") else [])
+
+
+def _guard(guard: dict[str, Any], figure: Figures) -> list[str]:
+    """The quality guard's verdict (evaluate_shipped.guard_verdict): each figure beside the
+    reference's, and the limit it is held to."""
+    ours, reference, limits = guard["ours"], guard["reference"], guard["limits"]
+    rows = [["accuracy", figure(percent(ours["accuracy"])) + " %", figure(percent(reference["accuracy"])) + " %",
+             f"at most {percent(limits['accuracy'], 0)} point lower"],
+            ["worst class", figure(percent(ours["worst_class_accuracy"], 0)) + " %",
+             figure(percent(reference["worst_class_accuracy"], 0)) + " %",
+             f"at most {percent(limits['worst_class_accuracy'], 0)} points lower"],
+            ["FID", figure(f"{ours['fid']:.2f}"), figure(f"{reference['fid']:.2f}"), f"at most {limits['fid_ratio']:g}x"]]
+    return ["", f"**The quality guard** against `{guard['against']}` (the same images in {guard['against_precision']}):",
+            "", *table(["measure", "these images", "the reference", "limit"], "lrrl", rows), "",
+            f"Quality kept: **{'yes' if guard['kept'] else 'no'}**."]
 
 
 def _measure(item: dict[str, Any], figure: Figures) -> str:

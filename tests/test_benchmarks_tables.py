@@ -122,3 +122,12 @@ def test_an_int8_kernels_table_divides_kernels_by_fp32_onednn_and_layers_by_the_
     assert any("8-bit activations" in line for line in lines) and any("int8 refused: precision int8 refused here" in line
                                                                       for line in lines)
     assert "torchao not installed" in markdown and {"4.00", "2.00", "0.0123", "99.50"} <= figures
+
+
+def test_a_comparison_held_to_an_instruction_set_says_so():
+    data = json.loads((RESULTS / "sampler-comparison-int8.json").read_text())
+    assert data["config"]["isa"]["isa"] == "AVX2"
+    markdown, _ = tables.render("comparison", data)
+    assert "on 1 thread with the kernels limited to AVX2 (`ONEDNN_MAX_CPU_ISA=AVX2`" in markdown
+    del data["config"]["isa"]
+    assert "limited to" not in tables.render("comparison", data)[0]

@@ -107,7 +107,10 @@ def main() -> None:
     args = parser.parse_args()
     if not 1 <= args.num_per_class <= 1000:
         parser.error(f"--num-per-class must be in [1, 1000], got {args.num_per_class}")
-    reference = json.loads(args.guard_against.read_text()) if args.guard_against else None
+    try:
+        reference = json.loads(args.guard_against.read_text()) if args.guard_against else None
+    except (OSError, ValueError) as error:
+        parser.error(f"--guard-against {args.guard_against}: {error}")
     if reference and (reference.get("kind"), reference.get("num_per_class"), reference.get("seed")) != (
             "fashion-mnist-evaluation", args.num_per_class, args.seed):
         parser.error(f"--guard-against {args.guard_against}: not an evaluation of {args.num_per_class} images a class "

@@ -59,3 +59,9 @@ def test_a_guard_against_other_images_is_refused_before_anything_runs(tmp_path):
     assert result.returncode == 2
     assert "not an evaluation of 7 images a class with seed 0" in result.stderr.splitlines()[-1]
     assert not (tmp_path / "out").exists() and not (tmp_path / "e.json").exists()
+    (tmp_path / "broken.json").write_text("{not json")
+    for bad in ("missing.json", "broken.json"):
+        result = subprocess.run([sys.executable, str(SCRIPT), "--guard-against", str(tmp_path / bad), "--out",
+                                 str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2 and f"--guard-against {tmp_path / bad}: " in result.stderr.splitlines()[-1]
+        assert not (tmp_path / "out").exists()

@@ -324,7 +324,7 @@ def main() -> None:
     parser.add_argument("--save-default", action="store_true",
                         help="record the best sampler as the default in --model's model_index.json (a folder)")
     args = parser.parse_args()
-    limits = hold_to_isa(args.isa)
+    isa = hold_to_isa(args.isa)
     if not all(0 <= reuse <= MAX_CONTEXT_REUSE for reuse in args.context_reuse):
         parser.error(f"--context-reuse values must be from 0 to {MAX_CONTEXT_REUSE}, got {args.context_reuse}")
     torch.set_num_threads(args.threads)
@@ -350,8 +350,8 @@ def main() -> None:
               "weights_sha256": digest}
     if args.precisions:
         config["precisions"] = args.precisions
-    if limits:
-        config["isa"] = {"isa": args.isa, "environment": limits, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    if isa["environment"]:  # a run on all of the CPU's instruction sets keeps the config of earlier files
+        config["isa"] = isa
     del pipe
     data: dict[str, Any] = {"kind": "sampler-comparison", "config": config, "targets": TARGETS, "rows": []}
     if args.json.is_file():

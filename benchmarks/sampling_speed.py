@@ -382,7 +382,7 @@ def main() -> None:
                              "included): AVX2 stands in for a CPU without AVX-512 and native bf16")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    limits = hold_to_isa(args.isa)
+    isa = hold_to_isa(args.isa)
     if args.worker:
         job = json.loads(args.worker)
         print(json.dumps(_run_worker(job["case"], job["path"], job["device"], job["threads"], job.get("maskgit_torch"),
@@ -420,9 +420,8 @@ def main() -> None:
     memory = _physical_memory()
     report: dict[str, Any] = {"kind": "sampling-speed", "provenance": provenance(device_name(args.device, args.threads)),
                               "torch": torch.__version__, "repeats": args.repeats, "matmul_peak_gflops": peaks, "cases": [],
-                              "isa": {"isa": args.isa, "environment": limits,
-                                      "cpu_capability": torch.backends.cpu.get_cpu_capability()}}
-    print(f"{report['provenance']['device']}, torch {torch.__version__} ({report['isa']['cpu_capability']} kernels); "
+                              "isa": isa}
+    print(f"{report['provenance']['device']}, torch {torch.__version__} ({isa['cpu_capability']} kernels); "
           "matmul peak GFLOP/s: "
           + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items()))
     done: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (case, result) of every finished run

@@ -62,14 +62,17 @@ ISA_LIMITS = {
 }
 
 
-def hold_to_isa(isa: str) -> dict[str, str]:
+def hold_to_isa(isa: str) -> dict[str, Any]:
     """Hold this script's process to ``ISA_LIMITS[isa]``: where its environment lacks them, start it
     again with the same command line under them (they are read when torch starts, which it has by
-    now). Returns the limits; the processes it starts inherit them."""
+    now); the processes it starts inherit them. Returns the record a results file keeps (``isa``,
+    its ``environment``, and torch's ``cpu_capability`` under it), which ``kernel_limit`` reads."""
     limits = ISA_LIMITS[isa]
     if any(os.environ.get(name) != value for name, value in limits.items()):
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **limits})
-    return limits
+    import torch
+
+    return {"isa": isa, "environment": limits, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
 def isa_label(isa: str, environment: dict[str, str], cpu_capability: str) -> str:
@@ -77,6 +80,12 @@ def isa_label(isa: str, environment: dict[str, str], cpu_capability: str) -> str
     if not environment:
         return f"all of this CPU's instruction sets (torch's {cpu_capability} kernels)"
     return f"limited to {isa} (" + ", ".join(f"`{k}={v}`" for k, v in environment.items()) + ")"
+
+
+def kernel_limit(record: dict[str, Any] | None) -> str:
+    """" with the kernels limited to ..." for a heading, from ``hold_to_isa``'s record; "" for a run
+    on all of the CPU's instruction sets, or one that recorded none."""
+    return f" with the kernels {isa_label(**record)}" if record and record["environment"] else ""
 
 
 def device_name(device: str = "cpu", threads: int | None = None) -> str:
@@ -203,8 +212,7 @@ def sampling_speed(data: dict[str, Any], figure: Figures) -> list[str]:
     peaks = ", ".join(f"{name} {figure(f'{value:,.0f}')} GFLOP/s" for name, value in data["matmul_peak_gflops"].items())
     timing = (f"the median warm call of {data['repeats']} calls in one process (the first call beside it)" if warm
               else "the first call of a fresh process")
-    kernels = f"; kernels {isa_label(**data['isa'])}" if data.get("isa", {}).get("environment") else ""
-    lines = heading(data, f"Sampling speed, {timing}; torch {data['torch']}{kernels}; matmul peak {peaks} "
+    lines = heading(data, f"Sampling speed, {timing}; torch {data['torch']}{kernel_limit(data.get('isa'))}; matmul peak {peaks} "
                           "(the higher of the start and the end of the run)")
     # Context reuse (a "+ctxN" path) is also compared with its path without it, when the run has both.
     reuse = any(_without_reuse(row["path"]) != row["path"] for case in data["cases"] for row in case["paths"])
@@ -288,7 +296,7 @@ def sampler_comparison(data: dict[str, Any], figure: Figures) -> list[str]:
                           f"{config['num_per_class']} images of each class per setting, seed {config['seed']}, "
                           f"{', '.join(config.get('precisions', [config['precision']]))} on {config['threads']} "
                           f"thread{'s' if config['threads'] != 1 else ''}"
-                          + (f" with the kernels {isa_label(**config['isa'])}" if config.get("isa") else "") + ", "
+                          + kernel_limit(config.get("isa")) + ", "
                           "scored by the shipped evaluator "
                           "(FID in its feature space against the test set; floor: as many real training images). "
                           "Passes: transformer passes an image, one a step and two at a guided step")
@@ -363,9 +371,9 @@ def fashion_mnist_evaluation(data: dict[str, Any], figure: Figures) -> list[str]
     per class, with the model's targets."""
     scores, targets = data["scores"], data["targets"]
     tokenizer = scores.get("tokenizer")
-    kernels = f" with the kernels {isa_label(**data['isa'])}" if data.get("isa") else ""
     lines = heading(data, f"The shipped `{data['model']}` model scored by its evaluator: {scores['images']:,} images "
-                          f"({data['num_per_class']} of each class), seed {data['seed']}, {data['precision']}{kernels}, "
+                          f"({data['num_per_class']} of each class), seed {data['seed']}, {data['precision']}"
+                          f"{kernel_limit(data.get('isa'))}, "
                           "its default sampler")
 
     def fid(value: float) -> str:

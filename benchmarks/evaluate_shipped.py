@@ -34,6 +34,7 @@ from sampler_comparison import GUARD, TARGETS, keeps_quality  # noqa: E402
 from tables import ISA_LIMITS, RESULTS, device_name, hold_to_isa, provenance, write_results  # noqa: E402
 
 from maskgit.models.inference import PRECISIONS  # noqa: E402
+from maskgit.sampling import sampler_flags, sampler_from_options  # noqa: E402
 
 # The model's targets: those a default sampler must meet (sampler_comparison.TARGETS), and an FID
 # within twice the train-vs-test floor, which it does not reach yet (see the model card).
@@ -47,30 +48,6 @@ def _maskgit(*args: str) -> float:
     return time.perf_counter() - start
 
 
-# ``Sampler.to_dict`` fields and the ``maskgit generate`` flags that set them.
-SAMPLER_FLAGS = {"sampler": "--sampler", "num_steps": "--steps", "schedule": "--schedule",
-                 "choice_temperature": "--temperature", "softmax_temperature": "--softmax-temperature",
-                 "top_k": "--top-k", "guidance": "--guidance", "guidance_schedule": "--guidance-schedule",
-                 "context_reuse": "--context-reuse"}
-
-
-def sampler_flags(sampler: dict) -> list[str]:
-    """The ``maskgit generate`` flags that give the sampler ``sampler`` (``Sampler.to_dict``).
-    ValueError for a field that no flag sets. A field that is None (no top-k) has no flag, and
-    keeps the model's default: the shipped model's is None too."""
-    flags = []
-    # to_dict leaves context_reuse out when it is 0; the flag must still say 0, or the model's own
-    # default would stay.
-    for field, value in {"context_reuse": 0, **sampler}.items():
-        if field not in SAMPLER_FLAGS:
-            raise ValueError(f"no maskgit generate flag sets the sampler field {field!r}")
-        if value is None:
-            continue
-        text = ",".join(str(part) for part in value) if isinstance(value, list) else str(value)
-        flags += [SAMPLER_FLAGS[field], text]
-    return flags
-
-
 def score_model(model: str, num_per_class: int, seed: int, out: Path, sampler: dict | None = None,
                 precision: str = "fp32") -> dict:
     """Generate ``num_per_class`` images of every class of ``model`` (a registered name or a model
@@ -79,7 +56,7 @@ def score_model(model: str, num_per_class: int, seed: int, out: Path, sampler: d
     the manifest records, both wall times and the commands."""
     samples, scores = out / "samples", out / "scores.json"
     generate = ["generate", "--model", model, "--class", "0,1,2,3,4,5,6,7,8,9", "--num", str(num_per_class),
-                "--seed", str(seed), "--device", "cpu", *(sampler_flags(sampler) if sampler else []),
+                "--seed", str(seed), "--device", "cpu", *(sampler_flags(sampler_from_options(sampler)) if sampler else []),
                 *(["--precision", precision] if precision != "fp32" else []),
                 "--overwrite", "--quiet", "--out", str(samples)]
     evaluate = ["evaluate", str(samples), "--tokenizer", "fashion-mnist", "--device", "cpu", "--json", str(scores)]

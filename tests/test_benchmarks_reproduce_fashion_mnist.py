@@ -48,26 +48,6 @@ def test_the_reproduction_table_names_resumed_stages_and_adds_up_the_time():
     assert {"2.20", "2.00", "24.60", "0.920", "37.0"} <= figures
 
 
-@pytest.mark.parametrize("fields", [
-    {"sampler": "confidence", "num_steps": 16, "schedule": "cosine", "softmax_temperature": 1.0, "top_k": None,
-     "guidance": 2.0, "guidance_schedule": "linear", "choice_temperature": 4.5},
-    {"sampler": "confidence", "num_steps": 8, "schedule": "linear", "softmax_temperature": [1.2, 0.8], "top_k": 5,
-     "guidance": 1.0, "guidance_schedule": "cosine", "choice_temperature": 2.0, "context_reuse": 2},
-])
-def test_the_reproduction_is_generated_with_exactly_the_sampler_the_shipped_model_was_scored_with(fields):
-    from maskgit.cli import build_parser
-    from maskgit.cli.options import sampler_from_args
-    from maskgit.sampling import ConfidenceSampler, sampler_from_options
-
-    evaluate_shipped = load_script(ROOT / "benchmarks" / "evaluate_shipped.py")
-    wanted = sampler_from_options(fields)
-    args = build_parser().parse_args(["generate", "--class", "0", "--out", "x", *evaluate_shipped.sampler_flags(wanted.to_dict())])
-    other_default = ConfidenceSampler(num_steps=3, choice_temperature=1.0, guidance=4.0, context_reuse=1)
-    assert sampler_from_args(args, other_default) == wanted
-    with pytest.raises(ValueError, match="roll"):  # a field no flag sets is refused, not dropped
-        evaluate_shipped.sampler_flags({"sampler": "halton", "roll": True})
-
-
 @pytest.mark.parametrize("value", ["transformer", "transformer=abc", "=10", "tokens=-5"])
 def test_earlier_seconds_must_name_a_stage_and_a_duration(value):
     with pytest.raises(ValueError, match="STAGE=SECONDS"):

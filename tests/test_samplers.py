@@ -356,3 +356,25 @@ def test_options_keep_the_default_and_a_switch_of_kind_keeps_the_shared_fields()
 def test_bad_sampler_options_are_refused_by_name(name, fields, message):
     with pytest.raises(ValueError, match=message):
         build_sampler(name, **fields)
+
+
+@pytest.mark.parametrize("fields", [
+    {"sampler": "confidence", "num_steps": 16, "schedule": "cosine", "softmax_temperature": 1.0, "top_k": None,
+     "guidance": 2.0, "guidance_schedule": "linear", "choice_temperature": 4.5},
+    {"sampler": "confidence", "num_steps": 8, "schedule": "linear", "softmax_temperature": [1.2, 0.8], "top_k": 5,
+     "guidance": 1.0, "guidance_schedule": "cosine", "choice_temperature": 2.0, "context_reuse": 2},
+    {"sampler": "halton", "num_steps": 12, "guidance": 3.0},
+    {"sampler": "random", "num_steps": 4, "top_k": 7},
+])
+def test_sampler_flags_give_exactly_the_sampler_whatever_the_models_default(fields):
+    # The reproduction benchmark and the studio's command line both rely on this round trip.
+    from maskgit.cli import build_parser
+    from maskgit.cli.options import sampler_from_args
+    from maskgit.sampling import sampler_flags
+
+    wanted = sampler_from_options(fields)
+    args = build_parser().parse_args(["generate", "--class", "0", "--out", "x", *sampler_flags(wanted)])
+    other_default = ConfidenceSampler(num_steps=3, choice_temperature=1.0, guidance=4.0, context_reuse=1)
+    assert sampler_from_args(args, other_default) == wanted
+    with pytest.raises(ValueError, match="roll"):  # an option no flag sets is refused, not dropped
+        sampler_flags(HaltonSampler(roll=True))

@@ -37,14 +37,6 @@ __all__ = [
 
 MAX_BATCH_SIZE = 4096
 
-# Sampler fields (and the editing start step) and the flags that set them, for errors in the user's terms.
-_SAMPLER_FLAGS = {
-    "num_steps": "--steps", "schedule": "--schedule", "choice_temperature": "--temperature",
-    "softmax_temperature": "--softmax-temperature", "top_k": "--top-k", "guidance": "--guidance",
-    "guidance_schedule": "--guidance-schedule", "context_reuse": "--context-reuse", "start_step": "--start-step",
-}
-
-
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="fashion-mnist",
                         help="a saved pipeline folder, a shipped model (fashion-mnist, the default) or a registered name "
@@ -132,8 +124,10 @@ def _parse_softmax_temperature(text: str) -> float | tuple[float, float]:
 
 
 def _in_flag_terms(message: str) -> str:
-    """A library message about a sampler field, with the field named by its flag."""
-    for field, flag in _SAMPLER_FLAGS.items():
+    """A library message about a sampler field (or the editing start step), with the field named by its flag."""
+    from maskgit.sampling import SAMPLER_FLAGS  # here, not at the top: the command line starts without torch
+
+    for field, flag in {**SAMPLER_FLAGS, "start_step": "--start-step"}.items():
         if message.startswith(field + " "):
             return flag + message[len(field):]
     return message

@@ -48,6 +48,8 @@ __all__ = [
     "sampler_from_dict",
     "sampler_from_options",
     "sampler_options",
+    "SAMPLER_FLAGS",
+    "sampler_flags",
     "halton_order",
 ]
 
@@ -367,6 +369,33 @@ def sampler_options(name: str) -> tuple[str, ...]:
     if name not in SAMPLERS:
         raise ValueError(f"unknown sampler {name!r}; valid: {', '.join(SAMPLERS)}")
     return tuple(field.name for field in dataclasses.fields(SAMPLERS[name]))
+
+
+#: The ``maskgit`` command line's flag for the kind (``sampler``) and for each sampler option that
+#: has one (``roll`` has none).
+SAMPLER_FLAGS = {
+    "sampler": "--sampler", "num_steps": "--steps", "schedule": "--schedule", "choice_temperature": "--temperature",
+    "softmax_temperature": "--softmax-temperature", "top_k": "--top-k", "guidance": "--guidance",
+    "guidance_schedule": "--guidance-schedule", "context_reuse": "--context-reuse",
+}
+
+
+def sampler_flags(sampler: Sampler) -> list[str]:
+    """The ``maskgit generate`` flags that give ``sampler``, whatever the model's default: every
+    option with a flag, context reuse included when 0 (a flag left out keeps the model's value). An
+    option that is None (no top-k) has no flag. An option without a flag is left out at its kind's
+    default and is a ValueError otherwise: no command line gives that sampler."""
+    fields = {**sampler.to_dict(), "context_reuse": sampler.context_reuse}
+    default = type(sampler)()
+    flags = []
+    for field, value in fields.items():
+        if field not in SAMPLER_FLAGS:
+            if value != getattr(default, field):
+                raise ValueError(f"no maskgit flag sets the {sampler.name} sampler's {field}={value!r}")
+            continue
+        if value is not None:
+            flags += [SAMPLER_FLAGS[field], ",".join(map(str, value)) if isinstance(value, list) else str(value)]
+    return flags
 
 
 def sampler_from_options(options: Mapping[str, Any], default: Sampler | None = None) -> Sampler:

@@ -33,7 +33,7 @@ from maskgit.runs.manifest import (
     OutpaintSettings,
     SamplingSettings,
 )
-from maskgit.sampling import SAMPLERS, Sampler, sampler_from_options, sampler_options
+from maskgit.sampling import SAMPLERS, Sampler, sampler_flags, sampler_from_options, sampler_options
 from maskgit.sampling.editing import Box, Extend, latent_box_mask, outpaint_mask, token_mask_from_pixels
 from maskgit.web.strip import StripRecorder
 
@@ -338,18 +338,6 @@ class Studio:
 
     def command_line(self, mode: str, options: list[str], sampler: Sampler, seed: int) -> str:
         """The ``maskgit`` command that makes the same images."""
-        fields = sampler.to_dict()
-        words = ["maskgit", mode, "--model", self.model, *options, "--seed", str(seed),
-                 "--sampler", fields["sampler"], "--steps", str(fields["num_steps"]), "--schedule", fields["schedule"]]
-        if "choice_temperature" in fields:
-            words += ["--temperature", str(fields["choice_temperature"])]
-        temperature = fields["softmax_temperature"]
-        words += ["--softmax-temperature",
-                  ",".join(map(str, temperature)) if isinstance(temperature, list) else str(temperature)]
-        if fields["top_k"] is not None:
-            words += ["--top-k", str(fields["top_k"])]
-        # Always written: a flag left out means the model's default, which may be guided or reuse context.
-        words += ["--guidance", str(fields["guidance"]), "--guidance-schedule", fields["guidance_schedule"],
-                  "--context-reuse", str(fields.get("context_reuse", 0))]
-        words += ["--out", f"out/{mode}"]
+        words = ["maskgit", mode, "--model", self.model, *options, "--seed", str(seed), *sampler_flags(sampler),
+                 "--out", f"out/{mode}"]
         return shlex.join(words)

@@ -84,3 +84,29 @@ def test_weights_stored_in_half_precision_load_as_float32(small_transformer, tmp
         torch.testing.assert_close(tensor, small_transformer.state_dict()[name].to(dtype).float(), rtol=0, atol=0)
     with pytest.raises(ValueError, match="dtype must be"):
         small_transformer.save_pretrained(tmp_path / "int", dtype=torch.int8)
+
+
+def test_loading_the_shipped_model_does_not_import_torch_dynamo():
+    # Building on the meta device must not reach torch's compiler stack: importing it costs about a
+    # second of every command's start (nn.Embedding's own init did, through its normal_ draw).
+    import subprocess
+    import sys
+
+    code = ("import sys; from maskgit import MaskGIT; MaskGIT.from_pretrained('fashion-mnist'); "
+            "print(sorted(m for m in sys.modules if m.startswith('torch._dynamo')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_embeddings_keep_their_initial_draw_off_the_meta_device():
+    from maskgit.models.pretrained import embedding
+
+    torch.manual_seed(3)
+    ours = embedding(7, 5)
+    after = torch.rand(1)
+    torch.manual_seed(3)
+    theirs = torch.nn.Embedding(7, 5)
+    assert torch.equal(ours.weight, theirs.weight) and torch.equal(after, torch.rand(1))
+    assert ours.weight.requires_grad
+    with torch.device("meta"):
+        assert embedding(7, 5).weight.is_meta

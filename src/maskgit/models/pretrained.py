@@ -12,11 +12,24 @@ from maskgit.checkpoints.errors import CheckpointError
 from maskgit.checkpoints.formats import read_checkpoint, write_pretrained
 from maskgit.checkpoints.official import official_to_state_dict
 
-__all__ = ["PretrainedMixin"]
+__all__ = ["PretrainedMixin", "embedding"]
 
 M = TypeVar("M", bound="PretrainedMixin")
 
 _KIND_NAMES = {"vqgan": "VQGAN tokenizer", "transformer": "MaskGIT transformer"}
+
+
+def embedding(num_embeddings: int, embedding_dim: int) -> nn.Embedding:
+    """``nn.Embedding(num_embeddings, embedding_dim)``, float32 weights (num_embeddings,
+    embedding_dim), without its initial normal draw on the meta device, where ``from_pretrained``
+    builds models: there the draw gives nothing and its first call imports torch._dynamo (about a
+    second of every command's start). Elsewhere the draw stays, so a seed gives the same initial
+    weights (and training run) as it always did, though the models' ``reset_parameters`` redraw
+    them."""
+    weight = torch.empty(num_embeddings, embedding_dim)
+    if not weight.is_meta:
+        nn.init.normal_(weight)
+    return nn.Embedding(num_embeddings, embedding_dim, _weight=weight)
 
 
 class PretrainedMixin:

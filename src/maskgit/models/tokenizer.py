@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from maskgit.configs import TokenizerConfig
-from maskgit.models.pretrained import PretrainedMixin
+from maskgit.models.pretrained import PretrainedMixin, embedding
 
 __all__ = ["VQGAN", "ResBlock", "Encoder", "Decoder", "VectorQuantizer", "QuantizerOutput"]
 
@@ -117,7 +117,7 @@ class VectorQuantizer(nn.Module):
 
     def __init__(self, codebook_size: int, embedding_dim: int) -> None:
         super().__init__()
-        self.codebook = nn.Embedding(codebook_size, embedding_dim)
+        self.codebook = embedding(codebook_size, embedding_dim)
 
     def distances(self, vectors: torch.Tensor) -> torch.Tensor:
         """Squared distances (N, K) of vectors (N, D), computed as the official

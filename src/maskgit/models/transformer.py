@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from maskgit.configs import TransformerConfig
-from maskgit.models.pretrained import PretrainedMixin
+from maskgit.models.pretrained import PretrainedMixin, embedding
 
 __all__ = ["MaskGITTransformer", "TransformerLayer", "SelfAttention", "ContextCache", "AttentionCache"]
 
@@ -148,8 +148,8 @@ class MaskGITTransformer(PretrainedMixin, nn.Module):
         super().__init__()
         self.config = config = config or TransformerConfig()
         hidden = config.hidden_size
-        self.word_embeddings = nn.Embedding(config.vocab_size, hidden)
-        self.position_embeddings = nn.Embedding(config.max_position_embeddings, hidden)
+        self.word_embeddings = embedding(config.vocab_size, hidden)
+        self.position_embeddings = embedding(config.max_position_embeddings, hidden)
         self.embedding_norm = _layer_norm(hidden)
         self.dropout = nn.Dropout(config.dropout)
         self.layers = nn.ModuleList(TransformerLayer(config) for _ in range(config.num_layers))

@@ -116,7 +116,7 @@ def kernels(width: int, mlp: int, tokens: int) -> dict[str, Callable[[], Any]]:
     packed = [PackedWeight(linear) for linear in linears]
     out["fp32 oneDNN"] = lambda: [p.linear(x) for p, x in zip(packed, inputs)]
     out["fp32 F.linear"] = lambda: [F.linear(x, linear.weight, linear.bias) for linear, x in pairs]
-    if FusedLinear.available():  # oneDNN has no bf16 linear below AVX-512 (nor under an AVX2 limit)
+    if FusedLinear.available(torch.bfloat16):  # oneDNN has no bf16 linear below AVX-512 (nor under an AVX2 limit)
         bf16 = [PackedWeight(copy.deepcopy(linear).bfloat16()) for linear in linears]
         bf16_inputs = [x.bfloat16() for x in inputs]
         out["bf16 oneDNN"] = lambda: [p.linear(x) for p, x in zip(bf16, bf16_inputs)]

@@ -4,9 +4,13 @@ codebook-only logits, compilation, and the fast fp32 path's parity."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from conftest import TOKENIZER_MSGPACK, TRANSFORMER_MSGPACK, load_npz
 from maskgit import VQGAN, MaskGIT, MaskGITTransformer, TokenizerConfig
@@ -20,6 +24,7 @@ from maskgit.models.inference import (
     prepare_for_inference,
     prepare_tokenizer,
     prepare_transformer,
+    tanh_gelu_,
 )
 from maskgit.models.tokenizer import ResBlock
 from maskgit.models.transformer import TransformerLayer
@@ -121,9 +126,9 @@ def test_a_compiled_step_runs_context_reuse_uncompiled(fixture_folder, monkeypat
     assert torch.equal(pipe.generate([3, 4], sampler=sampler, seed=1), eager)
 
 
-def _needs_onednn():
-    if not FusedLinear.available():
-        pytest.skip("no oneDNN bf16 linear primitive in this torch build or on this CPU")
+def _needs_onednn(dtype: torch.dtype = torch.bfloat16):
+    if not FusedLinear.available(dtype):
+        pytest.skip(f"no oneDNN {dtype} linear primitive in this torch build or on this CPU")
 
 
 def _ids():
@@ -165,8 +170,6 @@ def test_bf16_on_cpu_fuses_the_layers_without_changing_the_state_dict(small_tran
 def test_fused_layers_follow_weights_loaded_after_preparation(small_transformer, small_tokenizer):
     """The packed weights are a cache: a load_state_dict after preparation must refresh them, and a
     deepcopy must compute the same values."""
-    import copy
-
     _needs_onednn()
     config = small_transformer.config
     prepared = MaskGITTransformer(config).eval()  # random weights, then the fixture's loaded in
@@ -187,7 +190,7 @@ def test_fused_layers_follow_weights_loaded_after_preparation(small_transformer,
 
 
 def test_fp32_on_cpu_fuses_the_layers_and_keeps_the_logits(small_transformer):
-    _needs_onednn()
+    _needs_onednn(torch.float32)
     transformer = MaskGITTransformer(small_transformer.config).eval()
     transformer.load_state_dict(small_transformer.state_dict())
     layers, parameters = list(transformer.layers), dict(transformer.named_parameters())
@@ -208,6 +211,25 @@ def test_fp32_on_cpu_fuses_the_layers_and_keeps_the_logits(small_transformer):
     torch.testing.assert_close(fused, exact, rtol=0, atol=1e-5)
 
 
+def test_fp32_fuses_on_a_cpu_without_onednn_bf16_and_bf16_there_runs_the_plain_forward(small_transformer, monkeypatch):
+    # An AVX2 CPU: oneDNN runs fp32 there but has no bf16 kernels.
+    _needs_onednn(torch.float32)
+    monkeypatch.setattr(FusedLinear, "available", staticmethod(lambda dtype: dtype == torch.float32))
+    transformer = MaskGITTransformer(small_transformer.config).eval()
+    transformer.load_state_dict(small_transformer.state_dict())
+    prepare_transformer(transformer, "fp32")
+    assert all(type(layer) is FusedLayer for layer in transformer.layers)
+    assert type(transformer.mlm_dense) is FusedLinear
+    plain_bf16 = copy.deepcopy(small_transformer)
+    prepare_transformer(plain_bf16, "bf16")
+    assert all(type(layer) is TransformerLayer for layer in plain_bf16.layers)
+    prepare_transformer(transformer, "bf16")  # the fused modules stay, and fall back to the plain forward
+    ids = _ids()
+    with torch.inference_mode():
+        # The fused bf16 path would use the erf GELU and oneDNN's rounding: equality shows it did not run.
+        assert torch.equal(transformer.codebook_logits(ids), plain_bf16.codebook_logits(ids))
+
+
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_preparing_draws_nothing_from_the_global_generator(small_transformer, small_tokenizer, precision):
     # A seeded program gives the same numbers whether or not it prepared a model on the way.
@@ -219,9 +241,38 @@ def test_preparing_draws_nothing_from_the_global_generator(small_transformer, sm
     assert torch.equal(after_preparing, torch.rand(4))
 
 
-def test_fused_gelu_is_the_official_tanh_form_in_fp32_and_the_erf_form_in_bf16():
-    import copy
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(width=32, allow_nan=False, allow_infinity=False), min_size=1, max_size=64))
+@example([0.0, -0.0, 1e-30, -1e-30, 2.7, -2.7, 5.5, -5.5, 30.0, -30.0, 3.4e38, -3.4e38])
+def test_tanh_gelu_is_the_official_tanh_gelu_and_finite_wherever_its_input_is(values):
+    x = torch.tensor(values, dtype=torch.float32)
+    exact = torch.nn.functional.gelu(x.double(), approximate="tanh")
+    out = tanh_gelu_(x.clone())
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    # Within a few float32 roundings of the exact function at every magnitude.
+    assert ((out.double() - exact).abs() <= 1e-6 + 1e-6 * exact.abs()).all()
+    y = x.clone()
+    assert tanh_gelu_(y) is y  # in place: the result is the input's storage
 
+
+@pytest.mark.parametrize("fuse", [True, False])
+def test_fp32_gelu_after_the_linear_call_is_the_fused_one_within_rounding(fuse, monkeypatch):
+    # Where oneDNN's tanh GELU is slow (AVX2) it runs after the linear call; both give the official form.
+    from maskgit.models import inference
+
+    _needs_onednn(torch.float32)
+    monkeypatch.setattr(inference, "_fuse_tanh_gelu", lambda: fuse)
+    torch.manual_seed(0)
+    plain = torch.nn.Linear(64, 256).eval()
+    x = torch.randn(32, 64) * 2
+    with torch.inference_mode():
+        out = FusedLinear(plain, gelu=True)(x).double()
+        exact = torch.nn.functional.gelu(torch.nn.functional.linear(x.double(), plain.weight.double(),
+                                                                    plain.bias.double()), approximate="tanh")
+    torch.testing.assert_close(out, exact, rtol=0, atol=2e-6)
+
+
+def test_fused_gelu_is_the_official_tanh_form_in_fp32_and_the_erf_form_in_bf16():
     _needs_onednn()
     torch.manual_seed(0)
     plain = torch.nn.Linear(64, 256).eval()
@@ -293,8 +344,6 @@ def test_what_a_hook_on_an_inference_block_sees_is_never_written_afterwards():
 
 
 def test_bf16_resblocks_add_their_residual_inside_the_convolution(small_tokenizer, monkeypatch):
-    import copy
-
     import maskgit.models.inference as inference
 
     if not InferenceResBlock.conv_add_available():
@@ -333,6 +382,6 @@ def test_the_parity_fixtures_fused_form_runs_the_fused_modules(fused_tokenizer, 
     # tests/conftest.py's "fused" form, on which every fixture parity test runs as well.
     for tokenizer in (fused_tokenizer, fused_pipeline.tokenizer):
         assert any(isinstance(m, InferenceResBlock) for m in tokenizer.modules())
-    if FusedLinear.available():
+    if FusedLinear.available(torch.float32):
         for transformer in (fused_transformer, fused_pipeline.transformer):
             assert all(isinstance(layer, FusedLayer) for layer in transformer.layers)

@@ -195,7 +195,7 @@ def test_int8_swaps_in_int8_layers_that_share_the_parameters(small_transformer):
                    layer.mlp_intermediate, layer.mlp_output]
         assert all(type(linear) is Int8Linear for linear in linears)
     # The head stays float32: its dense layer is fused where oneDNN runs, the logits are plain.
-    assert type(transformer.mlm_dense) is (FusedLinear if FusedLinear.available() else torch.nn.Linear)
+    assert type(transformer.mlm_dense) is (FusedLinear if FusedLinear.available(torch.float32) else torch.nn.Linear)
     assert list(dict(transformer.named_parameters())) == list(parameters)
     assert all(parameter is parameters[name] for name, parameter in transformer.named_parameters())
     assert {p.dtype for p in transformer.parameters()} == {torch.float32}

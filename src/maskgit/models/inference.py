@@ -20,13 +20,15 @@ unchanged. Where its fast path does not apply (training, autograd, another dtype
   into tensors only they hold: at decoder sizes these passes are memory bound, and every fresh
   output is memory to fault in. In bfloat16 on a CPU the residual add also goes inside the last
   convolution (oneDNN's convolution with a fused add), instead of a pass of its own.
-- **Transformer on a CPU, in bf16 and fp32.** Each layer runs as four oneDNN linear calls on
-  weights packed once into oneDNN's blocked layout (``FusedLayer``): query, key and value as one
-  matmul, the GELU fused into the MLP's first linear (the official tanh form in fp32; in bf16 the
-  erf form, see ``_GELU_FORM``), and the residual adds fused into the attention output and the
-  MLP's second linear. The head's dense layer takes its GELU the same way (``FusedLinear``). The
-  plain path spends a separate pass on each GELU and each residual add, and reorders every weight
-  into the blocked layout on every call.
+- **Transformer on a CPU, in bf16 and fp32** (fp32 wherever oneDNN runs, AVX2 included; bf16 where
+  oneDNN has bf16 kernels, AVX-512). Each layer runs as four oneDNN linear calls on weights packed
+  once into oneDNN's blocked layout (``FusedLayer``): query, key and value as one matmul, the GELU
+  fused into the MLP's first linear (the official tanh form in fp32; in bf16 the erf form, see
+  ``_GELU_FORM``), and the residual adds fused into the attention output and the MLP's second
+  linear. The head's dense layer takes its GELU the same way (``FusedLinear``). oneDNN's AVX2
+  kernels compute the fused fp32 tanh GELU slowly, so there it runs after the call, in place
+  (``tanh_gelu_``, ``_fuse_tanh_gelu``). The plain path spends a separate pass on each GELU and
+  each residual add, and reorders every weight into the blocked layout on every call.
 - **Transformer on a CPU, in int8** (``maskgit.models.quantized``): the same four calls in each
   layer with int8 weights and activations (``Int8Layer``, on ``Int8Weight``), and the layer's six
   linear submodules computed in int8 too (``Int8Linear``), for any forward that calls them as
@@ -43,6 +45,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -71,6 +74,7 @@ __all__ = [
     "Int8Linear",
     "Int8Weight",
     "PackedWeight",
+    "tanh_gelu_",
 ]
 
 #: Supported inference precisions and the dtype of their weights (int8: float32 weights, from which
@@ -132,7 +136,9 @@ def prepare_transformer(transformer: MaskGITTransformer, precision: str) -> None
     check_precision(precision)
     transformer.to(PRECISIONS[precision])
     device = next(transformer.parameters()).device
-    fused = precision in ("bf16", "fp32", "int8") and device.type == "cpu" and FusedLinear.available()
+    # int8 keeps the head's dense layer in float32, so float32 decides whether it is fused.
+    fused = (precision != "fp16" and device.type == "cpu"
+             and FusedLinear.available(torch.bfloat16 if precision == "bf16" else torch.float32))
     if precision == "int8":
         levels = check_int8(device).levels
         _replace(transformer.layers, nn.Linear, lambda linear: Int8Linear(linear, levels))
@@ -247,11 +253,14 @@ class PackedWeight:
         return torch.ops.mkldnn._reorder_linear_weight(weight, None)
 
     def linear(self, x: torch.Tensor, gelu: bool = False) -> torch.Tensor:
-        """``linear(x)``, or ``gelu(linear(x))`` (``_GELU_FORM``), as one oneDNN call."""
+        """``linear(x)``, or ``gelu(linear(x))`` (``_GELU_FORM``), as one oneDNN call; in float32
+        where oneDNN's own tanh GELU is slow (``_fuse_tanh_gelu``), the linear call and then
+        ``tanh_gelu_`` on its output."""
         weight, bias = self.get()
-        if gelu:
+        if gelu and (x.dtype != torch.float32 or _fuse_tanh_gelu()):
             return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "gelu", [], _GELU_FORM[x.dtype])
-        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+        y = torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+        return tanh_gelu_(y) if gelu else y
 
     def linear_add(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         """``linear(x) + residual`` as one oneDNN call."""
@@ -294,12 +303,37 @@ class Int8Weight(PackedWeight):
 _GELU_FORM = {torch.float32: "tanh", torch.bfloat16: "none"}
 
 
+@functools.cache
+def _fuse_tanh_gelu() -> bool:
+    """Whether oneDNN computes the float32 tanh GELU inside its linear call cheaply. Its AVX-512
+    kernels do (the epilogue costs a few percent of the MLP's first matmul); with its AVX2 ones the
+    fused call takes longer than the linear call followed by ``tanh_gelu_``. oneDNN's bf16 linear
+    needs those AVX-512 kernels, so its availability tells the two apart."""
+    return FusedLinear.available(torch.bfloat16)
+
+
+#: The official tanh GELU, 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), written as
+#: x·sigmoid(x·(a + b·x²)) with a = 2√(2/π), b = 0.044715·a (the same function: 1 + tanh(z) =
+#: 2·sigmoid(2z)). ATen's sigmoid is several times faster than its tanh on AVX2.
+_GELU_A = 2 * math.sqrt(2 / math.pi)
+_GELU_B = 0.044715 * _GELU_A
+
+
+def tanh_gelu_(x: torch.Tensor) -> torch.Tensor:
+    """The official tanh GELU of a float32 tensor, written into ``x`` (no autograd) and returned;
+    within 1e-6 of ``F.gelu(x, approximate="tanh")`` and finite wherever ``x`` is."""
+    t = torch.addcmul(x.new_tensor(_GELU_A), x, x, value=_GELU_B)
+    return x.mul_(t.mul_(x).sigmoid_())
+
+
 def _onednn_ready(module: nn.Module, x: torch.Tensor) -> bool:
     """Whether the oneDNN path applies: bf16 or fp32 inference on the CPU without autograd (its
     primitives have no backward), outside torch.compile (which fuses on its own and cannot trace
-    opaque oneDNN tensors)."""
+    opaque oneDNN tensors), in a dtype oneDNN runs on this CPU (a model prepared in fp32 on an
+    AVX2 CPU and later cast to bf16 falls back to the plain forward)."""
     return (not module.training and not torch.is_grad_enabled() and x.device.type == "cpu"
-            and x.dtype in (torch.bfloat16, torch.float32) and not torch.compiler.is_compiling())
+            and x.dtype in (torch.bfloat16, torch.float32) and not torch.compiler.is_compiling()
+            and FusedLinear.available(x.dtype))
 
 
 def _linear(x: torch.Tensor, packed: PackedWeight, gelu: bool = False) -> torch.Tensor:
@@ -328,11 +362,12 @@ class FusedLinear(nn.Linear):
 
     @staticmethod
     @functools.cache
-    def available() -> bool:
-        """Whether this torch build and CPU run the oneDNN linear primitive in bf16 (which needs
-        more of it than fp32; oneDNN has no bf16 kernels below AVX-512)."""
+    def available(dtype: torch.dtype) -> bool:
+        """Whether this torch build and CPU run the oneDNN linear primitive in ``dtype``
+        (``torch.float32`` or ``torch.bfloat16``). fp32 runs wherever oneDNN does (AVX2 included);
+        bf16 needs AVX-512: oneDNN has no bf16 kernels below it."""
         try:
-            x, w = torch.ones(1, 2, dtype=torch.bfloat16), torch.ones(2, 2, dtype=torch.bfloat16)
+            x, w = torch.ones(1, 2, dtype=dtype), torch.ones(2, 2, dtype=dtype)
             torch.ops.mkldnn._linear_pointwise(x, torch.ops.mkldnn._reorder_linear_weight(w, None), None, "none", [], "")
             return True
         except (AttributeError, RuntimeError):

@@ -26,6 +26,7 @@ import platform
 import re
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -66,8 +67,14 @@ def hold_to_isa(isa: str) -> dict[str, Any]:
     """Hold this script's process to ``ISA_LIMITS[isa]``: where its environment lacks them, start it
     again with the same command line under them (they are read when torch starts, which it has by
     now); the processes it starts inherit them. Returns the record a results file keeps (``isa``,
-    its ``environment``, and torch's ``cpu_capability`` under it), which ``kernel_limit`` reads."""
+    its ``environment``, and torch's ``cpu_capability`` under it), which ``kernel_limit`` reads.
+
+    Under a limit, ``torch.compile`` also gets a cache of its own (``TORCHINDUCTOR_CACHE_DIR``):
+    inductor's on-disk cache does not tell kernels built under ``ATEN_CPU_CAPABILITY=avx2`` from
+    native ones, and a native process that loaded them crashed (double free)."""
     limits = ISA_LIMITS[isa]
+    if limits:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(tempfile.gettempdir(), f"maskgit-inductor-{isa}")
     if any(os.environ.get(name) != value for name, value in limits.items()):
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **limits})
     import torch

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,26 @@ def test_a_comparison_held_to_an_instruction_set_says_so():
     assert "on 1 thread with the kernels limited to AVX2 (`ONEDNN_MAX_CPU_ISA=AVX2`" in markdown
     del data["config"]["isa"]
     assert "limited to" not in tables.render("comparison", data)[0]
+
+
+def test_an_instruction_set_limit_gives_torch_compile_a_cache_of_its_own(tmp_path):
+    # Inductor's cache does not key on ATEN_CPU_CAPABILITY: kernels built under an AVX2 limit, loaded
+    # by a native process, crashed it. The limited process (started again by hold_to_isa) must not
+    # share the native cache directory.
+    import subprocess
+    import sys
+
+    script = tmp_path / "held.py"
+    script.write_text(
+        "import importlib.util, os, sys\n"
+        f"spec = importlib.util.spec_from_file_location('tables', {str(ROOT / 'benchmarks' / 'tables.py')!r})\n"
+        "tables = importlib.util.module_from_spec(spec); spec.loader.exec_module(tables)\n"
+        "record = tables.hold_to_isa(sys.argv[1])\n"
+        "print(os.environ.get('TORCHINDUCTOR_CACHE_DIR'), os.environ.get('ATEN_CPU_CAPABILITY'))\n")
+    env = {k: v for k, v in os.environ.items() if k not in tables.ISA_LIMITS["AVX2"]}
+    env["TORCHINDUCTOR_CACHE_DIR"] = str(tmp_path / "native-cache")
+    held = subprocess.run([sys.executable, str(script), "AVX2"], env=env, capture_output=True, text=True, check=True)
+    cache, capability = held.stdout.split()
+    assert capability == "avx2" and cache != str(tmp_path / "native-cache") and cache.endswith("AVX2")
+    native = subprocess.run([sys.executable, str(script), "native"], env=env, capture_output=True, text=True, check=True)
+    assert native.stdout.split() == [str(tmp_path / "native-cache"), "None"]

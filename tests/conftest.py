@@ -79,8 +79,9 @@ def small_pipeline(small_tokenizer, small_transformer):
 # -- the two forms of the models: the parity tests run on both ---------------------------------------
 
 #: "plain": the models as they load; "fused": as ``MaskGIT.from_pretrained`` prepares them for fp32
-#: inference (``maskgit.models.inference``: channels-last, in-place residual blocks and, where
-#: oneDNN runs, fused transformer layers), which must give the same results within the same tolerances.
+#: inference (``maskgit.models.inference``: channels-last, in-place residual blocks, upsampling
+#: without the upsampled copy and, where oneDNN runs, fused transformer layers), which must give the
+#: same results within the same tolerances.
 FORMS = ("plain", "fused")
 
 

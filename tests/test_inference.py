@@ -21,12 +21,13 @@ from maskgit.models.inference import (
     FusedLayer,
     FusedLinear,
     InferenceResBlock,
+    InferenceUpsampleConv,
     prepare_for_inference,
     prepare_tokenizer,
     prepare_transformer,
     tanh_gelu_,
 )
-from maskgit.models.tokenizer import ResBlock
+from maskgit.models.tokenizer import ResBlock, UpsampleConv
 from maskgit.models.transformer import TransformerLayer
 from maskgit.sampling import ConfidenceSampler
 
@@ -311,6 +312,43 @@ def test_tokenizer_blocks_are_swapped_for_inference_blocks_that_share_their_laye
     assert list(dict(tokenizer.named_parameters())) == list(parameters)
     assert tokenizer.decoder.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
     assert type(tokenizer.decoder.conv_in) is torch.nn.Conv2d  # float32 needs no casts
+
+
+def test_the_decoders_upsampling_is_swapped_for_one_that_shares_its_parameters():
+    tokenizer = _small_vqgan()
+    plain = list(tokenizer.decoder.upsample_convs)
+    assert plain and all(type(conv) is UpsampleConv for conv in plain)
+    parameters = dict(tokenizer.named_parameters())
+    prepare_tokenizer(tokenizer, "fp32")
+    for old, new in zip(plain, tokenizer.decoder.upsample_convs):
+        assert type(new) is InferenceUpsampleConv and new.weight is old.weight and new.bias is old.bias
+    assert list(dict(tokenizer.named_parameters())) == list(parameters)
+
+
+@pytest.mark.parametrize("size", [(5, 5), (4, 7), (1, 1)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_upsampling_without_the_upsampled_copy_is_the_same_function(size, channels_last):
+    torch.manual_seed(0)
+    conv = UpsampleConv(6)
+    fast = InferenceUpsampleConv(conv)
+    x = torch.randn(2, 6, *size) * 3
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    expected = conv(x)  # the plain one: upsample, then convolve
+    with torch.no_grad():
+        out = fast(x)
+        bf16 = InferenceUpsampleConv(copy.deepcopy(conv).bfloat16())(x.bfloat16())
+    assert out.shape == (2, 6, 2 * size[0], 2 * size[1]) and out.dtype == torch.float32
+    if size != (1, 1):  # a 1x1 input is both layouts at once
+        assert out.is_contiguous(memory_format=torch.channels_last) == channels_last
+    # Every pixel, borders included, within float32 rounding of the summed kernel taps.
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-5 * expected.abs().max().item())
+    assert bf16.dtype == torch.bfloat16
+    torch.testing.assert_close(bf16.float(), expected, rtol=0, atol=3e-2 * expected.abs().max().item())
+    output = fast(x)  # with autograd: the plain forward, gradients and all
+    output.sum().backward()
+    assert conv.weight.grad is not None
+    assert torch.equal(output, expected)
 
 
 @pytest.mark.parametrize("index", [0, 2])  # a plain block, and one with the shortcut conv

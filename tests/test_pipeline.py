@@ -148,8 +148,10 @@ def test_save_and_load_round_trip(tmp_path, small_pipeline):
     loaded = MaskGIT.from_pretrained(tmp_path / "model")
     assert loaded.class_names == small_pipeline.class_names and loaded.image_size == 128
     two_steps = ConfidenceSampler(num_steps=2)
+    # The loaded pipeline is prepared for inference (maskgit.models.inference), the fixture's is
+    # plain: the same tokens, and the decoder's rounding differs by about 1e-5.
     torch.testing.assert_close(loaded.generate([5], sampler=two_steps, seed=0),
-                               small_pipeline.generate([5], sampler=two_steps, seed=0))
+                               small_pipeline.generate([5], sampler=two_steps, seed=0), rtol=0, atol=1e-4)
     with pytest.raises(CheckpointError, match="no model_index.json"):
         MaskGIT.from_pretrained(tmp_path / "model" / "tokenizer")
 

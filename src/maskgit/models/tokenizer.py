@@ -16,7 +16,7 @@ from torch import nn
 from maskgit.configs import TokenizerConfig
 from maskgit.models.pretrained import PretrainedMixin, embedding
 
-__all__ = ["VQGAN", "ResBlock", "Encoder", "Decoder", "VectorQuantizer", "QuantizerOutput"]
+__all__ = ["VQGAN", "ResBlock", "UpsampleConv", "Encoder", "Decoder", "VectorQuantizer", "QuantizerOutput"]
 
 # Flax GroupNorm defaults, which the official weights were trained with (torch's default is 1e-5).
 GROUP_NORM_EPS = 1e-6
@@ -52,6 +52,17 @@ class ResBlock(nn.Module):
         return h + self.shortcut(h)
 
 
+class UpsampleConv(nn.Conv2d):
+    """Nearest x2 upsampling, then a 3x3 convolution (padding 1): (B, C, h, w) → (B, C, 2h, 2w). A
+    ``Conv2d`` itself, so its parameters keep the plain convolution's names."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
 class Encoder(nn.Module):
     """Image (B, 3, H, W) → pre-quantization latents (B, embedding_dim, H/f, W/f)."""
 
@@ -85,9 +96,7 @@ class Decoder(nn.Module):
         blocks = config.decoder_blocks
         self.conv_in = nn.Conv2d(config.embedding_dim, blocks[0].in_channels, 3, padding=1)
         self.res_blocks = nn.ModuleList(ResBlock(b.in_channels, b.out_channels, config.norm_groups) for b in blocks)
-        self.upsample_convs = nn.ModuleList(
-            nn.Conv2d(b.out_channels, b.out_channels, 3, padding=1) for b in blocks if b.resample_after
-        )
+        self.upsample_convs = nn.ModuleList(UpsampleConv(b.out_channels) for b in blocks if b.resample_after)
         self._upsample_after = {index for index, block in enumerate(blocks) if block.resample_after}
         channels = blocks[-1].out_channels
         self.norm_out = _group_norm(channels, config.norm_groups)
@@ -99,7 +108,7 @@ class Decoder(nn.Module):
         for index, block in enumerate(self.res_blocks):
             h = block(h)
             if index in self._upsample_after:
-                h = next(upsample_convs)(F.interpolate(h, scale_factor=2.0, mode="nearest"))
+                h = next(upsample_convs)(h)
         return self.conv_out(F.silu(self.norm_out(h)))
 
 

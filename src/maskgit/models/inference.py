@@ -324,8 +324,9 @@ _GELU_B = 0.044715 * _GELU_A
 
 
 def tanh_gelu_(x: torch.Tensor) -> torch.Tensor:
-    """The official tanh GELU of a float32 tensor, written into ``x`` (no autograd) and returned;
-    within 1e-6 of ``F.gelu(x, approximate="tanh")`` and finite wherever ``x`` is."""
+    """The official tanh GELU of a float32 tensor, written into ``x`` (no autograd) and returned:
+    within 1e-6 plus 1e-6 of its magnitude of ``F.gelu(x, approximate="tanh")``, and finite
+    wherever ``x`` is."""
     t = torch.addcmul(x.new_tensor(_GELU_A), x, x, value=_GELU_B)
     return x.mul_(t.mul_(x).sigmoid_())
 

@@ -482,18 +482,20 @@ class InferenceResBlock(ResBlock):
         return h.add_(x if self.shortcut is None else _conv(self.shortcut, h))
 
 
-#: Which taps of a 3x3 kernel fall on which input row when it slides over a nearest x2 upsampled
-#: input, by output row parity: an even row 2m sees input row m-1 through tap 0 and row m through
-#: taps 1 and 2; an odd row 2m+1 sees row m through taps 0 and 1 and row m+1 through tap 2. Columns
-#: alike. (phase, input row of the 2x2 window, tap).
-_PHASE_TAPS = ((1.0, 0.0, 0.0), (0.0, 1.0, 1.0)), ((1.0, 1.0, 0.0), (0.0, 0.0, 1.0))
+def _parity_taps(kernel: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A 3x3 kernel's taps along ``dim`` combined as they fall on a nearest x2 upsampled input, for
+    even and odd output rows (or columns): an even row 2m reads input row m-1 through tap 0 and row
+    m through taps 1 and 2; an odd row 2m+1 reads row m through taps 0 and 1 and row m+1 through
+    tap 2. Each result has 2 in place of 3 along ``dim``."""
+    first, middle, last = kernel.unbind(dim)
+    return torch.stack((first, middle + last), dim), torch.stack((first + middle, last), dim)
 
 
 class InferenceUpsampleConv(UpsampleConv):
     """An ``UpsampleConv`` (the same parameters) that without autograd convolves the input itself
     instead of its x2 upsampled copy: every output pixel of a 3x3 convolution over a nearest
     upsampled image reads only a 2x2 window of the original, through taps that depend on the
-    pixel's row and column parity (``_PHASE_TAPS``). So one 2x2 convolution with the four parities'
+    pixel's row and column parity (``_parity_taps``). So one 2x2 convolution with the four parities'
     summed kernels stacked as output channels, over the input padded by one, computes the same
     function with 16 multiply-adds per input pixel and channel pair instead of 36, and skips the
     upsampled copy; the four parities are then interleaved. The summed kernels change the rounding
@@ -510,9 +512,8 @@ class InferenceUpsampleConv(UpsampleConv):
     def phase_weight(self) -> torch.Tensor:
         """(4·C, C, 2, 2) in the weight's dtype: the kernel of output parity (a, b) in rows
         (a·2 + b)·C to (a·2 + b + 1)·C."""
-        taps = torch.tensor(_PHASE_TAPS, device=self.weight.device)
-        kernels = torch.einsum("aip,ocpq,bjq->abocij", taps, self.weight.float(), taps)
-        return kernels.reshape(4 * self.out_channels, self.in_channels, 2, 2).to(self.weight.dtype)
+        kernels = [column for row in _parity_taps(self.weight.float(), 2) for column in _parity_taps(row, 3)]
+        return torch.cat(kernels).to(self.weight.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled():

@@ -256,6 +256,24 @@ def test_tanh_gelu_is_the_official_tanh_gelu_and_finite_wherever_its_input_is(va
     assert tanh_gelu_(y) is y  # in place: the result is the input's storage
 
 
+@pytest.mark.parametrize("layout", ["contiguous", "transposed"])
+def test_tanh_gelu_covers_every_element_of_a_tensor_larger_than_its_slice(layout, monkeypatch):
+    # Contiguous tensors run slice by slice: a small slice size and a length that is not a
+    # multiple of it check that every slice, the short last one included, is computed once.
+    from maskgit.models import inference
+
+    monkeypatch.setattr(inference, "_GELU_SLICE", 1000)
+    torch.manual_seed(0)
+    x = torch.randn(37, 123) * 3
+    if layout == "transposed":
+        x = x.t()
+    exact = torch.nn.functional.gelu(x.double(), approximate="tanh")
+    y = x.clone() if layout == "contiguous" else x.clone().t().contiguous().t()
+    out = tanh_gelu_(y)
+    assert out is y and out.is_contiguous() == (layout == "contiguous")
+    assert ((out.double() - exact).abs() <= 1e-6 + 1e-6 * exact.abs()).all()
+
+
 @pytest.mark.parametrize("fuse", [True, False])
 def test_fp32_gelu_after_the_linear_call_is_the_fused_one_within_rounding(fuse, monkeypatch):
     # Where oneDNN's tanh GELU is slow (AVX2) it runs after the linear call; both give the official form.

@@ -321,14 +321,22 @@ def _fuse_tanh_gelu() -> bool:
 #: 2·sigmoid(2z)). ATen's sigmoid is several times faster than its tanh on AVX2.
 _GELU_A = 2 * math.sqrt(2 / math.pi)
 _GELU_B = 0.044715 * _GELU_A
+#: Elements per slice of ``tanh_gelu_``: 1 MiB of float32. Of 64K to 512K, the fastest on the
+#: MLP activations of the shipped and the ImageNet model, both held to AVX2 and natively.
+_GELU_SLICE = 1 << 18
 
 
 def tanh_gelu_(x: torch.Tensor) -> torch.Tensor:
     """The official tanh GELU of a float32 tensor, written into ``x`` (no autograd) and returned:
     within 1e-6 plus 1e-6 of its magnitude of ``F.gelu(x, approximate="tanh")``, and finite
     wherever ``x`` is."""
-    t = torch.addcmul(x.new_tensor(_GELU_A), x, x, value=_GELU_B)
-    return x.mul_(t.mul_(x).sigmoid_())
+    a = x.new_tensor(_GELU_A)
+    # Four passes over the tensor; run on slices that stay in a core's L2 cache, they take a
+    # third to a half of the time they take over a 10-40 MB activation from memory (measured).
+    for part in x.view(-1).split(_GELU_SLICE) if x.is_contiguous() else (x,):
+        t = torch.addcmul(a, part, part, value=_GELU_B)
+        part.mul_(t.mul_(part).sigmoid_())
+    return x
 
 
 def _onednn_ready(module: nn.Module, x: torch.Tensor) -> bool:

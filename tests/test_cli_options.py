@@ -72,6 +72,7 @@ def test_generate_with_every_sampler_and_guidance(tmp_path, guided_model_dir, fl
     (("--softmax-temperature", "1e-46"), "--softmax-temperature must be a number > 0"),
     (("--context-reuse", "-1"), "--context-reuse must be an integer from 0 to 64, got -1"),
     (("--context-reuse", "65"), "--context-reuse must be an integer from 0 to 64, got 65"),
+    (("--sampler", "halton", "--reuse-group"), "--reuse-group is not an option of the halton sampler"),
 ])
 def test_bad_sampler_flags_name_the_flag(tmp_path, guided_model_dir, capsys, flags, message):
     out = tmp_path / "out"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -11,6 +13,8 @@ from maskgit import MaskGITTransformer, TransformerConfig
 from maskgit.sampling import (
     MASK_ID,
     ConfidenceSampler,
+    mask_by_random_topk,
+    selected_probs,
     GeneratorNoise,
     HaltonSampler,
     InjectedNoise,
@@ -226,7 +230,9 @@ def test_context_reuse_on_an_exact_cache_makes_the_same_tokens(one_layer, noise,
             assert torch.equal(runs[reuse][:, -1], runs[0][:, -1])
 
 
-@pytest.mark.parametrize("sampler_class", [ConfidenceSampler, HaltonSampler, RandomSampler])
+@pytest.mark.parametrize("sampler_class", [ConfidenceSampler, HaltonSampler, RandomSampler,
+                                           functools.partial(ConfidenceSampler, reuse_group=True)],
+                         ids=["confidence", "halton", "random", "confidence-group"])
 @pytest.mark.parametrize("guidance", [0.0, 2.0])
 def test_context_reuse_keeps_every_invariant_of_decoding(model, sampler_class, guidance):
     ids = _canvas(3)
@@ -249,6 +255,68 @@ def test_context_reuse_keeps_every_invariant_of_decoding(model, sampler_class, g
     cheap = [i for i, full in enumerate(sampler.evaluation_plan(1)) if not full]
     assert cheap and torch.equal(records[0].logits, official[0].logits)
     assert max((records[i].logits - official[i].logits).abs().max() for i in cheap) > 1e-3
+
+
+class CountingRows:
+    """Wraps a transformer that keeps its context and records how many positions each call computes."""
+
+    def __init__(self, model: MaskGITTransformer) -> None:
+        self.model, self.config, self.widths = model, model.config, []
+
+    def context_cache(self):
+        return self.model.context_cache()
+
+    def codebook_logits(self, ids, *, cache=None, positions=None):
+        self.widths.append(ids.shape[1] if positions is None else positions.shape[1])
+        return self.model.codebook_logits(ids, cache=cache, positions=positions)
+
+
+@pytest.mark.parametrize("num_steps, reuse, start_step", [(8, 2, 0), (10, 3, 0), (12, 2, 2), (6, 1, 0)])
+def test_reuse_group_fixes_at_cheap_steps_only_the_group_its_full_evaluation_chose(model, num_steps, reuse,
+                                                                                    start_step):
+    # ReCAP's rule: a full evaluation ranks the masked tokens once and picks the group that it and
+    # its cheap steps fix; the cheap steps compute only the group (its tokens still masked and those
+    # decided since) and fix only its tokens. A group reaching the final step is every masked token.
+    config = TransformerConfig(codebook_size=16, num_classes=3, hidden_size=32, num_layers=2, num_heads=2,
+                               intermediate_size=64, latent_size=6, dropout=0.0)
+    torch.manual_seed(4)
+    counting = CountingRows(MaskGITTransformer(config).eval())
+    ids = torch.full((1, 37), MASK_ID, dtype=torch.long)
+    ids[0, 0] = config.codebook_size + 1
+    sampler = ConfidenceSampler(num_steps=num_steps, context_reuse=reuse, reuse_group=True)
+    noise, records = SeededNoise([11]), []
+    run_sampler(counting, ids, sampler, noise, start_step=start_step, callback=records.append)
+    plan = sampler.evaluation_plan(start_step)
+    fulls = [i for i, full in enumerate(plan) if full] + [len(plan)]
+    checked = 0
+    for first, following in zip(fulls, fulls[1:]):
+        last = min(following, len(plan) - 1) - 1  # the group's last step before the final one
+        full = records[first]
+        at_full = full.unknown[0].sum()
+        # The group, from the full step's own confidences and its noise: the masked tokens left
+        # in place when as many are re-masked as remain masked after the group's last step.
+        temperature = torch.tensor(sampler.choice_temperature) * (1 - torch.tensor((full.step + 1) / num_steps))
+        probs = selected_probs(full.logits, full.sampled_ids, full.unknown)
+        choice = noise.choice(full.step, tuple(full.unknown.shape), full.unknown.device)
+        remaining = records[last].mask_len if last >= first else full.mask_len
+        group = full.unknown & ~mask_by_random_topk(remaining, probs, temperature, choice)
+        for k in range(first + 1, last + 1):
+            fixed = records[k].unknown & ~records[k].masking
+            assert fixed.any() and not (fixed & ~group).any()
+            assert counting.widths[k] == int(group.sum()) < int(at_full)
+            checked += 1
+        if last >= first:  # the whole group is fixed by the group's last step, and nothing else
+            assert torch.equal(full.unknown & (records[last].next_ids != MASK_ID), group)
+    assert checked
+    # A cheap final step computes every token masked at its full evaluation (a full one, all).
+    assert counting.widths[-1] == (ids.shape[1] if plan[-1] else int(records[fulls[-2]].unknown.sum()))
+
+
+def test_reuse_group_without_context_reuse_is_the_official_decoding(model):
+    ids = _canvas(2)
+    runs = [run_sampler(model, ids, ConfidenceSampler(num_steps=5, reuse_group=group), SeededNoise([3, 4]))
+            for group in (False, True)]
+    assert torch.equal(runs[0], runs[1])
 
 
 def test_context_reuse_needs_a_transformer_that_keeps_its_context(model):

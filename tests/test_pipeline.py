@@ -338,9 +338,10 @@ def test_large_batches_are_decoded_in_chunks_with_the_same_images(small_pipeline
 
 @pytest.mark.parametrize("sampler", [
     ConfidenceSampler(num_steps=5, context_reuse=1),
+    ConfidenceSampler(num_steps=5, context_reuse=2, reuse_group=True),
     HaltonSampler(num_steps=5, roll=True, context_reuse=2),
     RandomSampler(num_steps=5, context_reuse=3),
-], ids=lambda s: s.name)
+], ids=lambda s: s.name + ("-group" if s.chooses_groups else ""))
 def test_context_reuse_runs_every_mode_with_every_noise_source(pipeline_form, sampler):
     image = torch.rand(3, 128, 128, generator=torch.Generator().manual_seed(0))
     mask = torch.zeros(128, 128, dtype=torch.bool)
@@ -428,8 +429,9 @@ def _check_reused(calls, plan: tuple[bool, ...], rows: int, guided: list[bool]) 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 @pytest.mark.parametrize("sampler", [
     ConfidenceSampler(num_steps=6, guidance=2.0, guidance_schedule="linear", context_reuse=2),
+    ConfidenceSampler(num_steps=6, guidance=2.0, guidance_schedule="linear", context_reuse=2, reuse_group=True),
     HaltonSampler(num_steps=6, guidance=1.5, context_reuse=1),
-], ids=lambda s: s.name)
+], ids=lambda s: s.name + ("-group" if s.chooses_groups else ""))
 def test_context_reuse_runs_every_mode_with_guidance_in_every_precision(small_tokenizer, guided_transformer,
                                                                         precision, sampler, monkeypatch):
     import copy

@@ -282,7 +282,8 @@ def test_transformer_passes_counts_what_the_engine_runs(sampler, start_step):
 
 
 @pytest.mark.parametrize("sampler", ALL_SAMPLERS + [ConfidenceSampler(guidance=1.5, guidance_schedule="cosine"),
-                                                     HaltonSampler(context_reuse=3)],
+                                                     HaltonSampler(context_reuse=3),
+                                                     ConfidenceSampler(context_reuse=2, reuse_group=True)],
                          ids=lambda s: s.name)
 def test_to_dict_round_trips_through_json(sampler):
     import json
@@ -297,6 +298,19 @@ def test_context_reuse_is_recorded_only_when_it_is_used():
     assert "context_reuse" not in ConfidenceSampler().to_dict()
     assert ConfidenceSampler(context_reuse=2).to_dict()["context_reuse"] == 2
     assert sampler_from_dict({"sampler": "random", "num_steps": 4}).context_reuse == 0
+    assert "reuse_group" not in ConfidenceSampler(context_reuse=2).to_dict()
+    assert ConfidenceSampler(context_reuse=2, reuse_group=True).to_dict()["reuse_group"] is True
+
+
+def test_reuse_group_chooses_groups_only_with_context_reuse():
+    assert ConfidenceSampler(context_reuse=1, reuse_group=True).chooses_groups
+    assert not ConfidenceSampler(reuse_group=True).chooses_groups  # no cheap steps: nothing to group
+    assert not ConfidenceSampler(context_reuse=1).chooses_groups
+    assert not HaltonSampler(context_reuse=1).chooses_groups
+    with pytest.raises(ValueError, match="reuse_group must be true or false, got 1"):
+        ConfidenceSampler(reuse_group=1)
+    with pytest.raises(ValueError, match="reuse_group is not an option of the halton sampler"):
+        sampler_from_options({"sampler": "halton", "reuse_group": True})
 
 
 @pytest.mark.parametrize("sampler, start_step, plan", [
@@ -363,6 +377,7 @@ def test_bad_sampler_options_are_refused_by_name(name, fields, message):
      "guidance": 2.0, "guidance_schedule": "linear", "choice_temperature": 4.5},
     {"sampler": "confidence", "num_steps": 8, "schedule": "linear", "softmax_temperature": [1.2, 0.8], "top_k": 5,
      "guidance": 1.0, "guidance_schedule": "cosine", "choice_temperature": 2.0, "context_reuse": 2},
+    {"sampler": "confidence", "num_steps": 8, "context_reuse": 2, "reuse_group": True},
     {"sampler": "halton", "num_steps": 12, "guidance": 3.0},
     {"sampler": "random", "num_steps": 4, "top_k": 7},
 ])
@@ -374,7 +389,8 @@ def test_sampler_flags_give_exactly_the_sampler_whatever_the_models_default(fiel
 
     wanted = sampler_from_options(fields)
     args = build_parser().parse_args(["generate", "--class", "0", "--out", "x", *sampler_flags(wanted)])
-    other_default = ConfidenceSampler(num_steps=3, choice_temperature=1.0, guidance=4.0, context_reuse=1)
-    assert sampler_from_args(args, other_default) == wanted
+    for other_default in (ConfidenceSampler(num_steps=3, choice_temperature=1.0, guidance=4.0, context_reuse=1),
+                          ConfidenceSampler(num_steps=3, context_reuse=1, reuse_group=True)):
+        assert sampler_from_args(args, other_default) == wanted
     with pytest.raises(ValueError, match="roll"):  # an option no flag sets is refused, not dropped
         sampler_flags(HaltonSampler(roll=True))

@@ -88,6 +88,10 @@ def add_sampler_options(parser: argparse.ArgumentParser) -> None:
                        help="after each full transformer evaluation, N cheap steps that recompute only the tokens "
                        "that changed or whose predictions the step reads, and reuse the cached context of the others "
                        "(0: every step in full, the official decoding)")
+    group.add_argument("--reuse-group", action=argparse.BooleanOptionalAction, default=None,
+                       help="with --context-reuse and the confidence sampler: each full evaluation picks the group of "
+                       "tokens that it and its cheap steps fix, and the cheap steps recompute only those (ReCAP's rule; "
+                       "faster, not the official choice)")
     group.add_argument("--max-token-passes", type=int, default=MAX_TOKEN_PASSES,
                        help="most tokens the transformer may process for one image: windows x passes (a guided "
                        f"step is two) x tokens per pass (default {MAX_TOKEN_PASSES:,})")
@@ -141,7 +145,8 @@ def sampler_from_args(args: argparse.Namespace, default: Any) -> Any:
 
     options = {"sampler": args.sampler, "num_steps": args.steps, "schedule": args.schedule,
                "choice_temperature": args.temperature, "top_k": args.top_k, "guidance": args.guidance,
-               "guidance_schedule": args.guidance_schedule, "context_reuse": args.context_reuse}
+               "guidance_schedule": args.guidance_schedule, "context_reuse": args.context_reuse,
+               "reuse_group": args.reuse_group}
     if args.softmax_temperature is not None:
         options["softmax_temperature"] = _parse_softmax_temperature(args.softmax_temperature)
     try:

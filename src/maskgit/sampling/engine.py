@@ -110,6 +110,20 @@ def _check_ids(ids: object) -> None:
         raise ValueError(f"ids must have shape (B, L) with B >= 1 and L >= 2 (class slot + tokens), got {tuple(ids.shape)}")
 
 
+def _group_len(plan: tuple[bool, ...], index: int, scheduled: torch.Tensor, mask_len: torch.Tensor) -> torch.Tensor:
+    """(B,) int64: the tokens still masked after the last step before the run's final one in the
+    group of the full evaluation at ``index`` (that step and the cheap ones up to the next full
+    evaluation), the clamped schedule followed from ``mask_len``, the full step's own. A group
+    that reaches the final step still leaves the final step's tokens out: that step computes
+    every masked token (its draws are the result), so its candidates are all of them."""
+    remaining = mask_len
+    for k in range(index + 1, len(plan) - 1):
+        if plan[k]:
+            break
+        remaining = clamp_num_masked(scheduled[k], remaining)
+    return remaining
+
+
 def run_sampler(
     transformer: Callable[[torch.Tensor], torch.Tensor],
     ids: torch.Tensor,
@@ -179,8 +193,10 @@ def run_sampler(
     scheduled = scheduled_num_masked(schedule, steps[:, None], num_steps, total_unknown).to(device)
 
     # Only the codebook rows of the head are read (StepLogits asks for codebook_logits).
-    step_logits = StepLogits(transformer, codebook_size, null_class_id,
-                             sampler.evaluation_plan(start_step) if sampler.context_reuse else None)
+    plan = sampler.evaluation_plan(start_step) if sampler.context_reuse else None
+    step_logits = StepLogits(transformer, codebook_size, null_class_id, plan)
+    groups = step_logits.plan is not None and sampler.chooses_groups
+    group = None  # (B, L) bool: the tokens the last full evaluation's group may fix
     final = ids.unsqueeze(1).repeat(1, num_steps, 1)
     current = torch.where(unknown, MASK_ID, ids)
     with torch.no_grad(), _eval_mode(transformer):
@@ -191,7 +207,8 @@ def run_sampler(
             unknown[:, 0] = False
             mask_len = clamp_num_masked(scheduled[i], unknown.sum(dim=-1))
             masking = needed = None
-            if step_logits.is_cheap(i) and not sampler.reads_predictions and step < num_steps - 1:
+            cheap, last = step_logits.is_cheap(i), step == num_steps - 1
+            if cheap and not sampler.reads_predictions and not last:
                 # The choice does not depend on the predictions: made first, so that the cheap
                 # evaluation computes only the positions this step fixes. Not at the last step,
                 # whose draws are the result at every position (re-masked or not: final[:, -1]).
@@ -199,10 +216,27 @@ def run_sampler(
                     step, logits=None, sampled=None, unknown=unknown, mask_len=mask_len, noise=noise, state=state
                 )
                 needed = unknown & ~masking
+            elif cheap and groups and not last:
+                needed = unknown & group  # the group's tokens still masked: the step's candidates
             logits = sampler.shape_logits(step_logits(i, step, current, scale, needed), step)
             sampled = torch.where(unknown, noise.sample(step, logits), current)
             final[:, step] = sampled
-            if masking is None:
+            if masking is None and needed is not None:
+                # A cheap step of a group fixes only candidates: the others keep stale logits
+                # and go back to the mask (the group was sized so that the schedule re-masks
+                # at least as many tokens as lie outside it).
+                outside = unknown & ~needed
+                masking = outside | sampler.remask(
+                    step, logits=logits, sampled=sampled, unknown=needed,
+                    mask_len=(mask_len - outside.sum(dim=-1)).clamp_min(0),
+                    noise=noise, state=state,
+                )
+            elif masking is None and groups and not cheap:
+                masking, group = sampler.remask_group(
+                    step, logits=logits, sampled=sampled, unknown=unknown, mask_len=mask_len,
+                    group_len=_group_len(plan, i, scheduled, mask_len), noise=noise, state=state,
+                )
+            elif masking is None:
                 masking = sampler.remask(
                     step, logits=logits, sampled=sampled, unknown=unknown, mask_len=mask_len, noise=noise, state=state
                 )

@@ -268,17 +268,44 @@ class Sampler:
         """
         raise NotImplementedError
 
+    @property
+    def chooses_groups(self) -> bool:
+        """Whether each full evaluation of context reuse chooses the group of tokens that it and
+        its cheap steps fix (``remask_group``; ``ConfidenceSampler.reuse_group``)."""
+        return False
+
+    def remask_group(
+        self,
+        step: int,
+        *,
+        logits: torch.Tensor,
+        sampled: torch.Tensor,
+        unknown: torch.Tensor,
+        mask_len: torch.Tensor,
+        group_len: torch.Tensor,
+        noise: Any,
+        state: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``remask`` at a full evaluation that also chooses a group (``chooses_groups``): the
+        (B, L) bool re-masked now, and the (B, L) bool group, the unknown positions that stay
+        fixed when ``group_len`` (B,) int64 ≤ ``mask_len`` of them are re-masked by the same
+        scores, so that the group holds every position fixed now. One draw of the step's noise."""
+        raise NotImplementedError(f"the {self.name} sampler does not choose groups")
+
     # -- serialisation ----------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: ``{"sampler": name, field: value, ...}`` (temperature pairs as lists).
-        ``context_reuse`` is left out when 0: a record without it (every record written before it
-        existed among them) means the official full evaluation at every step."""
+        ``context_reuse`` is left out when 0, and ``reuse_group`` when false: a record without
+        them (every record written before they existed among them) means the official full
+        evaluation at every step, or the official choice among every masked token."""
         data = dataclasses.asdict(self)
         if isinstance(data["softmax_temperature"], tuple):
             data["softmax_temperature"] = list(data["softmax_temperature"])
         if not data["context_reuse"]:
             del data["context_reuse"]
+        if not data.get("reuse_group", True):
+            del data["reuse_group"]
         return {"sampler": self.name, **data}
 
     def replace(self, **changes: Any) -> Sampler:
@@ -288,11 +315,22 @@ class Sampler:
 @dataclass(frozen=True)
 class ConfidenceSampler(Sampler):
     """The official MaskGIT sampler (spec §3.3): re-mask the least confident new tokens, with
-    confidences ``log p + choice_temperature · (1 − r) · Gumbel``."""
+    confidences ``log p + choice_temperature · (1 − r) · Gumbel``.
+
+    ``reuse_group`` (with ``context_reuse`` N ≥ 1; no effect without it): ReCAP's rule for a
+    confidence sampler. Each full evaluation ranks the masked tokens once and picks, by that
+    ranking, the group that it and its N cheap steps will fix; the cheap steps then recompute only
+    the group's tokens still masked (and those decided since the full evaluation) and choose among
+    them by their fresh confidences. Without it (the default), every cheap step recomputes every
+    token masked at the full evaluation and chooses among all of them: the official rule on fresh
+    predictions, at a smaller saving. A group that reaches the last step is every masked token, as
+    the last step's draws are the result.
+    """
 
     name: ClassVar[str] = "confidence"
 
     choice_temperature: float = 4.5
+    reuse_group: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -301,14 +339,31 @@ class ConfidenceSampler(Sampler):
                 f"choice_temperature must be a number >= 0 and at most {_MAX_CHOICE_TEMPERATURE:g}, "
                 f"got {self.choice_temperature!r}"
             )
+        if not isinstance(self.reuse_group, bool):
+            raise ValueError(f"reuse_group must be true or false, got {self.reuse_group!r}")
 
-    def remask(self, step, *, logits, sampled, unknown, mask_len, noise, state):
+    @property
+    def chooses_groups(self) -> bool:
+        return self.reuse_group and self.context_reuse > 0
+
+    def _confidence(self, step, logits, sampled, unknown, noise):
+        """(probabilities (B, L) from ``selected_probs``, the noise scale, the step's Gumbel draw)."""
         probs = selected_probs(logits, sampled, unknown)
         choice = noise.choice(step, tuple(unknown.shape), unknown.device)
         # The official choice_temperature * (1 - r), a float32 product.
         ratio = step_ratio(torch.tensor([step]), self.num_steps)
         temperature = (torch.tensor(self.choice_temperature, dtype=torch.float32) * (1.0 - ratio))[0]
-        return mask_by_random_topk(mask_len, probs, temperature.to(unknown.device), choice)
+        return probs, temperature.to(unknown.device), choice
+
+    def remask(self, step, *, logits, sampled, unknown, mask_len, noise, state):
+        probs, temperature, choice = self._confidence(step, logits, sampled, unknown, noise)
+        return mask_by_random_topk(mask_len, probs, temperature, choice)
+
+    def remask_group(self, step, *, logits, sampled, unknown, mask_len, group_len, noise, state):
+        probs, temperature, choice = self._confidence(step, logits, sampled, unknown, noise)
+        # The same scores cut at two depths: what is re-masked now, and what stays outside the group.
+        return (mask_by_random_topk(mask_len, probs, temperature, choice),
+                unknown & ~mask_by_random_topk(group_len, probs, temperature, choice))
 
 
 @dataclass(frozen=True)
@@ -376,16 +431,19 @@ def sampler_options(name: str) -> tuple[str, ...]:
 SAMPLER_FLAGS = {
     "sampler": "--sampler", "num_steps": "--steps", "schedule": "--schedule", "choice_temperature": "--temperature",
     "softmax_temperature": "--softmax-temperature", "top_k": "--top-k", "guidance": "--guidance",
-    "guidance_schedule": "--guidance-schedule", "context_reuse": "--context-reuse",
+    "guidance_schedule": "--guidance-schedule", "context_reuse": "--context-reuse", "reuse_group": "--reuse-group",
 }
 
 
 def sampler_flags(sampler: Sampler) -> list[str]:
     """The ``maskgit generate`` flags that give ``sampler``, whatever the model's default: every
-    option with a flag, context reuse included when 0 (a flag left out keeps the model's value). An
-    option that is None (no top-k) has no flag. An option without a flag is left out at its kind's
-    default and is a ValueError otherwise: no command line gives that sampler."""
+    option with a flag, context reuse included when 0 and the confidence sampler's ``reuse_group``
+    when false (``--no-reuse-group``; a flag left out keeps the model's value). An option that is
+    None (no top-k) has no flag. An option without a flag is left out at its kind's default and is
+    a ValueError otherwise: no command line gives that sampler."""
     fields = {**sampler.to_dict(), "context_reuse": sampler.context_reuse}
+    if isinstance(sampler, ConfidenceSampler):
+        fields["reuse_group"] = sampler.reuse_group
     default = type(sampler)()
     flags = []
     for field, value in fields.items():
@@ -393,7 +451,9 @@ def sampler_flags(sampler: Sampler) -> list[str]:
             if value != getattr(default, field):
                 raise ValueError(f"no maskgit flag sets the {sampler.name} sampler's {field}={value!r}")
             continue
-        if value is not None:
+        if isinstance(value, bool):
+            flags.append(SAMPLER_FLAGS[field] if value else "--no-" + SAMPLER_FLAGS[field][2:])
+        elif value is not None:
             flags += [SAMPLER_FLAGS[field], ",".join(map(str, value)) if isinstance(value, list) else str(value)]
     return flags
 

@@ -13,15 +13,15 @@ from maskgit import MaskGITTransformer, TransformerConfig
 from maskgit.sampling import (
     MASK_ID,
     ConfidenceSampler,
-    mask_by_random_topk,
-    selected_probs,
     GeneratorNoise,
     HaltonSampler,
     InjectedNoise,
     RandomSampler,
     SeededNoise,
+    mask_by_random_topk,
     num_masked_per_step,
     run_sampler,
+    selected_probs,
 )
 
 CONFIG = TransformerConfig(codebook_size=16, num_classes=3, hidden_size=32, num_layers=1, num_heads=2,

@@ -13,7 +13,8 @@ the requested class (overall and the worst class), FID in the classifier's featu
 test set (beside the train-vs-test floor on as many images) and diversity within each class relative
 to real images. Guidance 0 has no schedule, so it runs once per sampler and step count. With
 ``--context-reuse N ...`` every setting also runs with each ``Sampler.context_reuse`` listed (0 is
-the setting as it is without the flag, so its rows are shared with a sweep made without it).
+the setting as it is without the flag, so its rows are shared with a sweep made without it), and
+``--reuse-group`` adds each confidence setting with context reuse under ReCAP's grouped rule.
 
 The JSON is rewritten after every setting, and a rerun with the same options on the same weights
 (the JSON records a digest of them) skips the settings it already holds, so an interrupted sweep
@@ -75,10 +76,13 @@ TARGETS = {"accuracy": 0.90, "worst_class_accuracy": 0.70, "diversity": 0.80}
 AXES = ("precision",)
 
 
-def settings(samplers, guidance, schedules, steps, context_reuse=(0,), precisions=None) -> list[dict[str, Any]]:
+def settings(samplers, guidance, schedules, steps, context_reuse=(0,), precisions=None,
+             reuse_groups=False) -> list[dict[str, Any]]:
     """Sampler fields of every setting of the sweep (guidance 0 once, without a schedule), each with
-    every ``context_reuse`` listed (0, the official decoding, is left out of the fields), and each in
-    every one of ``precisions`` (a ``precision`` field) when given."""
+    every ``context_reuse`` listed (0, the official decoding, is left out of the fields), with
+    ``reuse_groups`` each confidence setting with context reuse also under ReCAP's grouped rule
+    (``ConfidenceSampler.reuse_group``), and each in every one of ``precisions`` (a ``precision``
+    field) when given."""
     out = []
     for name in samplers:
         for scale in guidance:
@@ -87,7 +91,12 @@ def settings(samplers, guidance, schedules, steps, context_reuse=(0,), precision
                     for reuse in context_reuse:
                         setting = {"sampler": name, "num_steps": count, "guidance": scale, "guidance_schedule": schedule,
                                    **({"context_reuse": reuse} if reuse else {})}
-                        out += [dict(setting, precision=precision) for precision in precisions] if precisions else [setting]
+                        variants = [setting]
+                        if reuse_groups and reuse and name == "confidence":
+                            variants.append(dict(setting, reuse_group=True))
+                        for variant in variants:
+                            out += ([dict(variant, precision=precision) for precision in precisions] if precisions
+                                    else [variant])
     return out
 
 
@@ -242,8 +251,8 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
         for row in sweep:
             s = row["setting"]
             if s["sampler"] == name:
-                groups.setdefault((s["guidance"], s["guidance_schedule"], s.get("context_reuse", 0), setting_axes(s)),
-                                  []).append(row)
+                groups.setdefault((s["guidance"], s["guidance_schedule"], s.get("context_reuse", 0),
+                                   setting_axes(s) + (", groups" if s.get("reuse_group") else "")), []).append(row)
         for (scale, schedule, reuse, other), group in sorted(groups.items()):
             group.sort(key=lambda r: r["setting"]["num_steps"])
             steps = [r["setting"]["num_steps"] for r in group]
@@ -304,6 +313,9 @@ def main() -> None:
     parser.add_argument("--context-reuse", nargs="+", type=int, default=[0], metavar="N",
                         help="run every setting with each of these Sampler.context_reuse values (default: 0 only, "
                         "the official decoding)")
+    parser.add_argument("--reuse-group", action="store_true",
+                        help="also run every confidence setting with context reuse under ReCAP's grouped rule "
+                        "(ConfidenceSampler.reuse_group: the full evaluation picks what its cheap steps fix)")
     parser.add_argument("--temperatures", action="store_true",
                         help="then sweep the choice / softmax temperatures of the best setting")
     parser.add_argument("--fid-tolerance", type=float, default=0.05)
@@ -376,7 +388,8 @@ def main() -> None:
                   f"FID {row['fid']:6.2f} (floor {row['fid_floor']:.2f}) div {100 * row['diversity']:3.0f} % "
                   f"{row['images_per_second']:6.1f} img/s", flush=True)
 
-    run_all(settings(args.samplers, args.guidance, args.schedules, args.steps, args.context_reuse, args.precisions)
+    run_all(settings(args.samplers, args.guidance, args.schedules, args.steps, args.context_reuse, args.precisions,
+                     args.reuse_group)
             + ([current] if relative else []))
     if args.temperatures:
         best = pick_best(data["rows"], args.fid_tolerance, rule)["setting"]

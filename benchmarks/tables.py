@@ -265,8 +265,11 @@ def sampler_label(setting: dict[str, Any]) -> str:
 
 
 def sampler_reuse(setting: dict[str, Any]) -> str:
-    """', context reuse N' for a setting with cheap steps, '' for one without."""
-    return f", context reuse {setting['context_reuse']}" if setting.get("context_reuse") else ""
+    """', context reuse N' for a setting with cheap steps (', context reuse N in groups' under
+    ReCAP's grouped rule), '' for one without."""
+    if not setting.get("context_reuse"):
+        return ""
+    return f", context reuse {setting['context_reuse']}" + (" in groups" if setting.get("reuse_group") else "")
 
 
 def setting_axes(setting: dict[str, Any]) -> str:
@@ -346,10 +349,10 @@ def sampler_comparison(data: dict[str, Any], figure: Figures) -> list[str]:
     groups: dict[tuple[str, float, int], list[dict[str, Any]]] = {}
     for row in sweep:
         setting = row["setting"]
-        groups.setdefault((setting["sampler"] + setting_axes(setting), setting["guidance"], setting.get("context_reuse", 0)),
-                          []).append(row)
+        groups.setdefault((setting["sampler"] + setting_axes(setting), setting["guidance"], setting.get("context_reuse", 0),
+                           bool(setting.get("reuse_group"))), []).append(row)
     rows = []
-    for (sampler, guidance, _), group in sorted(groups.items()):
+    for (sampler, guidance, _, _), group in sorted(groups.items()):
         row = min([row for row in group if meets(row)] or group, key=lambda row: row["fid"])
         schedule = row["setting"]["guidance_schedule"] if guidance else "-"
         rows.append([sampler + sampler_reuse(row["setting"]), f"{guidance:g}",

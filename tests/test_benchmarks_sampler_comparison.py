@@ -121,3 +121,17 @@ def test_context_reuse_is_an_axis_that_leaves_the_sweep_as_it_was_when_not_given
     reused = next(s for s in swept if s.get("context_reuse") == 3)
     assert comparison.setting_sampler(reused).context_reuse == 3
     assert "context reuse 3" in comparison.sampler_label(reused)
+
+
+def test_reuse_groups_add_the_grouped_rule_to_each_confidence_setting_with_context_reuse():
+    comparison = _comparison()
+    axes = (("confidence", "halton"), (2.0,), ("linear",), (8, 16))
+    swept = comparison.settings(*axes, context_reuse=(0, 2))
+    grouped = comparison.settings(*axes, context_reuse=(0, 2), reuse_groups=True)
+    extra = [s for s in grouped if s not in swept]
+    assert [s for s in grouped if not s.get("reuse_group")] == swept
+    # One more for each confidence setting with reuse, none for reuse 0 or the Halton order.
+    assert len(extra) == 2 and all(s["sampler"] == "confidence" and s["context_reuse"] == 2 for s in extra)
+    sampler = comparison.setting_sampler(extra[0])
+    assert sampler.chooses_groups and comparison.key(extra[0]) != comparison.key(dict(extra[0], reuse_group=False))
+    assert comparison.sampler_label(extra[0]).endswith("context reuse 2 in groups")

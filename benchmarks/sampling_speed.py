@@ -17,7 +17,9 @@ Paths:
 - ``fp16`` (CUDA only); any fast path with ``+compile`` (``MaskGIT.compile``) and/or ``+reuse``
   (``maskgit.reuse_freed_memory()``, which the ``maskgit`` command calls: glibc keeps freed memory
   for reuse), e.g. ``bf16+reuse``, and/or ``+ctxN``: the case's sampler with context reuse N
-  (``Sampler.context_reuse``: N cheap steps after each full evaluation), e.g. ``fp32+ctx2``.
+  (``Sampler.context_reuse``: N cheap steps after each full evaluation), e.g. ``fp32+ctx2``, and
+  ``+ctxNg`` the same under ReCAP's grouped rule (``ConfidenceSampler.reuse_group``: each full
+  evaluation picks the tokens that its cheap steps fix, and they recompute only those).
 
 Cases: ImageNet 256 / 512 architectures with random weights (the speed does not depend on the
 values), batch sizes and step counts from the flags, and the shipped ``fashion-mnist`` model at its
@@ -167,27 +169,31 @@ def _maskgit_torch_run(checkout: str, case: dict[str, Any], classes: torch.Tenso
     return run
 
 
-MODIFIERS = ("compile", "reuse", "ctxN")
+MODIFIERS = ("compile", "reuse", "ctxN", "ctxNg")
 
 
-def _parse_path(path: str) -> tuple[str, set[str], int]:
-    """``"bf16+compile+reuse"`` → ("bf16", {"compile", "reuse"}, 0); ``"fp32+ctx2"`` → ("fp32",
-    set(), 2), the context reuse; SystemExit naming a bad modifier."""
+def _parse_path(path: str) -> tuple[str, set[str], int, bool]:
+    """``"bf16+compile+reuse"`` → ("bf16", {"compile", "reuse"}, 0, False); ``"fp32+ctx2"`` →
+    ("fp32", set(), 2, False), the context reuse, and ``"int8+ctx2g"`` → ("int8", set(), 2, True),
+    reuse in groups; SystemExit naming a bad modifier."""
     precision, *modifiers = path.split("+")
-    reuse = [m for m in modifiers if m.startswith("ctx") and m[3:].isdigit() and int(m[3:]) > 0]
+    reuse = [m for m in modifiers if m.startswith("ctx") and m[3:].removesuffix("g").isdigit()
+             and int(m[3:].removesuffix("g")) > 0]
     flags = [m for m in modifiers if m not in reuse]
     unknown = [m for m in flags if m not in MODIFIERS]
     if unknown or len(reuse) > 1 or (modifiers and precision in ("reference", "maskgit-torch")):
         raise SystemExit(f"--paths {path}: modifiers are {', '.join('+' + m for m in MODIFIERS)} (N >= 1), "
                          "on fp32, bf16, fp16 or int8 only")
-    return precision, set(flags), int(reuse[0][3:]) if reuse else 0
+    if not reuse:
+        return precision, set(flags), 0, False
+    return precision, set(flags), int(reuse[0][3:].removesuffix("g")), reuse[0].endswith("g")
 
 
 def _run_worker(case: dict[str, Any], path: str, device_name: str, threads: int,
                 maskgit_torch: str | None = None, repeats: int = 1) -> dict[str, Any]:
     torch.set_num_threads(threads)
     device = torch.device(device_name)
-    precision, modifiers, context_reuse = _parse_path(path)
+    precision, modifiers, context_reuse, reuse_group = _parse_path(path)
     compiled = "compile" in modifiers
     if precision == "maskgit-torch":  # before importing this package: both are called ``maskgit``
         if device.type != "cpu":
@@ -201,7 +207,7 @@ def _run_worker(case: dict[str, Any], path: str, device_name: str, threads: int,
         raise SystemExit(f"{path}: reuse_freed_memory() needs glibc")
 
     tokenizer, transformer, sampler = _models(case, device)
-    sampler = sampler.replace(context_reuse=context_reuse)
+    sampler = sampler.replace(context_reuse=context_reuse, **({"reuse_group": True} if reuse_group else {}))
     classes = torch.arange(case["batch"], device=device) % transformer.config.num_classes
     if precision == "reference":
         transformer.requires_grad_(True)  # as the ports leave it
@@ -308,7 +314,7 @@ def flop_counter():
         torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_flash})
 
 
-def count_flops(case: dict[str, Any], context_reuse: int = 0) -> float:
+def count_flops(case: dict[str, Any], context_reuse: int = 0, reuse_group: bool = False) -> float:
     """FLOPs of one image: ``steps`` transformer passes (codebook logits; two with guidance, the
     conditional and the unconditional one) and one decode. With ``context_reuse``, the passes are
     counted on one image's whole decoding with that sampler: its cheap steps compute fewer rows."""
@@ -323,7 +329,8 @@ def count_flops(case: dict[str, Any], context_reuse: int = 0) -> float:
 
                 ids[:, 1:] = MASK_ID
                 ids[:, 0] = config.codebook_size  # class 0
-                run_sampler(transformer, ids, sampler.replace(context_reuse=context_reuse), SeededNoise([0]))
+                reused = sampler.replace(context_reuse=context_reuse, **({"reuse_group": True} if reuse_group else {}))
+                run_sampler(transformer, ids, reused, SeededNoise([0]))
             else:
                 transformer.codebook_logits(ids)
         with flop_counter() as decode:
@@ -338,7 +345,7 @@ def count_flops(case: dict[str, Any], context_reuse: int = 0) -> float:
 
 def _peak_for(path: str, peaks: dict[str, float]) -> float:
     """The matmul peak a path is measured against: float32 for the float32 paths."""
-    precision, _, _ = _parse_path(path)
+    precision = _parse_path(path)[0]
     return peaks["fp32" if precision in ("maskgit-torch", "reference", "fp32") else precision]
 
 
@@ -427,7 +434,8 @@ def main() -> None:
     done: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (case, result) of every finished run
     for case in cases:
         flops = count_flops(case)
-        reuse_flops = {reuse: count_flops(case, reuse) for reuse in sorted({_parse_path(path)[2] for path in args.paths} - {0})}
+        reuse_flops = {reuse: count_flops(case, *reuse)
+                       for reuse in sorted({_parse_path(path)[2:] for path in args.paths} - {(0, False)})}
         guided = False
         if case["steps"] is None:
             sampler = _models(case, torch.device("cpu"))[2]
@@ -450,7 +458,7 @@ def main() -> None:
                 print(f"  {path}: failed: {why}")
                 continue
             result = json.loads(output.stdout.strip().splitlines()[-1])
-            path_flops = reuse_flops.get(_parse_path(path)[2], flops)
+            path_flops = reuse_flops.get(_parse_path(path)[2:], flops)
             result.update(path=path, images_per_s=case["batch"] / result["seconds"], gflop_per_image=path_flops / 1e9,
                           gflops=path_flops * case["batch"] / result["seconds"] / 1e9)
             result["fraction_of_peak"] = result["gflops"] / _peak_for(path, peaks)

@@ -207,8 +207,9 @@ def _speed_case(case: dict[str, Any]) -> str:
 
 
 def _without_reuse(path: str) -> str:
-    """A speed path without its context reuse: ``fp32+ctx2`` → ``fp32``."""
-    return "+".join(part for part in path.split("+") if not (part.startswith("ctx") and part[3:].isdigit()))
+    """A speed path without its context reuse: ``fp32+ctx2`` → ``fp32``, ``int8+ctx2g`` → ``int8``."""
+    return "+".join(part for part in path.split("+")
+                    if not (part.startswith("ctx") and part[3:].removesuffix("g").isdigit()))
 
 
 def sampling_speed(data: dict[str, Any], figure: Figures) -> list[str]:

@@ -38,9 +38,10 @@ def test_cpu_flash_attention_counts_as_the_two_matmuls_it_replaces():
 
 def test_paths_name_their_context_reuse():
     benchmark = _benchmark()
-    assert benchmark._parse_path("fp32+ctx2") == ("fp32", set(), 2)
-    assert benchmark._parse_path("bf16+compile+ctx1+reuse") == ("bf16", {"compile", "reuse"}, 1)
-    assert benchmark._parse_path("bf16+reuse") == ("bf16", {"reuse"}, 0)
+    assert benchmark._parse_path("fp32+ctx2") == ("fp32", set(), 2, False)
+    assert benchmark._parse_path("bf16+compile+ctx1+reuse") == ("bf16", {"compile", "reuse"}, 1, False)
+    assert benchmark._parse_path("bf16+reuse") == ("bf16", {"reuse"}, 0, False)
+    assert benchmark._parse_path("int8+ctx2g") == ("int8", set(), 2, True)
     for bad in ("fp32+ctx", "fp32+ctx0", "fp32+ctx1+ctx2", "reference+ctx1"):
         with pytest.raises(SystemExit, match="modifiers are"):
             benchmark._parse_path(bad)
@@ -53,6 +54,8 @@ def test_a_context_reuse_paths_flops_are_the_work_its_cheap_steps_do():
     # Guided steps, the cheap ones over the tokens masked at the last full evaluation: less work,
     # and never less than the full evaluations alone (6 of the default's 16 steps).
     assert full * 6 / 16 < reused < full
+    # In groups, the cheap steps recompute only the tokens their full evaluation chose for them.
+    assert full * 6 / 16 < benchmark.count_flops(case, 2, True) < reused
 
 
 def test_the_speed_table_compares_a_reuse_path_with_the_path_without_it():
@@ -66,10 +69,11 @@ def test_the_speed_table_compares_a_reuse_path_with_the_path_without_it():
             "provenance": {"device": "a CPU", "command": "python benchmarks/sampling_speed.py", "date": "today",
                            "code_version": "abc"},
             "cases": [{"model": "imagenet256", "size": 256, "batch": 8, "steps": 8,
-                       "paths": [row("fp32", 6.0), row("fp32+ctx2", 4.0), row("bf16", 3.0)]}]}
+                       "paths": [row("fp32", 6.0), row("fp32+ctx2", 4.0), row("bf16", 3.0), row("fp32+ctx2g", 2.4)]}]}
     text = "\n".join(sampling_speed(data, lambda figure: figure))
     assert "vs no reuse |" in text and "| `fp32+ctx2` | 4.00 s |" in text
     assert text.count("1.50x") == 1  # fp32 over fp32+ctx2; the other paths have no reuse to compare
+    assert text.count("2.50x") == 1  # fp32 over fp32+ctx2g: reuse in groups is reuse too
 
 
 def test_an_instruction_set_limit_holds_every_process_and_is_recorded(tmp_path):

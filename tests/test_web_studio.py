@@ -17,6 +17,7 @@ from maskgit.data.transforms import eval_transform
 from maskgit.imageio import load_image, to_uint8
 from maskgit.runs.manifest import GenerateSettings, settings_from_dict
 from maskgit.sampling.editing import Box
+from maskgit.sampling.samplers import HaltonSampler
 from maskgit.web.studio import Limits, Studio
 
 
@@ -33,8 +34,10 @@ def _photo(tmp_path, size=(48, 40), name="photo.png"):
 
 
 def test_generate_matches_the_library_and_the_command_line_it_shows(studio, shipped_pipeline, tmp_path):
-    sampler = _sampler(studio, softmax_temperature=(1.2, 0.8), top_k=50, context_reuse=2)
-    assert sampler.context_reuse == 2
+    sampler = _sampler(studio, softmax_temperature=(1.2, 0.8), top_k=50, context_reuse=2, reuse_group=True)
+    assert sampler.context_reuse == 2 and sampler.chooses_groups
+    # A sampler without the option drops it, as it drops the choice temperature.
+    assert _sampler(studio, "halton", context_reuse=2, reuse_group=True) == HaltonSampler(num_steps=8, context_reuse=2)
     steps = []
     result = studio.generate(7, 3, sampler, seed=11, progress=lambda done, total: steps.append(done))
     assert steps == list(range(1, 9))

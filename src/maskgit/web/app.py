@@ -126,11 +126,14 @@ class SamplerPanel:
                 self.context_reuse = gr.Number(default.get("context_reuse", 0), precision=0, minimum=0,
                                                maximum=MAX_CONTEXT_REUSE, label="context reuse",
                                                info="cheap steps after each full evaluation (0 = official)")
+                self.reuse_group = gr.Checkbox(default.get("reuse_group", False), label="reuse in groups",
+                                               info="confidence sampler: each full evaluation picks what its cheap "
+                                               "steps fix (ReCAP's rule, faster)")
 
     @property
     def components(self) -> list[gr.components.Component]:
         return [self.name, self.steps, self.schedule, self.choice_temperature, self.softmax_start, self.softmax_end,
-                self.top_k, self.guidance, self.guidance_schedule, self.context_reuse]
+                self.top_k, self.guidance, self.guidance_schedule, self.context_reuse, self.reuse_group]
 
     def build(self, studio: Studio, values: dict[Any, Any]):
         return studio.sampler(
@@ -139,6 +142,7 @@ class SamplerPanel:
             softmax_temperature=(values[self.softmax_start], values[self.softmax_end]),
             top_k=values[self.top_k], guidance=values[self.guidance],
             guidance_schedule=values[self.guidance_schedule], context_reuse=values[self.context_reuse],
+            reuse_group=values[self.reuse_group],
         )
 
 

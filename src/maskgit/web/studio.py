@@ -137,10 +137,12 @@ class Studio:
         guidance: float,
         guidance_schedule: str,
         context_reuse: int = 0,
+        reuse_group: bool = False,
     ) -> Sampler:
         """The sampler the form describes. Fields that ``name`` does not have (the choice
-        temperature of a random-order sampler, say) are left out. ``softmax_temperature`` is
-        (start, end): equal values mean a constant temperature, different ones a linear ramp."""
+        temperature or the reuse in groups of a random-order sampler, say) are left out.
+        ``softmax_temperature`` is (start, end): equal values mean a constant temperature,
+        different ones a linear ramp."""
         values = {"steps": num_steps, "choice temperature": choice_temperature, "guidance": guidance,
                   "softmax temperature": softmax_temperature[0], "last softmax temperature": softmax_temperature[1],
                   "context reuse": context_reuse}
@@ -159,6 +161,7 @@ class Studio:
             "guidance": float(guidance),
             "guidance_schedule": guidance_schedule,
             "context_reuse": int(context_reuse),
+            "reuse_group": bool(reuse_group),
         }
         options = sampler_options(name)
         return sampler_from_options({"sampler": name, **{key: fields[key] for key in fields if key in options}})

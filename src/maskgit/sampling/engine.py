@@ -111,11 +111,10 @@ def _check_ids(ids: object) -> None:
 
 
 def _group_len(plan: tuple[bool, ...], index: int, scheduled: torch.Tensor, mask_len: torch.Tensor) -> torch.Tensor:
-    """(B,) int64: the tokens still masked after the last step before the run's final one in the
-    group of the full evaluation at ``index`` (that step and the cheap ones up to the next full
-    evaluation), the clamped schedule followed from ``mask_len``, the full step's own. A group
-    that reaches the final step still leaves the final step's tokens out: that step computes
-    every masked token (its draws are the result), so its candidates are all of them."""
+    """(B,) int64: how many tokens stay masked after the group of the full evaluation at run step
+    ``index``: that step and the cheap ones after it, up to the next full evaluation and short of
+    the run's final step, which computes and draws every masked token (its draws are the result)
+    and so needs no group. The clamped schedule, followed from ``mask_len`` (the full step's own)."""
     remaining = mask_len
     for k in range(index + 1, len(plan) - 1):
         if plan[k]:

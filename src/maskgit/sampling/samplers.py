@@ -323,8 +323,8 @@ class ConfidenceSampler(Sampler):
     the group's tokens still masked (and those decided since the full evaluation) and choose among
     them by their fresh confidences. Without it (the default), every cheap step recomputes every
     token masked at the full evaluation and chooses among all of them: the official rule on fresh
-    predictions, at a smaller saving. A group that reaches the last step is every masked token, as
-    the last step's draws are the result.
+    predictions, at a smaller saving. The final step computes every masked token and may fix any of
+    them, as its draws are the result; a group is sized over its steps before the final one.
     """
 
     name: ClassVar[str] = "confidence"

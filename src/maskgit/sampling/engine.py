@@ -220,25 +220,21 @@ def run_sampler(
             logits = sampler.shape_logits(step_logits(i, step, current, scale, needed), step)
             sampled = torch.where(unknown, noise.sample(step, logits), current)
             final[:, step] = sampled
-            if masking is None and needed is not None:
-                # A cheap step of a group fixes only candidates: the others keep stale logits
-                # and go back to the mask (the group was sized so that the schedule re-masks
-                # at least as many tokens as lie outside it).
-                outside = unknown & ~needed
-                masking = outside | sampler.remask(
-                    step, logits=logits, sampled=sampled, unknown=needed,
-                    mask_len=(mask_len - outside.sum(dim=-1)).clamp_min(0),
-                    noise=noise, state=state,
-                )
-            elif masking is None and groups and not cheap:
-                masking, group = sampler.remask_group(
-                    step, logits=logits, sampled=sampled, unknown=unknown, mask_len=mask_len,
-                    group_len=_group_len(plan, i, scheduled, mask_len), noise=noise, state=state,
-                )
-            elif masking is None:
-                masking = sampler.remask(
-                    step, logits=logits, sampled=sampled, unknown=unknown, mask_len=mask_len, noise=noise, state=state
-                )
+            if masking is None:
+                choice = {"logits": logits, "sampled": sampled, "noise": noise, "state": state}
+                if needed is not None:
+                    # A cheap step of a group fixes only candidates: the others keep stale logits
+                    # and go back to the mask (the group was sized so that the schedule re-masks
+                    # at least as many tokens as lie outside it).
+                    outside = unknown & ~needed
+                    masking = outside | sampler.remask(
+                        step, unknown=needed, mask_len=(mask_len - outside.sum(dim=-1)).clamp_min(0), **choice)
+                elif groups and not cheap:
+                    masking, group = sampler.remask_group(
+                        step, unknown=unknown, mask_len=mask_len,
+                        group_len=_group_len(plan, i, scheduled, mask_len), **choice)
+                else:
+                    masking = sampler.remask(step, unknown=unknown, mask_len=mask_len, **choice)
             current = torch.where(masking, MASK_ID, sampled)
             if callback is not None:
                 callback(DecodeStep(

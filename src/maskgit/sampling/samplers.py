@@ -274,22 +274,12 @@ class Sampler:
         its cheap steps fix (``remask_group``; ``ConfidenceSampler.reuse_group``)."""
         return False
 
-    def remask_group(
-        self,
-        step: int,
-        *,
-        logits: torch.Tensor,
-        sampled: torch.Tensor,
-        unknown: torch.Tensor,
-        mask_len: torch.Tensor,
-        group_len: torch.Tensor,
-        noise: Any,
-        state: Any,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``remask`` at a full evaluation that also chooses a group (``chooses_groups``): the
-        (B, L) bool re-masked now, and the (B, L) bool group, the unknown positions that stay
-        fixed when ``group_len`` (B,) int64 ≤ ``mask_len`` of them are re-masked by the same
-        scores, so that the group holds every position fixed now. One draw of the step's noise."""
+    def remask_group(self, step: int, *, group_len: torch.Tensor, **remask: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """``remask`` (the same keyword arguments) at a full evaluation that also chooses a group
+        (``chooses_groups``): the (B, L) bool re-masked now, and the (B, L) bool group, the unknown
+        positions that stay fixed when ``group_len`` (B,) int64 ≤ ``mask_len`` of them are
+        re-masked by the same scores, so that the group holds every position fixed now. One draw
+        of the step's noise."""
         raise NotImplementedError(f"the {self.name} sampler does not choose groups")
 
     # -- serialisation ----------------------------------------------------------------------------
@@ -346,8 +336,9 @@ class ConfidenceSampler(Sampler):
     def chooses_groups(self) -> bool:
         return self.reuse_group and self.context_reuse > 0
 
-    def _confidence(self, step, logits, sampled, unknown, noise):
-        """(probabilities (B, L) from ``selected_probs``, the noise scale, the step's Gumbel draw)."""
+    def _confidence_terms(self, step, logits, sampled, unknown, noise):
+        """What ``mask_by_random_topk`` scores: (probabilities (B, L) from ``selected_probs``, the
+        noise scale, the step's Gumbel draw)."""
         probs = selected_probs(logits, sampled, unknown)
         choice = noise.choice(step, tuple(unknown.shape), unknown.device)
         # The official choice_temperature * (1 - r), a float32 product.
@@ -356,11 +347,11 @@ class ConfidenceSampler(Sampler):
         return probs, temperature.to(unknown.device), choice
 
     def remask(self, step, *, logits, sampled, unknown, mask_len, noise, state):
-        probs, temperature, choice = self._confidence(step, logits, sampled, unknown, noise)
+        probs, temperature, choice = self._confidence_terms(step, logits, sampled, unknown, noise)
         return mask_by_random_topk(mask_len, probs, temperature, choice)
 
     def remask_group(self, step, *, logits, sampled, unknown, mask_len, group_len, noise, state):
-        probs, temperature, choice = self._confidence(step, logits, sampled, unknown, noise)
+        probs, temperature, choice = self._confidence_terms(step, logits, sampled, unknown, noise)
         # The same scores cut at two depths: what is re-masked now, and what stays outside the group.
         return (mask_by_random_topk(mask_len, probs, temperature, choice),
                 unknown & ~mask_by_random_topk(group_len, probs, temperature, choice))

@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import itertools
 import json
 import sys
 import time
@@ -84,19 +85,14 @@ def settings(samplers, guidance, schedules, steps, context_reuse=(0,), precision
     (``ConfidenceSampler.reuse_group``), and each in every one of ``precisions`` (a ``precision``
     field) when given."""
     out = []
-    for name in samplers:
-        for scale in guidance:
-            for schedule in (("constant",) if scale == 0 else schedules):
-                for count in steps:
-                    for reuse in context_reuse:
-                        setting = {"sampler": name, "num_steps": count, "guidance": scale, "guidance_schedule": schedule,
-                                   **({"context_reuse": reuse} if reuse else {})}
-                        variants = [setting]
-                        if reuse_groups and reuse and name == "confidence":
-                            variants.append(dict(setting, reuse_group=True))
-                        for variant in variants:
-                            out += ([dict(variant, precision=precision) for precision in precisions] if precisions
-                                    else [variant])
+    for name, scale in itertools.product(samplers, guidance):
+        for schedule, count, reuse in itertools.product(("constant",) if scale == 0 else schedules, steps, context_reuse):
+            setting = {"sampler": name, "num_steps": count, "guidance": scale, "guidance_schedule": schedule,
+                       **({"context_reuse": reuse} if reuse else {})}
+            grouped = (False, True) if reuse_groups and reuse and name == "confidence" else (False,)
+            for group, precision in itertools.product(grouped, precisions or (None,)):
+                out.append({**setting, **({"reuse_group": True} if group else {}),
+                            **({"precision": precision} if precision else {})})
     return out
 
 

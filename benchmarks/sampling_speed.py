@@ -62,7 +62,14 @@ from typing import Any
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # benchmarks/tables.py, also when loaded by path
-from tables import ISA_LIMITS, device_name, hold_to_isa, provenance, write_results  # noqa: E402
+from tables import (  # noqa: E402
+    ISA_LIMITS,
+    context_reuse_modifier,
+    device_name,
+    hold_to_isa,
+    provenance,
+    write_results,
+)
 
 PRESETS = {256: "imagenet256", 512: "imagenet512"}
 
@@ -169,7 +176,8 @@ def _maskgit_torch_run(checkout: str, case: dict[str, Any], classes: torch.Tenso
     return run
 
 
-MODIFIERS = ("compile", "reuse", "ctxN", "ctxNg")
+FLAGS = ("compile", "reuse")
+MODIFIERS = (*FLAGS, "ctxN", "ctxNg")  # ctxN: context reuse N (tables.context_reuse_modifier)
 
 
 def _parse_path(path: str) -> tuple[str, set[str], int, bool]:
@@ -177,16 +185,19 @@ def _parse_path(path: str) -> tuple[str, set[str], int, bool]:
     ("fp32", set(), 2, False), the context reuse, and ``"int8+ctx2g"`` → ("int8", set(), 2, True),
     reuse in groups; SystemExit naming a bad modifier."""
     precision, *modifiers = path.split("+")
-    reuse = [m for m in modifiers if m.startswith("ctx") and m[3:].removesuffix("g").isdigit()
-             and int(m[3:].removesuffix("g")) > 0]
-    flags = [m for m in modifiers if m not in reuse]
-    unknown = [m for m in flags if m not in MODIFIERS]
-    if unknown or len(reuse) > 1 or (modifiers and precision in ("reference", "maskgit-torch")):
+    reuse = [r for r in map(context_reuse_modifier, modifiers) if r is not None]
+    flags = [m for m in modifiers if context_reuse_modifier(m) is None]
+    if (any(m not in FLAGS for m in flags) or len(reuse) > 1 or any(n < 1 for n, _ in reuse)
+            or (modifiers and precision in ("reference", "maskgit-torch"))):
         raise SystemExit(f"--paths {path}: modifiers are {', '.join('+' + m for m in MODIFIERS)} (N >= 1), "
                          "on fp32, bf16, fp16 or int8 only")
-    if not reuse:
-        return precision, set(flags), 0, False
-    return precision, set(flags), int(reuse[0][3:].removesuffix("g")), reuse[0].endswith("g")
+    return precision, set(flags), *(reuse[0] if reuse else (0, False))
+
+
+def _with_reuse(sampler, context_reuse: int, reuse_group: bool):
+    """The case's sampler with a path's context reuse (``reuse_group`` only when asked: only the
+    confidence sampler has it)."""
+    return sampler.replace(context_reuse=context_reuse, **({"reuse_group": True} if reuse_group else {}))
 
 
 def _run_worker(case: dict[str, Any], path: str, device_name: str, threads: int,
@@ -207,7 +218,7 @@ def _run_worker(case: dict[str, Any], path: str, device_name: str, threads: int,
         raise SystemExit(f"{path}: reuse_freed_memory() needs glibc")
 
     tokenizer, transformer, sampler = _models(case, device)
-    sampler = sampler.replace(context_reuse=context_reuse, **({"reuse_group": True} if reuse_group else {}))
+    sampler = _with_reuse(sampler, context_reuse, reuse_group)
     classes = torch.arange(case["batch"], device=device) % transformer.config.num_classes
     if precision == "reference":
         transformer.requires_grad_(True)  # as the ports leave it
@@ -329,8 +340,7 @@ def count_flops(case: dict[str, Any], context_reuse: int = 0, reuse_group: bool 
 
                 ids[:, 1:] = MASK_ID
                 ids[:, 0] = config.codebook_size  # class 0
-                reused = sampler.replace(context_reuse=context_reuse, **({"reuse_group": True} if reuse_group else {}))
-                run_sampler(transformer, ids, reused, SeededNoise([0]))
+                run_sampler(transformer, ids, _with_reuse(sampler, context_reuse, reuse_group), SeededNoise([0]))
             else:
                 transformer.codebook_logits(ids)
         with flop_counter() as decode:

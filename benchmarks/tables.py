@@ -206,10 +206,16 @@ def _speed_case(case: dict[str, Any]) -> str:
     return f"ImageNet {case['size']}, batch {case['batch']}, {case['steps']} steps"
 
 
+def context_reuse_modifier(part: str) -> tuple[int, bool] | None:
+    """A speed path's context reuse modifier → (N, in groups): ``ctx2`` → (2, False), ``ctx2g`` →
+    (2, True); None for any other part of a path."""
+    digits = part[3:].removesuffix("g")
+    return (int(digits), part.endswith("g")) if part.startswith("ctx") and digits.isdigit() else None
+
+
 def _without_reuse(path: str) -> str:
     """A speed path without its context reuse: ``fp32+ctx2`` → ``fp32``, ``int8+ctx2g`` → ``int8``."""
-    return "+".join(part for part in path.split("+")
-                    if not (part.startswith("ctx") and part[3:].removesuffix("g").isdigit()))
+    return "+".join(part for part in path.split("+") if context_reuse_modifier(part) is None)
 
 
 def sampling_speed(data: dict[str, Any], figure: Figures) -> list[str]:

@@ -42,7 +42,7 @@ def test_paths_name_their_context_reuse():
     assert benchmark._parse_path("bf16+compile+ctx1+reuse") == ("bf16", {"compile", "reuse"}, 1, False)
     assert benchmark._parse_path("bf16+reuse") == ("bf16", {"reuse"}, 0, False)
     assert benchmark._parse_path("int8+ctx2g") == ("int8", set(), 2, True)
-    for bad in ("fp32+ctx", "fp32+ctx0", "fp32+ctx1+ctx2", "reference+ctx1"):
+    for bad in ("fp32+ctx", "fp32+ctx0", "fp32+ctx0g", "fp32+ctxN", "fp32+ctx1+ctx2g", "reference+ctx1"):
         with pytest.raises(SystemExit, match="modifiers are"):
             benchmark._parse_path(bad)
 

@@ -20,15 +20,18 @@ The JSON is rewritten after every setting, and a rerun with the same options on 
 (the JSON records a digest of them) skips the settings it already holds, so an interrupted sweep
 resumes; changed weights at the same path start afresh. ``--save-default`` writes the best sampler into the model folder's
 ``model_index.json``, where ``maskgit generate`` and ``MaskGIT.from_pretrained`` find it. ``--temperatures`` adds a second pass over the choice and softmax
-temperatures of the best setting. The best setting is the one with the lowest FID among those that
+temperatures of the best setting within the speed limits below (in each precision, and without the
+guard, which the temperatures may satisfy). The best setting is the one with the lowest FID among those that
 meet the targets (accuracy >= 90 %, no class below 70 %, diversity >= 80 %), or the lowest FID when
 none does; among settings whose FID is within ``--fid-tolerance`` of it, the fastest wins. With
-``--confirm N`` the N best settings are scored again on ``--confirm-per-class`` images of each class,
-and the same rule picks among them. ``--max-passes N`` is a speed budget for the default: only
+``--confirm N`` the N best settings (of each precision) are scored again on ``--confirm-per-class``
+images of each class, and the same rule picks among them. ``--max-passes N`` is a speed budget for the default: only
 settings that cost at most N transformer passes an image (one a step, two with guidance) can win.
 ``--precisions fp32 int8 ...`` makes the precision an axis of the sweep: every setting runs in each
-(its ``precision`` field), timed and scored like the rest, so a precision can win. Without it every
-setting runs in ``--precision`` and has no such field, as before. ``--isa AVX2`` runs it with every
+(its ``precision`` field), timed and scored like the rest. Only settings in ``--precision`` (fp32 unless
+given), the one a pipeline runs in unless asked, can become the default, since the default records
+a sampler and not a precision; the finalists of the others say whether they keep the current
+default's quality. Without it every setting runs in ``--precision`` and has no such field. ``--isa AVX2`` runs it with every
 library's kernels held to AVX2 (``tables.ISA_LIMITS``), a stand-in for a CPU without AVX-512 and
 native bf16, where int8 runs on 7-bit activations; the JSON records the limit.
 """
@@ -130,13 +133,16 @@ class Rule(NamedTuple):
     machine). ``reference``: the ``key`` of the current default's setting; with ``min_speedup`` a
     setting must generate at least that many times as many images a second as the reference did
     in the same run (a time budget relative to a baseline timed beside it), and with ``guard`` it
-    must keep ``GUARD`` against the reference's scores on the same images.
+    must keep ``GUARD`` against the reference's scores on the same images. ``precision``: only
+    settings in this precision, the one a pipeline runs in unless asked (a default records a
+    sampler, not a precision; settings without the field run in it).
     """
 
     max_passes: int | None = None
     reference: str | None = None
     min_speedup: float | None = None
     guard: bool = False
+    precision: str | None = None
 
     def reference_row(self, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
         """The current default's row among ``rows`` (None without a reference). ValueError when the
@@ -151,6 +157,8 @@ class Rule(NamedTuple):
     def eligible(self, row: dict[str, Any], reference: dict[str, Any] | None) -> bool:
         """Whether ``row`` may win, given the reference's row (``reference_row``)."""
         if self.max_passes is not None and transformer_passes(row["setting"]) > self.max_passes:
+            return False
+        if self.precision is not None and row["setting"].get("precision", self.precision) != self.precision:
             return False
         if reference is None:
             return True
@@ -186,6 +194,20 @@ def pick_best(rows: list[dict[str, Any]], fid_tolerance: float, rule: Rule = ANY
     pool = ranked(rows, rule)
     close = [row for row in pool if row["fid"] <= pool[0]["fid"] * (1 + fid_tolerance)]
     return max(close, key=lambda row: row["images_per_second"])
+
+
+def temperature_settings(setting: dict[str, Any]) -> list[dict[str, Any]]:
+    """``setting`` with each softmax temperature and, for the confidence sampler, each choice
+    temperature of the refining pass (``--temperatures``)."""
+    choices = (1.0, 2.0, 3.0, 4.5, 8.0) if setting["sampler"] == "confidence" else (None,)
+    out = []
+    for softmax, choice in itertools.product((0.8, 1.0, 1.2), choices):
+        refined = dict(setting, softmax_temperature=softmax)
+        refined.pop("choice_temperature", None)
+        if choice is not None:
+            refined["choice_temperature"] = choice
+        out.append(refined)
+    return out
 
 
 def run_setting(pipe: MaskGIT, evaluator: GenerationEvaluator, setting: dict[str, Any], plan: RunPlan,
@@ -295,9 +317,12 @@ def main() -> None:
     parser.add_argument("--num-per-class", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=250)
-    parser.add_argument("--precision", default="fp32", choices=tuple(PRECISIONS))
+    parser.add_argument("--precision", default="fp32", choices=tuple(PRECISIONS),
+                        help="the precision the pipeline runs in unless asked: the settings run in it, or with "
+                        "--precisions only its settings can become the default (which records a sampler, not a "
+                        "precision)")
     parser.add_argument("--precisions", nargs="+", default=None, choices=tuple(PRECISIONS),
-                        help="sweep these precisions as an axis (every setting in each) instead of --precision")
+                        help="sweep these precisions as an axis (every setting in each); --precision must be one")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--isa", default="native", choices=tuple(ISA_LIMITS),
                         help="run as if this CPU had only these instruction sets: AVX2 stands in for a CPU without "
@@ -337,15 +362,18 @@ def main() -> None:
         parser.error(f"--context-reuse values must be from 0 to {MAX_CONTEXT_REUSE}, got {args.context_reuse}")
     torch.set_num_threads(args.threads)
 
+    if args.precisions and args.precision not in args.precisions:
+        parser.error(f"--precision {args.precision} must be one of --precisions {' '.join(args.precisions)}")
     if args.min_speedup is not None and not 0 < args.min_speedup <= 100:
         parser.error(f"--min-speedup must be in (0, 100], got {args.min_speedup}")
     pipe = MaskGIT.from_pretrained(args.model)
     digest = weights_digest(pipe)  # of the stored float32 weights, before any cast
     current = pipe.sampler.to_dict()  # the model's default now: the reference of --min-speedup and --guard
     if args.precisions:
-        current["precision"] = args.precisions[0]
+        current["precision"] = args.precision
     relative = args.min_speedup is not None or args.guard
-    rule = Rule(args.max_passes, key(current) if relative else None, args.min_speedup, args.guard)
+    rule = Rule(args.max_passes, key(current) if relative else None, args.min_speedup, args.guard,
+                args.precision if args.precisions else None)
     pipes = {}  # precision -> the pipeline in it
     for precision in args.precisions or [args.precision]:
         pipes[precision] = MaskGIT.from_pretrained(args.model, precision=precision)
@@ -388,27 +416,25 @@ def main() -> None:
                      args.reuse_group)
             + ([current] if relative else []))
     if args.temperatures:
-        best = pick_best(data["rows"], args.fid_tolerance, rule)["setting"]
-        refine = []
-        for softmax in (0.8, 1.0, 1.2):
-            choices = (1.0, 2.0, 4.5, 8.0) if best["sampler"] == "confidence" else (None,)
-            for choice in choices:
-                setting = dict(best, softmax_temperature=softmax)
-                setting.pop("choice_temperature", None)
-                if choice is not None:
-                    setting["choice_temperature"] = choice
-                refine.append(setting)
-        run_all(refine)
+        # The best setting of each precision within the speed limits, without the guard: what the
+        # guard would refuse may be what other temperatures mend.
+        run_all([setting for precision in args.precisions or [None]
+                 for setting in temperature_settings(
+                     pick_best(data["rows"], args.fid_tolerance, rule._replace(guard=False, precision=precision))["setting"])])
 
     best = pick_best(data["rows"], args.fid_tolerance, rule)
     if args.confirm:
         # The sweep's small sets rank the settings; the finalists are scored again on more images.
+        # In each precision, so that the finalists tell which int8 settings keep the quality too.
         confirm_plan = RunPlan(classes, args.confirm_per_class)
-        finalists = [row["setting"] for row in ranked(data["rows"], rule)[: args.confirm]]
-        for setting in (best["setting"], *([current] if relative else [])):  # the reference, scored on the same images
+        finalists = []
+        for setting in (*(row["setting"] for precision in args.precisions or [None]
+                          for row in ranked(data["rows"], rule._replace(precision=precision))[: args.confirm]),
+                        best["setting"], *([current] if relative else [])):  # the reference, scored on the same images
             if key(setting) not in {key(finalist) for finalist in finalists}:
                 finalists.append(setting)
-        confirmed = {key(row["setting"]): row for row in data.get("confirmed", [])}
+        confirmed = {key(row["setting"]): row for row in data.get("confirmed", [])
+                     if row["images"] == len(confirm_plan.labels)}  # not those of another --confirm-per-class
         for setting in finalists:
             if key(setting) not in confirmed:
                 confirmed[key(setting)] = run_setting(pipes[setting.get("precision", args.precision)], evaluator, setting,
@@ -416,6 +442,10 @@ def main() -> None:
                 print(f"confirm: {sampler_label(setting):51s} acc {100 * confirmed[key(setting)]['accuracy']:5.1f} % "
                       f"FID {confirmed[key(setting)]['fid']:6.2f}", flush=True)
         data["confirmed"] = [confirmed[key(setting)] for setting in finalists]
+        if args.guard:
+            reference = rule.reference_row(data["confirmed"])
+            for row in data["confirmed"]:
+                row["keeps_quality"] = keeps_quality(row, reference)
         best = pick_best(data["confirmed"], args.fid_tolerance, rule)  # written below, with the best
     data["best"] = best
     data["max_passes"] = args.max_passes

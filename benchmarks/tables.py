@@ -339,6 +339,9 @@ def sampler_comparison(data: dict[str, Any], figure: Figures) -> list[str]:
                               f"{guard['fid_ratio']:g}x)")
             budget += ("; only settings that " + " and ".join(limits) + " could win, and where none does the current "
                        "default (marked *current*) stays")
+        if config.get("precisions"):
+            budget += (f"; only {config['precision']} settings could win, the precision a pipeline runs in unless asked "
+                       "(a default is a sampler, not a precision), and the best of the others are scored beside them")
         lines += [f"**Finalists**, scored again on {data['confirmed'][0]['images']:,} images: the default (in bold) is the "
                   f"lowest FID among those that meet the targets ({rule}){budget}:", ""]
 
@@ -346,8 +349,11 @@ def sampler_comparison(data: dict[str, Any], figure: Figures) -> list[str]:
             label = sampler_label(setting) + (" (*current*)" if reference and setting == reference["setting"] else "")
             return f"**{label}**" if setting == best else label
 
-        rows = [[finalist(row["setting"]), str(row["passes"]), *_scores(row, figure, 1)] for row in data["confirmed"]]
-        lines += table(["finalist", "passes", *scores], "lrrrrrr", rows) + [""]
+        guarded = all("keeps_quality" in row for row in data["confirmed"])  # the guard's verdict, where it ran
+        rows = [[finalist(row["setting"]), str(row["passes"]), *_scores(row, figure, 1),
+                 *([("yes" if row["keeps_quality"] else "no")] if guarded else [])] for row in data["confirmed"]]
+        lines += table(["finalist", "passes", *scores, *(["keeps its quality"] if guarded else [])],
+                       "lrrrrrr" + ("l" if guarded else ""), rows) + [""]
 
     def meets(row: dict[str, Any]) -> bool:
         return all(row[name] >= bound for name, bound in targets.items())

@@ -135,3 +135,41 @@ def test_reuse_groups_add_the_grouped_rule_to_each_confidence_setting_with_conte
     sampler = comparison.setting_sampler(extra[0])
     assert sampler.chooses_groups and comparison.key(extra[0]) != comparison.key(dict(extra[0], reuse_group=False))
     assert comparison.sampler_label(extra[0]).endswith("context reuse 2 in groups")
+
+
+def test_only_settings_in_the_pipelines_precision_can_become_the_default():
+    # The default records a sampler, not a precision: an int8 row's sampler would run in fp32,
+    # where it was never scored.
+    comparison = _comparison()
+    default = _row(16, 2.0, 2.0, speed=4.0)
+    default["setting"]["precision"] = "fp32"
+    rule = comparison.Rule(reference=comparison.key(default["setting"]), min_speedup=1.5, precision="fp32")
+    int8 = _row(8, 2.0, 1.9, speed=9.0)
+    int8["setting"]["precision"] = "int8"
+    fp32 = _row(8, 2.0, 2.1, speed=7.0)
+    fp32["setting"]["precision"] = "fp32"
+    rows = [default, int8, fp32]
+    assert comparison.pick_best(rows, 0.0, rule) is fp32
+    assert comparison.pick_best(rows, 0.0, rule._replace(precision="int8")) is int8
+    assert comparison.pick_best(rows, 0.0, rule._replace(precision=None)) is int8
+    # Without the precision axis a setting has no field and runs in the pipeline's precision.
+    plain = _row(8, 2.0, 1.8, speed=8.0)
+    assert comparison.pick_best([*rows, plain], 0.0, rule) is plain
+
+
+def test_the_temperature_pass_varies_only_the_temperatures():
+    comparison = _comparison()
+    best = {"sampler": "confidence", "num_steps": 12, "guidance": 2.0, "guidance_schedule": "linear",
+            "context_reuse": 2, "reuse_group": True, "precision": "int8", "choice_temperature": 4.5}
+    refined = comparison.temperature_settings(best)
+    assert len(refined) == 3 * 5 and comparison.key(best) in {comparison.key(s) for s in refined}  # the same sampler
+    assert {(s["softmax_temperature"], s["choice_temperature"]) for s in refined} == {
+        (softmax, choice) for softmax in (0.8, 1.0, 1.2) for choice in (1.0, 2.0, 3.0, 4.5, 8.0)}
+    for setting in refined:
+        rest = {name: value for name, value in setting.items() if not name.endswith("temperature")}
+        assert rest == {name: value for name, value in best.items() if not name.endswith("temperature")}
+        assert comparison.setting_sampler(setting).reuse_group
+    halton = comparison.temperature_settings({"sampler": "halton", "num_steps": 12, "guidance": 2.0,
+                                              "guidance_schedule": "linear"})
+    assert [s["softmax_temperature"] for s in halton] == [0.8, 1.0, 1.2]
+    assert all("choice_temperature" not in s for s in halton)

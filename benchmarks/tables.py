@@ -397,7 +397,7 @@ def fashion_mnist_evaluation(data: dict[str, Any], figure: Figures) -> list[str]
     lines = heading(data, f"The shipped `{data['model']}` model scored by its evaluator: {scores['images']:,} images "
                           f"({data['num_per_class']} of each class), seed {data['seed']}, {data['precision']}"
                           f"{kernel_limit(data.get('isa'))}, "
-                          "its default sampler")
+                          f"its default sampler when it ran ({sampler_label(data['sampler'])})")
 
     def fid(value: float) -> str:
         return figure(f"{value:.2f}")

@@ -195,9 +195,11 @@ def _parse_path(path: str) -> tuple[str, set[str], int, bool]:
 
 
 def _with_reuse(sampler, context_reuse: int, reuse_group: bool):
-    """The case's sampler with a path's context reuse (``reuse_group`` only when asked: only the
-    confidence sampler has it)."""
-    return sampler.replace(context_reuse=context_reuse, **({"reuse_group": True} if reuse_group else {}))
+    """The case's sampler with a path's context reuse, in groups or not: the path alone says, also
+    where the case's default sampler reuses the context itself (only the confidence sampler has
+    ``reuse_group``, so it is set only where asked or where the sampler has it)."""
+    grouped = reuse_group or hasattr(sampler, "reuse_group")
+    return sampler.replace(context_reuse=context_reuse, **({"reuse_group": reuse_group} if grouped else {}))
 
 
 def _run_worker(case: dict[str, Any], path: str, device_name: str, threads: int,

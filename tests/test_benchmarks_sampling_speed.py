@@ -47,6 +47,18 @@ def test_paths_name_their_context_reuse():
             benchmark._parse_path(bad)
 
 
+def test_a_path_sets_the_context_reuse_whatever_the_cases_sampler_has():
+    from maskgit.sampling import ConfidenceSampler, HaltonSampler
+
+    benchmark = _benchmark()
+    grouped = ConfidenceSampler(num_steps=12, context_reuse=2, reuse_group=True)  # a default that reuses in groups
+    assert benchmark._with_reuse(grouped, 0, False) == grouped.replace(context_reuse=0, reuse_group=False)
+    assert benchmark._with_reuse(grouped, 2, False) == grouped.replace(reuse_group=False)
+    assert benchmark._with_reuse(grouped, 2, True) == grouped
+    assert benchmark._with_reuse(ConfidenceSampler(), 1, True) == ConfidenceSampler(context_reuse=1, reuse_group=True)
+    assert benchmark._with_reuse(HaltonSampler(num_steps=8), 2, False) == HaltonSampler(num_steps=8, context_reuse=2)
+
+
 def test_a_context_reuse_paths_flops_are_the_work_its_cheap_steps_do():
     benchmark = _benchmark()
     case = {"model": "fashion-mnist", "size": 32, "batch": 80, "steps": None}

@@ -155,3 +155,18 @@ def test_an_instruction_set_limit_gives_torch_compile_a_cache_of_its_own(tmp_pat
     assert capability == "avx2" and cache != str(tmp_path / "native-cache") and cache.endswith("AVX2")
     native = subprocess.run([sys.executable, str(script), "native"], env=env, capture_output=True, text=True, check=True)
     assert native.stdout.split() == [str(tmp_path / "native-cache"), "None"]
+
+
+def test_the_finalists_table_gives_the_guards_verdict_where_the_guard_ran():
+    data = json.loads((RESULTS / "sampler-comparison-int8.json").read_text())
+    confirmed = data["confirmed"]
+    for index, row in enumerate(confirmed):
+        row["keeps_quality"] = index == 0
+    lines = tables.render("comparison", data)[0].splitlines()
+    header = next(line for line in lines if line.startswith("| finalist"))
+    assert header.endswith("| keeps its quality |")
+    finalists = lines[lines.index(header) + 2: lines.index(header) + 2 + len(confirmed)]
+    assert [line.rsplit("|", 2)[1].strip() for line in finalists] == ["yes"] + ["no"] * (len(confirmed) - 1)
+    assert "only fp32 settings could win" in tables.render("comparison", data)[0]
+    del confirmed[-1]["keeps_quality"]  # a run without --guard has no verdict: no column
+    assert not any("keeps its quality" in line for line in tables.render("comparison", data)[0].splitlines())

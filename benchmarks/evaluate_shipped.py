@@ -13,7 +13,9 @@ times and the targets the model is held to) and its table, through ``benchmarks/
 stand-in for a CPU without AVX-512 and native bf16), and ``--guard-against FILE`` judges the scores
 against an evaluation of the same images in FILE by the sampler comparison's quality guard
 (``sampler_comparison.GUARD``: accuracy at most 1 point lower, the worst class at most 3 points
-lower, FID at most 1.1x) and records the verdict. Needs
+lower, FID at most 1.1x) and records the verdict. ``--sampler-from FILE`` generates with the
+sampler that another evaluation recorded (a previous default's) instead of the model's default, so
+that two defaults can be scored on the same images. Needs
 the Fashion-MNIST files (Debian's ``dataset-fashion-mnist``) and the ``eval`` extra (SSIM). About
 five minutes on a 2-core CPU.
 """
@@ -81,6 +83,9 @@ def main() -> None:
                         help="generate with every library's kernels held to these instruction sets")
     parser.add_argument("--guard-against", type=Path, default=None, metavar="FILE",
                         help="an evaluation results file of the same images to judge these scores against")
+    parser.add_argument("--sampler-from", type=Path, default=None, metavar="FILE",
+                        help="generate with the sampler an evaluation results file records (a previous default's, "
+                        "say) instead of the model's default sampler")
     args = parser.parse_args()
     if not 1 <= args.num_per_class <= 1000:
         parser.error(f"--num-per-class must be in [1, 1000], got {args.num_per_class}")
@@ -88,13 +93,19 @@ def main() -> None:
         reference = json.loads(args.guard_against.read_text()) if args.guard_against else None
     except (OSError, ValueError) as error:
         parser.error(f"--guard-against {args.guard_against}: {error}")
+    try:
+        sampler = json.loads(args.sampler_from.read_text())["sampler"] if args.sampler_from else None
+        if sampler is not None:
+            sampler_from_options(sampler)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        parser.error(f"--sampler-from {args.sampler_from}: no sampler an evaluation recorded ({error})")
     if reference and (reference.get("kind"), reference.get("num_per_class"), reference.get("seed")) != (
             "fashion-mnist-evaluation", args.num_per_class, args.seed):
         parser.error(f"--guard-against {args.guard_against}: not an evaluation of {args.num_per_class} images a class "
                      f"with seed {args.seed}")
     isa = hold_to_isa(args.isa)
 
-    run = score_model("fashion-mnist", args.num_per_class, args.seed, args.out, precision=args.precision)
+    run = score_model("fashion-mnist", args.num_per_class, args.seed, args.out, sampler, precision=args.precision)
     data = {
         "kind": "fashion-mnist-evaluation",
         "provenance": provenance(device_name("cpu", torch.get_num_threads()), command=run.pop("command")),

@@ -40,6 +40,7 @@ def test_the_guard_holds_scores_to_the_reference_on_each_figure(accuracy, worst,
 
 def test_the_table_shows_the_guard_and_the_instruction_set_limit():
     data = json.loads(SHIPPED.read_text())
+    data.pop("guard", None)  # an evaluation judged against none
     plain, _ = tables.render("evaluation", data)
     assert "quality guard" not in plain and "limited to" not in plain
     worse = {**data["scores"], "fid": data["scores"]["fid"] * 1.2}
@@ -65,3 +66,15 @@ def test_a_guard_against_other_images_is_refused_before_anything_runs(tmp_path):
                                  str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
         assert result.returncode == 2 and f"--guard-against {tmp_path / bad}: " in result.stderr.splitlines()[-1]
         assert not (tmp_path / "out").exists()
+
+
+def test_a_sampler_from_a_file_without_one_is_refused_before_anything_runs(tmp_path):
+    (tmp_path / "scores.json").write_text(json.dumps({"kind": "fashion-mnist-evaluation"}))
+    (tmp_path / "bad.json").write_text(json.dumps({"sampler": {"sampler": "confidence", "num_steps": -3}}))
+    for name in ("scores.json", "bad.json", "missing.json"):
+        result = subprocess.run([sys.executable, str(SCRIPT), "--sampler-from", str(tmp_path / name), "--out",
+                                 str(tmp_path / "out"), "--json", str(tmp_path / "e.json")],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2
+        assert f"--sampler-from {tmp_path / name}: no sampler an evaluation recorded" in result.stderr.splitlines()[-1]
+        assert not (tmp_path / "out").exists() and not (tmp_path / "e.json").exists()

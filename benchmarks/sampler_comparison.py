@@ -341,7 +341,7 @@ def main() -> None:
                         help="then sweep the choice / softmax temperatures of the best setting")
     parser.add_argument("--fid-tolerance", type=float, default=0.05)
     parser.add_argument("--confirm", type=int, default=0,
-                        help="re-score the N best settings with --confirm-per-class images and pick among them")
+                        help="re-score the N best settings of each precision with --confirm-per-class images and pick among them")
     parser.add_argument("--confirm-per-class", type=int, default=100)
     parser.add_argument("--max-passes", type=int, default=None,
                         help="only settings costing at most N transformer passes an image (a step; two with guidance) "
@@ -441,6 +441,9 @@ def main() -> None:
                                                       confirm_plan, args.seed, args.batch_size)
                 print(f"confirm: {sampler_label(setting):51s} acc {100 * confirmed[key(setting)]['accuracy']:5.1f} % "
                       f"FID {confirmed[key(setting)]['fid']:6.2f}", flush=True)
+                data["confirmed"] = list(confirmed.values())  # kept, so that an interrupted run resumes
+                data["wall_seconds"] = spent_before + time.perf_counter() - started
+                write_results(args.json, data)
         data["confirmed"] = [confirmed[key(setting)] for setting in finalists]
         if args.guard:
             reference = rule.reference_row(data["confirmed"])

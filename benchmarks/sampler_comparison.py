@@ -338,7 +338,8 @@ def main() -> None:
                         help="also run every confidence setting with context reuse under ReCAP's grouped rule "
                         "(ConfidenceSampler.reuse_group: the full evaluation picks what its cheap steps fix)")
     parser.add_argument("--temperatures", action="store_true",
-                        help="then sweep the choice / softmax temperatures of the best setting")
+                        help="then sweep the choice / softmax temperatures of each precision's best setting within the "
+                        "speed limits (--max-passes, --min-speedup; not the guard)")
     parser.add_argument("--fid-tolerance", type=float, default=0.05)
     parser.add_argument("--confirm", type=int, default=0,
                         help="re-score the N best settings of each precision with --confirm-per-class images and pick among them")

@@ -78,3 +78,15 @@ def test_a_sampler_from_a_file_without_one_is_refused_before_anything_runs(tmp_p
         assert result.returncode == 2
         assert f"--sampler-from {tmp_path / name}: no sampler an evaluation recorded" in result.stderr.splitlines()[-1]
         assert not (tmp_path / "out").exists() and not (tmp_path / "e.json").exists()
+
+
+def test_the_guards_reference_figures_are_the_reference_files_not_this_tables():
+    # A link to this table must not borrow a figure that only its guard quotes from the reference
+    # (the README once kept the old default's FID, which the new table still printed there).
+    data = json.loads(SHIPPED.read_text())
+    reference = {"precision": "fp32", "scores": _scores(0.9123, 0.61, 9.87)}
+    data["guard"] = evaluate_shipped.guard_verdict(data["scores"], reference, "old.json")
+    markdown, figures = tables.render("evaluation", data)
+    assert "| 9.87 |" in markdown and "| 91.2 % |" in markdown
+    assert not {"9.87", "91.2", "61"} & figures
+    assert f"{data['scores']['fid']:.2f}" in figures

@@ -419,19 +419,19 @@ def main() -> None:
     if args.temperatures:
         # The best setting of each precision within the speed limits, without the guard: what the
         # guard would refuse may be what other temperatures mend.
-        run_all([setting for precision in args.precisions or [None]
-                 for setting in temperature_settings(
-                     pick_best(data["rows"], args.fid_tolerance, rule._replace(guard=False, precision=precision))["setting"])])
+        for precision in args.precisions or [None]:
+            best = pick_best(data["rows"], args.fid_tolerance, rule._replace(guard=False, precision=precision))
+            run_all(temperature_settings(best["setting"]))
 
     best = pick_best(data["rows"], args.fid_tolerance, rule)
     if args.confirm:
         # The sweep's small sets rank the settings; the finalists are scored again on more images.
         # In each precision, so that the finalists tell which int8 settings keep the quality too.
         confirm_plan = RunPlan(classes, args.confirm_per_class)
+        leaders = [row["setting"] for precision in args.precisions or [None]
+                   for row in ranked(data["rows"], rule._replace(precision=precision))[: args.confirm]]
         finalists = []
-        for setting in (*(row["setting"] for precision in args.precisions or [None]
-                          for row in ranked(data["rows"], rule._replace(precision=precision))[: args.confirm]),
-                        best["setting"], *([current] if relative else [])):  # the reference, scored on the same images
+        for setting in (*leaders, best["setting"], *([current] if relative else [])):  # the reference, on the same images
             if key(setting) not in {key(finalist) for finalist in finalists}:
                 finalists.append(setting)
         confirmed = {key(row["setting"]): row for row in data.get("confirmed", [])

@@ -432,9 +432,8 @@ def sampler_flags(sampler: Sampler) -> list[str]:
     when false (``--no-reuse-group``; a flag left out keeps the model's value). An option that is
     None (no top-k) has no flag. An option without a flag is left out at its kind's default and is
     a ValueError otherwise: no command line gives that sampler."""
-    fields = {**sampler.to_dict(), "context_reuse": sampler.context_reuse}
-    if isinstance(sampler, ConfidenceSampler):
-        fields["reuse_group"] = sampler.reuse_group
+    # Every field as it is, not to_dict's record, which leaves out the values a flag must still set.
+    fields = {"sampler": sampler.name, **{field.name: getattr(sampler, field.name) for field in dataclasses.fields(sampler)}}
     default = type(sampler)()
     flags = []
     for field, value in fields.items():
@@ -445,7 +444,7 @@ def sampler_flags(sampler: Sampler) -> list[str]:
         if isinstance(value, bool):
             flags.append(SAMPLER_FLAGS[field] if value else "--no-" + SAMPLER_FLAGS[field][2:])
         elif value is not None:
-            flags += [SAMPLER_FLAGS[field], ",".join(map(str, value)) if isinstance(value, list) else str(value)]
+            flags += [SAMPLER_FLAGS[field], ",".join(map(str, value)) if isinstance(value, tuple) else str(value)]
     return flags
 
 

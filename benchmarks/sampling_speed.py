@@ -39,6 +39,12 @@ writes everything to a JSON file.
     python benchmarks/sampling_speed.py --threads 2 --paths fp32 fp32+ctx1 fp32+ctx2 fp32+ctx3 --json benchmarks/results/context-reuse-cpu-2core.json
     python benchmarks/sampling_speed.py --threads 2 --paths fp32 bf16 int8 --no-shipped
     python benchmarks/sampling_speed.py --threads 2 --isa AVX2 --paths fp32 int8 int8+ctx2 --maskgit-torch ../maskgit-torch
+    python benchmarks/sampling_speed.py --threads 2 --rounds 3 --paths fp32 int8+ctx2g --maskgit-torch ../maskgit-torch --no-shipped
+
+``--rounds N`` times every path N times, once a round, and reports each path's median round: the
+ratios between paths are then the median of each round's own ratio. This VM's speed drifts by a
+third within an hour, which moves a ratio of two paths timed minutes apart far less than one of
+paths timed at either end of a run.
 
 ``--isa AVX2`` holds every library's kernels to AVX2 (``tables.ISA_LIMITS``): on a CPU with AVX-512
 it stands in for one without AVX-512 and native bf16; the results file records the limit.
@@ -57,6 +63,7 @@ import subprocess
 import sys
 import time
 import types
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -68,6 +75,7 @@ from tables import (  # noqa: E402
     device_name,
     hold_to_isa,
     provenance,
+    speed_ratio,
     write_results,
 )
 
@@ -361,6 +369,44 @@ def _peak_for(path: str, peaks: dict[str, float]) -> float:
     return peaks["fp32" if precision in ("maskgit-torch", "reference", "fp32") else precision]
 
 
+def _run_in_process(job: dict[str, Any]) -> dict[str, Any] | None:
+    """``_run_worker`` on ``job`` in a fresh process (its peak memory its own): its result, or None,
+    printing why, when it failed."""
+    output = subprocess.run([sys.executable, __file__, "--worker", json.dumps(job)], capture_output=True, text=True)
+    if output.returncode != 0:
+        why = output.stderr.strip().splitlines()[-1] if output.stderr.strip() else ""
+        if output.returncode < 0:
+            why = f"killed by signal {-output.returncode}" + (" (out of memory?)" if output.returncode == -9 else "")
+        print(f"  {job['path']}: failed: {why}")
+        return None
+    return json.loads(output.stdout.strip().splitlines()[-1])
+
+
+def in_rounds(paths: list[str], rounds: int, run: Callable[[str], dict[str, Any] | None]) -> list[tuple[str, dict[str, Any]]]:
+    """Time every path ``rounds`` times with ``run`` (a result with ``seconds`` and
+    ``peak_rss_bytes``, or None where it failed): once a round, in order in even rounds and in
+    reverse in odd ones, so that a machine slowing down or speeding up through the run weighs on
+    every path alike. Returns (path, result) for each path that ran at least once, in ``paths``'
+    order: its median round's result (the lower middle of an even count), and with ``rounds`` > 1
+    also ``round_seconds`` (each round's time, None where it failed: ``tables.speed_ratio`` pairs
+    them) and the highest ``peak_rss_bytes`` of its rounds."""
+    results: dict[str, list[dict[str, Any] | None]] = {path: [] for path in paths}
+    for index in range(rounds):
+        for path in paths if index % 2 == 0 else paths[::-1]:
+            results[path].append(run(path))
+    rows = []
+    for path, runs in results.items():
+        ran = sorted((result for result in runs if result is not None), key=lambda result: result["seconds"])
+        if not ran:
+            continue
+        row = dict(ran[(len(ran) - 1) // 2])
+        if rounds > 1:
+            row["round_seconds"] = [None if result is None else result["seconds"] for result in runs]
+            row["peak_rss_bytes"] = max(result["peak_rss_bytes"] for result in ran)
+        rows.append((path, row))
+    return rows
+
+
 def _physical_memory() -> int:
     """This machine's RAM in bytes."""
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -396,6 +442,10 @@ def main() -> None:
                              "also time its own code on the ImageNet cases")
     parser.add_argument("--repeats", type=int, default=1,
                         help="calls per path in one process; above 1 the median of calls 2..N is reported (warm)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="time every path this many times, once a round (in reverse order every other round), "
+                             "and report each path's median round; the table's ratios are then the median of each "
+                             "round's own ratio, which the machine's drift in speed moves much less")
     parser.add_argument("--isa", default="native", choices=tuple(ISA_LIMITS),
                         help="time as if this CPU had only these instruction sets (every process, the matmul peaks "
                              "included): AVX2 stands in for a CPU without AVX-512 and native bf16")
@@ -409,6 +459,8 @@ def main() -> None:
         return
     if not 1 <= args.repeats <= 20:
         parser.error(f"--repeats must be 1 to 20, got {args.repeats}")
+    if not 1 <= args.rounds <= 10:
+        parser.error(f"--rounds must be 1 to 10, got {args.rounds}")
     for path in args.paths:
         _parse_path(path)
     if "maskgit-torch" in args.paths:
@@ -438,7 +490,8 @@ def main() -> None:
     peaks = {name: matmul_peak(dtype, device) for name, dtype in dtypes.items()}
     memory = _physical_memory()
     report: dict[str, Any] = {"kind": "sampling-speed", "provenance": provenance(device_name(args.device, args.threads)),
-                              "torch": torch.__version__, "repeats": args.repeats, "matmul_peak_gflops": peaks, "cases": [],
+                              "torch": torch.__version__, "repeats": args.repeats, "rounds": args.rounds, "matmul_peak_gflops": peaks,
+                              "cases": [],
                               "isa": isa}
     print(f"{report['provenance']['device']}, torch {torch.__version__} ({isa['cpu_capability']} kernels); "
           "matmul peak GFLOP/s: "
@@ -455,21 +508,12 @@ def main() -> None:
         rows = []
         paths = (["maskgit-torch"] if args.maskgit_torch and case["model"] != "fashion-mnist" else []) + args.paths
         paths = [path for path in paths if not _too_big(path, case, done, memory)]
-        for path in paths:
-            if path == "reference" and guided:
-                print(f"  reference: skipped for {case['model']}: its default sampler uses guidance, which the ports lack")
-                continue
-            job = json.dumps({"case": case, "path": path, "device": args.device, "threads": args.threads,
-                              "maskgit_torch": os.path.abspath(args.maskgit_torch) if args.maskgit_torch else None,
-                              "repeats": args.repeats})
-            output = subprocess.run([sys.executable, __file__, "--worker", job], capture_output=True, text=True)
-            if output.returncode != 0:
-                why = output.stderr.strip().splitlines()[-1] if output.stderr.strip() else ""
-                if output.returncode < 0:
-                    why = f"killed by signal {-output.returncode}" + (" (out of memory?)" if output.returncode == -9 else "")
-                print(f"  {path}: failed: {why}")
-                continue
-            result = json.loads(output.stdout.strip().splitlines()[-1])
+        if "reference" in paths and guided:
+            print(f"  reference: skipped for {case['model']}: its default sampler uses guidance, which the ports lack")
+            paths.remove("reference")
+        worker = {"case": case, "device": args.device, "threads": args.threads, "repeats": args.repeats,
+                  "maskgit_torch": os.path.abspath(args.maskgit_torch) if args.maskgit_torch else None}
+        for path, result in in_rounds(paths, args.rounds, lambda path, worker=worker: _run_in_process({**worker, "path": path})):
             path_flops = reuse_flops.get(_parse_path(path)[2:], flops)
             result.update(path=path, images_per_s=case["batch"] / result["seconds"], gflop_per_image=path_flops / 1e9,
                           gflops=path_flops * case["batch"] / result["seconds"] / 1e9)
@@ -481,7 +525,7 @@ def main() -> None:
         print(f"  {'path':<14}{'time s':>9}{'img/s':>9}{'transf. s':>11}{'decoder s':>11}{'peak GB':>9}"
               f"{'GFLOP/s':>9}{'of peak':>9}{'speed-up':>10}")
         for row in rows:
-            row["speedup"] = reference["seconds"] / row["seconds"] if reference else None
+            row["speedup"] = speed_ratio(reference, row) if reference else None
             print(f"  {row['path']:<14}{row['seconds']:>9.2f}{row['images_per_s']:>9.2f}{row['transformer_s']:>11.2f}"
                   f"{row['decoder_s']:>11.2f}{row['peak_rss_bytes'] / 1e9:>9.2f}{row['gflops']:>9.0f}"
                   f"{row['fraction_of_peak']:>9.0%}" + (f"{row['speedup']:>9.2f}x" if row["speedup"] else ""))

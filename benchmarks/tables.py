@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -218,6 +219,18 @@ def _without_reuse(path: str) -> str:
     return "+".join(part for part in path.split("+") if context_reuse_modifier(part) is None)
 
 
+def speed_ratio(slower: dict[str, Any], faster: dict[str, Any]) -> float:
+    """How many times faster the ``faster`` row of a speed run took than the ``slower`` one. Where
+    both ran in rounds (``sampling_speed.py --rounds``, ``round_seconds``), the median of the
+    rounds' own ratios: two paths of one round ran minutes apart, so the machine's drift in speed,
+    which moves whole rounds, moves their ratio much less. Otherwise the ratio of their times."""
+    pairs = [(a, b) for a, b in zip(slower.get("round_seconds") or (), faster.get("round_seconds") or ())
+             if a is not None and b is not None]
+    if pairs:
+        return statistics.median(a / b for a, b in pairs)
+    return slower["seconds"] / faster["seconds"]
+
+
 def sampling_speed(data: dict[str, Any], figure: Figures) -> list[str]:
     """benchmarks/sampling_speed.py: one row per case and path, with the speed-ups over the
     reference path and over maskgit-torch's own code where the run timed them, and of a context
@@ -226,6 +239,10 @@ def sampling_speed(data: dict[str, Any], figure: Figures) -> list[str]:
     peaks = ", ".join(f"{name} {figure(f'{value:,.0f}')} GFLOP/s" for name, value in data["matmul_peak_gflops"].items())
     timing = (f"the median warm call of {data['repeats']} calls in one process (the first call beside it)" if warm
               else "the first call of a fresh process")
+    rounds = data.get("rounds", 1)
+    if rounds > 1:
+        timing += (f", the median of {rounds} rounds (every path once a round, in reverse order every other round; "
+                   "the ratios are the median of each round's own ratio, and the peak RSS the highest of the rounds)")
     lines = heading(data, f"Sampling speed, {timing}; torch {data['torch']}{kernel_limit(data.get('isa'))}; matmul peak {peaks} "
                           "(the higher of the start and the end of the run)")
     # Context reuse (a "+ctxN" path) is also compared with its path without it, when the run has both.
@@ -242,7 +259,7 @@ def sampling_speed(data: dict[str, Any], figure: Figures) -> list[str]:
             gflops, share = figure(f"{row['gflops']:,.0f}"), figure(f"{100 * row['fraction_of_peak']:.0f}")
             base = _without_reuse(row["path"])
             others = ["reference", "maskgit-torch", *([base if base != row["path"] else None] if reuse else [])]
-            ratios = [figure(f"{by_path[other]['seconds'] / row['seconds']:.2f}") + "x" if other in by_path else "-"
+            ratios = [figure(f"{speed_ratio(by_path[other], row):.2f}") + "x" if other in by_path else "-"
                       for other in others]
             rows.append([_speed_case(case) if index == 0 else "", f"`{row['path']}`", f"{seconds} s",
                          *([f"{first} s"] if warm else []), f"{transformer} / {decoder} s",

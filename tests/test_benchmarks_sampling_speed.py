@@ -99,3 +99,33 @@ def test_an_instruction_set_limit_holds_every_process_and_is_recorded(tmp_path):
                            "cpu_capability": "AVX2"}
     assert set(data["matmul_peak_gflops"]) == {"fp32"}  # only the precisions the paths use
     assert "kernels limited to AVX2 (`ONEDNN_MAX_CPU_ISA=AVX2`" in out.with_suffix(".md").read_text()
+
+
+def test_rounds_alternate_the_order_and_keep_each_paths_median_round():
+    benchmark = _benchmark()
+    calls, seconds = [], {"a": [9.0, 3.0, 6.0], "b": [4.0, None, 2.0], "c": [None, None, None]}
+
+    def run(path):
+        calls.append(path)
+        value = seconds[path][sum(call == path for call in calls) - 1]
+        return None if value is None else {"seconds": value, "peak_rss_bytes": value * 1e9, "call": len(calls)}
+
+    rows = dict(benchmark.in_rounds(["a", "b", "c"], 3, run))
+    assert calls == ["a", "b", "c", "c", "b", "a", "a", "b", "c"]  # a slowing machine weighs on every path alike
+    assert list(rows) == ["a", "b"]  # c never ran
+    assert rows["a"]["seconds"] == 6.0 and rows["a"]["call"] == 7  # the median round's own result
+    assert rows["a"]["round_seconds"] == [9.0, 3.0, 6.0] and rows["a"]["peak_rss_bytes"] == 9e9  # the highest peak
+    assert rows["b"]["seconds"] == 2.0 and rows["b"]["round_seconds"] == [4.0, None, 2.0]  # the lower middle of two
+    one = dict(benchmark.in_rounds(["d"], 1, lambda path: {"seconds": 1.0, "peak_rss_bytes": 1}))
+    assert one["d"] == {"seconds": 1.0, "peak_rss_bytes": 1}  # one round: the result as it was
+
+
+def test_a_ratio_of_rounds_is_the_median_of_each_rounds_own_ratio():
+    speed_ratio = load_script(SCRIPT.parent / "tables.py").speed_ratio
+    # The machine slows down through the run: each round's ratio is 2, the ratio of the medians is not.
+    slow = {"seconds": 20.0, "round_seconds": [10.0, 20.0, 40.0, None]}
+    fast = {"seconds": 10.0, "round_seconds": [5.0, 10.0, 20.0, 1.0]}
+    assert speed_ratio(slow, fast) == 2.0
+    slow["round_seconds"][1] = 80.0  # one round far off does not move the median of three
+    assert speed_ratio(slow, fast) == 2.0
+    assert speed_ratio(slow, {"seconds": 8.0}) == 20.0 / 8.0  # a row without rounds: the ratio of the times

@@ -43,7 +43,7 @@ writes everything to a JSON file.
 
 ``--rounds N`` times every path N times, once a round, and reports each path's median round: the
 ratios between paths are then the median of each round's own ratio. This VM's speed drifts by a
-third within an hour, which moves a ratio of two paths timed minutes apart far less than one of
+third within one run, which moves a ratio of two paths timed minutes apart far less than one of
 paths timed at either end of a run.
 
 ``--isa AVX2`` holds every library's kernels to AVX2 (``tables.ISA_LIMITS``): on a CPU with AVX-512

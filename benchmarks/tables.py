@@ -219,16 +219,30 @@ def _without_reuse(path: str) -> str:
     return "+".join(part for part in path.split("+") if context_reuse_modifier(part) is None)
 
 
+def round_ratios(slower: dict[str, Any], faster: dict[str, Any]) -> list[float]:
+    """Each round's own ratio of two rows of a speed run in rounds (``sampling_speed.py --rounds``,
+    ``round_seconds``): how many times faster ``faster`` took than ``slower`` in every round both
+    finished. Empty where either row has no rounds."""
+    return [a / b for a, b in zip(slower.get("round_seconds") or (), faster.get("round_seconds") or ())
+            if a is not None and b is not None]
+
+
 def speed_ratio(slower: dict[str, Any], faster: dict[str, Any]) -> float:
     """How many times faster the ``faster`` row of a speed run took than the ``slower`` one. Where
-    both ran in rounds (``sampling_speed.py --rounds``, ``round_seconds``), the median of the
-    rounds' own ratios: two paths of one round ran minutes apart, so the machine's drift in speed,
-    which moves whole rounds, moves their ratio much less. Otherwise the ratio of their times."""
-    pairs = [(a, b) for a, b in zip(slower.get("round_seconds") or (), faster.get("round_seconds") or ())
-             if a is not None and b is not None]
-    if pairs:
-        return statistics.median(a / b for a, b in pairs)
-    return slower["seconds"] / faster["seconds"]
+    both ran in rounds, the median of the rounds' own ratios (``round_ratios``): two paths of one
+    round ran minutes apart, not a whole run apart, so the machine's drift in speed moves their
+    ratio much less. Otherwise the ratio of their times."""
+    ratios = round_ratios(slower, faster)
+    return statistics.median(ratios) if ratios else slower["seconds"] / faster["seconds"]
+
+
+def _ratio_cell(slower: dict[str, Any], faster: dict[str, Any], figure: Figures) -> str:
+    """``speed_ratio`` as a cell, with the lowest and highest round's ratio where it ran in rounds."""
+    cell = figure(f"{speed_ratio(slower, faster):.2f}") + "x"
+    ratios = round_ratios(slower, faster)
+    if len(ratios) > 1 and slower is not faster:
+        cell += " (" + figure(f"{min(ratios):.2f}") + "–" + figure(f"{max(ratios):.2f}") + ")"
+    return cell
 
 
 def sampling_speed(data: dict[str, Any], figure: Figures) -> list[str]:
@@ -242,7 +256,8 @@ def sampling_speed(data: dict[str, Any], figure: Figures) -> list[str]:
     rounds = data.get("rounds", 1)
     if rounds > 1:
         timing += (f", the median of {rounds} rounds (every path once a round, in reverse order every other round; "
-                   "the ratios are the median of each round's own ratio, and the peak RSS the highest of the rounds)")
+                   "the ratios are the median of each round's own ratio, with the lowest and the highest in brackets, and the "
+                   "peak RSS the highest of the rounds)")
     lines = heading(data, f"Sampling speed, {timing}; torch {data['torch']}{kernel_limit(data.get('isa'))}; matmul peak {peaks} "
                           "(the higher of the start and the end of the run)")
     # Context reuse (a "+ctxN" path) is also compared with its path without it, when the run has both.
@@ -259,8 +274,7 @@ def sampling_speed(data: dict[str, Any], figure: Figures) -> list[str]:
             gflops, share = figure(f"{row['gflops']:,.0f}"), figure(f"{100 * row['fraction_of_peak']:.0f}")
             base = _without_reuse(row["path"])
             others = ["reference", "maskgit-torch", *([base if base != row["path"] else None] if reuse else [])]
-            ratios = [figure(f"{speed_ratio(by_path[other], row):.2f}") + "x" if other in by_path else "-"
-                      for other in others]
+            ratios = [_ratio_cell(by_path[other], row, figure) if other in by_path else "-" for other in others]
             rows.append([_speed_case(case) if index == 0 else "", f"`{row['path']}`", f"{seconds} s",
                          *([f"{first} s"] if warm else []), f"{transformer} / {decoder} s",
                          figure(f"{row['peak_rss_bytes'] / 1e9:.2f}") + " GB", f"{gflops} ({share} %)", *ratios])

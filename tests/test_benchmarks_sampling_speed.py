@@ -129,3 +129,23 @@ def test_a_ratio_of_rounds_is_the_median_of_each_rounds_own_ratio():
     slow["round_seconds"][1] = 80.0  # one round far off does not move the median of three
     assert speed_ratio(slow, fast) == 2.0
     assert speed_ratio(slow, {"seconds": 8.0}) == 20.0 / 8.0  # a row without rounds: the ratio of the times
+
+
+def test_a_table_of_rounds_gives_each_ratios_lowest_and_highest_round():
+    sampling_speed = load_script(SCRIPT.parent / "tables.py").sampling_speed
+
+    def row(path, rounds):
+        seconds = sorted(rounds)[1]
+        return {"path": path, "seconds": seconds, "first_call_s": seconds, "transformer_s": seconds - 1, "decoder_s": 1.0,
+                "peak_rss_bytes": 1e9, "gflops": 10.0, "fraction_of_peak": 0.5, "round_seconds": rounds}
+
+    data = {"repeats": 1, "rounds": 3, "matmul_peak_gflops": {"fp32": 100.0}, "torch": "2.13.0",
+            "provenance": {"device": "a CPU", "command": "python benchmarks/sampling_speed.py --rounds 3", "date": "today",
+                           "code_version": "abc"},
+            "cases": [{"model": "imagenet256", "size": 256, "batch": 8, "steps": 8,
+                       "paths": [row("maskgit-torch", [30.0, 20.0, 50.0]), row("int8", [10.0, 10.0, 25.0])]}]}
+    text = "\n".join(sampling_speed(data, lambda figure: figure))
+    assert "the median of 3 rounds" in text
+    # The rounds' ratios are 3, 2 and 2: their median, not the 3.00x of the median times (30 s / 10 s).
+    assert "| `int8` | 10.00 s |" in text and "| 2.00x (2.00–3.00) |" in text
+    assert "| 1.00x |" in text  # a path against itself has no spread to give

@@ -42,8 +42,8 @@ writes everything to a JSON file.
     python benchmarks/sampling_speed.py --threads 2 --rounds 3 --paths fp32 int8+ctx2g --maskgit-torch ../maskgit-torch --no-shipped
 
 ``--rounds N`` times every path N times, once a round, and reports each path's median round: the
-ratios between paths are then the median of each round's own ratio. This VM's speed drifts by a
-third within one run, which moves a ratio of two paths timed minutes apart far less than one of
+ratios between paths are then the median of each round's own ratio. The project's VM has drifted
+by a third within one run, which moves a ratio of two paths timed minutes apart far less than one of
 paths timed at either end of a run.
 
 ``--isa AVX2`` holds every library's kernels to AVX2 (``tables.ISA_LIMITS``): on a CPU with AVX-512
@@ -491,8 +491,7 @@ def main() -> None:
     memory = _physical_memory()
     report: dict[str, Any] = {"kind": "sampling-speed", "provenance": provenance(device_name(args.device, args.threads)),
                               "torch": torch.__version__, "repeats": args.repeats, "rounds": args.rounds, "matmul_peak_gflops": peaks,
-                              "cases": [],
-                              "isa": isa}
+                              "cases": [], "isa": isa}
     print(f"{report['provenance']['device']}, torch {torch.__version__} ({isa['cpu_capability']} kernels); "
           "matmul peak GFLOP/s: "
           + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items()))

@@ -221,14 +221,14 @@ def _without_reuse(path: str) -> str:
 
 def round_ratios(slower: dict[str, Any], faster: dict[str, Any]) -> list[float]:
     """Each round's own ratio of two rows of a speed run in rounds (``sampling_speed.py --rounds``,
-    ``round_seconds``): how many times faster ``faster`` took than ``slower`` in every round both
-    finished. Empty where either row has no rounds."""
+    ``round_seconds``): ``slower``'s time over ``faster``'s in every round both finished. Empty
+    where either row has no rounds."""
     return [a / b for a, b in zip(slower.get("round_seconds") or (), faster.get("round_seconds") or ())
             if a is not None and b is not None]
 
 
 def speed_ratio(slower: dict[str, Any], faster: dict[str, Any]) -> float:
-    """How many times faster the ``faster`` row of a speed run took than the ``slower`` one. Where
+    """How many times as fast the ``faster`` row of a speed run ran as the ``slower`` one. Where
     both ran in rounds, the median of the rounds' own ratios (``round_ratios``): two paths of one
     round ran minutes apart, not a whole run apart, so the machine's drift in speed moves their
     ratio much less. Otherwise the ratio of their times."""

@@ -42,9 +42,9 @@ writes everything to a JSON file.
     python benchmarks/sampling_speed.py --threads 2 --rounds 3 --paths fp32 int8+ctx2g --maskgit-torch ../maskgit-torch --no-shipped
 
 ``--rounds N`` times every path N times, once a round, and reports each path's median round: the
-ratios between paths are then the median of each round's own ratio. The project's VM has drifted
-by a third within one run, which moves a ratio of two paths timed minutes apart far less than one of
-paths timed at either end of a run.
+ratios between paths are then the median of each round's own ratio. A virtual machine's speed
+drifts, which moves a ratio of two paths timed minutes apart far less than one of paths timed at
+either end of a run.
 
 ``--isa AVX2`` holds every library's kernels to AVX2 (``tables.ISA_LIMITS``): on a CPU with AVX-512
 it stands in for one without AVX-512 and native bf16; the results file records the limit.

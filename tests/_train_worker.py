@@ -28,8 +28,7 @@ def main() -> None:
     if kill_at is not None:
         trainer.train(stop_at=kill_at)
         os.kill(os.getpid(), signal.SIGKILL)
-    # As the commands do: every rank waits for the others before leaving the group (a rank that
-    # tore its gloo connections down while rank 0 was still writing sometimes aborted at exit).
+    # As the commands do: every rank waits for the others before leaving the group.
     with trainer:
         trainer.train()
 

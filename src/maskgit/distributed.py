@@ -18,6 +18,15 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+# torch.distributed.nn's functions take `group=group.WORLD` as a default, evaluated when the module
+# is first imported (torch._dynamo imports it, and the optimizers import torch._dynamo lazily).
+# Imported after the group exists, they hold the group for good: destroy_process_group cannot free
+# it, its gloo threads live on into interpreter shutdown, and one that drops a tensor there aborts
+# the process ("terminate called without an active exception") after a run that had finished.
+# Imported here, before any group exists, the defaults are None.
+if dist.is_available():
+    import torch.distributed.nn  # noqa: F401
+
 from maskgit.devices import resolve_device
 
 __all__ = ["Distributed", "setup_distributed", "all_reduce_gradients"]
@@ -64,9 +73,9 @@ class Distributed:
 
     def close(self, wait: bool = False) -> None:
         """Leave the process group if this process created it. ``wait``: first wait until every
-        rank gets here. A rank that tore its gloo connections down while rank 0 was still writing
-        sometimes aborted at exit ("terminate called without an active exception"), so a run that
-        ends normally waits; one that ends with an error does not, since the others may never come.
+        rank gets here, so that the ranks leave together, once rank 0 has done what only it does
+        (writing, packing, reporting). A run that ends with an error does not wait, since the
+        others may never come.
         """
         if self.owns_group and dist.is_initialized():
             if wait:

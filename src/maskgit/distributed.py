@@ -21,9 +21,10 @@ from torch import nn
 # torch.distributed.nn's functions take `group=group.WORLD` as a default, evaluated when the module
 # is first imported (torch._dynamo imports it, and the optimizers import torch._dynamo lazily).
 # Imported after the group exists, they hold the group for good: destroy_process_group cannot free
-# it, its gloo threads live on into interpreter shutdown, and one that drops a tensor there aborts
-# the process ("terminate called without an active exception") after a run that had finished.
-# Imported here, before any group exists, the defaults are None.
+# it and its gloo threads live on into interpreter shutdown. One that releases a finished
+# collective's tensors there needs the GIL, and a finalizing Python ends such a thread inside C++,
+# which aborts the process ("terminate called without an active exception") after a run that had
+# finished. Imported here, before any group exists, the defaults are None.
 if dist.is_available():
     import torch.distributed.nn  # noqa: F401
 

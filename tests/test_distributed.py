@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 from pathlib import Path
 
@@ -38,14 +39,17 @@ def test_a_process_without_torchrun_runs_alone(monkeypatch):
         setup_distributed("potato")
 
 
-def _two_rank_worker(rank: int, port: int, out: str) -> None:
-    """One of two gloo processes: exercise every collective and save what this rank saw."""
-    import os
-
+def _join(rank: int, port: int) -> Distributed:
+    """Join a group of two gloo processes on the loopback interface as ``rank``, with one thread."""
     os.environ.update(WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port), GLOO_SOCKET_IFNAME="lo")
     torch.set_num_threads(1)
-    distributed = setup_distributed("cpu")
+    return setup_distributed("cpu")
+
+
+def _two_rank_worker(rank: int, port: int, out: str) -> None:
+    """One of two gloo processes: exercise every collective and save what this rank saw."""
+    distributed = _join(rank, port)
     try:
         model = torch.nn.Linear(2, 1)
         frozen = torch.nn.Parameter(torch.zeros(1), requires_grad=False)
@@ -90,12 +94,7 @@ def _gloo_threads() -> list[str]:
 def _leave_worker(rank: int, port: int, out: str) -> None:
     """One of two gloo processes: join, build an optimizer (which imports torch._dynamo and with
     it torch.distributed.nn), leave, and record the gloo threads alive before and after."""
-    import os
-
-    os.environ.update(WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port), GLOO_SOCKET_IFNAME="lo")
-    torch.set_num_threads(1)
-    distributed = setup_distributed("cpu")
+    distributed = _join(rank, port)
     torch.optim.Adam(torch.nn.Linear(2, 1).parameters())
     distributed.all_reduce_sum(torch.ones(1))
     joined = _gloo_threads()
